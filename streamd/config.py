@@ -1,0 +1,238 @@
+"""Typed configuration: pydantic models mirroring the YAML file.
+
+Unknown keys are rejected everywhere (`extra="forbid"`). `load_config` reports validation errors
+with the YAML line they come from.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from streamd.errors import ConfigError
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------- sources
+class FileSourceConfig(StrictModel):
+    type: Literal["file"] = "file"
+    path: Path = Field(description="Video file to read.")
+    loop: bool = Field(False, description="Start again at the end (soak runs).")
+    realtime: bool = Field(
+        False, description="Pace frames at their timestamps, as a live camera would deliver them."
+    )
+
+
+class RtspSourceConfig(StrictModel):
+    type: Literal["rtsp"] = "rtsp"
+    url: str = Field(description="rtsp:// URL of the camera.")
+    open_timeout_s: float = Field(5.0, gt=0, le=120, description="Give up opening after this long.")
+    read_timeout_s: float = Field(5.0, gt=0, le=120, description="A read stalled this long is a disconnect.")
+    reconnect_initial_s: float = Field(0.2, gt=0, le=60, description="First reconnect delay.")
+    reconnect_max_s: float = Field(10.0, gt=0, le=600, description="Longest reconnect delay.")
+
+    @field_validator("url")
+    @classmethod
+    def _rtsp_scheme(cls, url: str) -> str:
+        if not url.startswith(("rtsp://", "rtsps://")):
+            raise ValueError("must start with rtsp:// or rtsps://")
+        return url
+
+
+SourceConfig = Annotated[Union[FileSourceConfig, RtspSourceConfig], Field(discriminator="type")]
+
+
+# ---------------------------------------------------------------- detection
+class CenterFaceConfig(StrictModel):
+    type: Literal["centerface"] = "centerface"
+    input_width: int = Field(640, ge=64, le=4096, description="Inference width in pixels (multiple of 32).")
+    input_height: int = Field(360, ge=64, le=4096, description="Inference height in pixels (rounded up to 32).")
+    threshold: float = Field(0.4, gt=0, lt=1, description="Minimum face score.")
+    nms_iou: float = Field(0.3, gt=0, lt=1, description="IoU above which overlapping boxes are merged.")
+    providers: list[str] = Field(
+        default_factory=lambda: ["CPUExecutionProvider"], description="onnxruntime execution providers in order."
+    )
+    intra_op_threads: int = Field(0, ge=0, le=256, description="onnxruntime threads (0: library default).")
+
+
+class InsightFaceConfig(StrictModel):
+    type: Literal["insightface"] = "insightface"
+    model_dir: Path = Field(description="Folder of a local InsightFace model pack holding an SCRFD det_*.onnx.")
+    input_width: int = Field(640, ge=64, le=4096)
+    input_height: int = Field(640, ge=64, le=4096)
+    threshold: float = Field(0.5, gt=0, lt=1)
+    providers: list[str] = Field(default_factory=lambda: ["CPUExecutionProvider"])
+
+
+DetectorConfig = Annotated[Union[CenterFaceConfig, InsightFaceConfig], Field(discriminator="type")]
+
+
+# ---------------------------------------------------------------- tracking
+class TrackerConfig(StrictModel):
+    iou_match: float = Field(0.2, gt=0, lt=1, description="Minimum IoU to continue a track.")
+    max_missed_frames: int = Field(
+        12, ge=0, le=1000, description="Keep masking a lost face on its predicted box this many frames."
+    )
+    smoothing: float = Field(
+        0.5, ge=0, lt=1, description="Weight of the previous box and landmarks (0: no smoothing)."
+    )
+    detect_every: int = Field(
+        1, ge=1, le=30, description="Run the detector every N frames; frames between use predictions."
+    )
+
+
+# ---------------------------------------------------------------- anonymization
+class AnonymizerConfig(StrictModel):
+    method: Literal["blur", "mosaic", "solid"] = Field("blur", description="Replacement method.")
+    margin: float = Field(0.2, ge=0, le=1, description="Grow each face box by this share on every side.")
+    feather: float = Field(0.15, ge=0, le=0.5, description="Soft edge width as a share of the mask size.")
+    blur_strength: float = Field(
+        0.5, gt=0, le=2, description="Gaussian sigma as a share of the face box's shorter side (blur)."
+    )
+    mosaic_blocks: int = Field(8, ge=2, le=64, description="Blocks across the face (mosaic).")
+    solid_bgr: tuple[int, int, int] = Field((0, 0, 0), description="Fill colour as B, G, R (solid).")
+
+    @field_validator("solid_bgr")
+    @classmethod
+    def _bgr_range(cls, value: tuple[int, int, int]) -> tuple[int, int, int]:
+        if any(not 0 <= c <= 255 for c in value):
+            raise ValueError("each colour component must be between 0 and 255")
+        return value
+
+
+# ---------------------------------------------------------------- outputs
+class ZmqOutputConfig(StrictModel):
+    endpoint: str = Field(description="ZeroMQ endpoint to bind, for example tcp://127.0.0.1:5556.")
+    send_hwm: int = Field(32, ge=1, le=100000, description="Messages queued per subscriber before dropping.")
+    image_format: Literal["jpeg", "raw"] = Field("jpeg", description="How frames travel on the wire.")
+    jpeg_quality: int = Field(85, ge=10, le=100)
+    linger_ms: int = Field(500, ge=0, le=60000, description="How long close waits to flush pending messages.")
+
+
+class FileOutputConfig(StrictModel):
+    path: Path = Field(description="Output video (.mkv or .mp4).")
+    codec: Literal["libx264", "h264", "mpeg4"] = "libx264"
+    crf: int = Field(20, ge=0, le=51, description="x264 constant rate factor (lower is better quality).")
+    preset: Literal[
+        "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"
+    ] = "veryfast"
+
+    @field_validator("path")
+    @classmethod
+    def _container(cls, path: Path) -> Path:
+        if path.suffix.lower() not in (".mkv", ".mp4"):
+            raise ValueError("output video must end in .mkv or .mp4")
+        return path
+
+
+class OutputsConfig(StrictModel):
+    zmq: ZmqOutputConfig | None = None
+    file: FileOutputConfig | None = None
+
+
+# ---------------------------------------------------------------- pipeline and cameras
+class PipelineConfig(StrictModel):
+    queue_size: int = Field(8, ge=1, le=1024, description="Frames held between two stages.")
+    on_error: Literal["drop", "mask"] = Field(
+        "mask", description="A frame whose faces could not be processed is dropped, or blanked and sent."
+    )
+
+
+class CameraConfig(StrictModel):
+    id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Camera id, used in ZeroMQ topics.")
+    source: SourceConfig
+    detector: DetectorConfig = Field(default_factory=CenterFaceConfig)
+    tracker: TrackerConfig = Field(default_factory=TrackerConfig)
+    anonymizer: AnonymizerConfig = Field(default_factory=AnonymizerConfig)
+    outputs: OutputsConfig = Field(default_factory=OutputsConfig)
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+
+
+class StreamdConfig(StrictModel):
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    cameras: list[CameraConfig] = Field(min_length=1, description="Streams to process.")
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> "StreamdConfig":
+        seen: set[str] = set()
+        for camera in self.cameras:
+            if camera.id in seen:
+                raise ValueError(f"camera id {camera.id!r} is used twice")
+            seen.add(camera.id)
+        return self
+
+
+# ---------------------------------------------------------------- loading with line numbers
+def _node_lines(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> None:
+    out[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value
+            out[path + (key,)] = key_node.start_mark.line + 1
+            _node_lines(value_node, path + (key,), out)
+            out[path + (key,)] = key_node.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _node_lines(item, path + (index,), out)
+
+
+def _line_for(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> int | None:
+    """The YAML line of the deepest key on `loc` that exists in the file."""
+    keys = [k for k in loc if not (isinstance(k, str) and k in ("file", "rtsp", "centerface", "insightface"))]
+    for end in range(len(keys), -1, -1):
+        line = lines.get(tuple(keys[:end]))
+        if line is not None:
+            return line
+    return None
+
+
+def _describe(error: dict[str, Any]) -> str:
+    loc = ".".join(str(k) for k in error["loc"] if k not in ("file", "rtsp", "centerface", "insightface"))
+    message = error["msg"]
+    if error["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif error["type"] == "missing":
+        message = "required key is missing"
+    return f"{loc or '(top level)'}: {message}"
+
+
+def parse_config(text: str, source_name: str = "<config>") -> StreamdConfig:
+    """Validate YAML text; raise ConfigError naming the file, line and problem."""
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source_name}:{mark.line + 1}" if mark else source_name
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{where}: not valid YAML: {problem}") from None
+    if root is None or data is None:
+        raise ConfigError(f"{source_name}: the file is empty")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source_name}:{root.start_mark.line + 1}: the top level must be a mapping of keys")
+    lines: dict[tuple[Any, ...], int] = {}
+    _node_lines(root, (), lines)
+    try:
+        return StreamdConfig.model_validate(data)
+    except ValidationError as exc:
+        first, *rest = exc.errors()
+        line = _line_for(tuple(first["loc"]), lines)
+        where = f"{source_name}:{line}" if line else source_name
+        more = f" (and {len(rest)} more problem{'s' if len(rest) > 1 else ''})" if rest else ""
+        raise ConfigError(f"{where}: {_describe(first)}{more}") from None
+
+
+def load_config(path: Path) -> StreamdConfig:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc}") from None
+    return parse_config(text, str(path))
