@@ -1,0 +1,17 @@
+"""Per-face anonymizers behind one interface; `build_anonymizer` picks one by `method`."""
+
+from __future__ import annotations
+
+from streamd.anonymize.base import FaceAnonymizer
+from streamd.config import AnonymizerConfig
+
+
+def build_anonymizer(config: AnonymizerConfig) -> FaceAnonymizer:
+    if config.method in ("blur", "mosaic", "solid"):
+        from streamd.anonymize.classical import RegionAnonymizer
+
+        return RegionAnonymizer(config)
+    raise ValueError(f"unknown anonymization method {config.method!r}")
+
+
+__all__ = ["FaceAnonymizer", "build_anonymizer"]

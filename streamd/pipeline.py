@@ -1,0 +1,279 @@
+"""One stream's loop: decode -> detect and track -> anonymize -> sinks, overlapped in threads.
+
+Stages are joined by bounded queues. A live source never blocks: when the first queue is full the
+newest frame is dropped and counted. A file source blocks instead (back-pressure), so no frame is
+lost. A frame whose faces could not be processed is never passed on as it came in: it is blanked
+(`on_error: mask`) or dropped (`on_error: drop`) and counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from streamd.anonymize.base import FaceAnonymizer
+from streamd.config import CameraConfig
+from streamd.detect.base import FaceDetector
+from streamd.ingest import FrameSource
+from streamd.sinks import FrameSink
+from streamd.stats import PipelineStats
+from streamd.track import FaceTracker
+from streamd.types import AnonymizedFrame, TrackedFace, VideoFrame
+
+logger = logging.getLogger(__name__)
+
+QUEUE_POLL_S = 0.1
+
+
+class _EndOfStream:
+    """Queue marker: no more items follow."""
+
+
+END = _EndOfStream()
+
+
+@dataclass
+class _TrackedItem:
+    frame: VideoFrame
+    faces: list[TrackedFace]
+    started: list[int]
+    ended: list[int]
+    failure: str | None = None
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+
+def masked_frame(bgr: np.ndarray) -> np.ndarray:
+    """What a frame that failed processing becomes: nothing of the picture survives."""
+    return np.zeros_like(bgr)
+
+
+class StreamPipeline:
+    """Runs one camera's stages until the source ends, `stop()` is called, or a stage fails."""
+
+    def __init__(
+        self,
+        camera: CameraConfig,
+        source: FrameSource,
+        detector: FaceDetector,
+        anonymizer: FaceAnonymizer,
+        sinks: Sequence[FrameSink],
+        stats: PipelineStats | None = None,
+        on_frame: Callable[[AnonymizedFrame], None] | None = None,
+    ) -> None:
+        self.camera = camera
+        self.source = source
+        self.detector = detector
+        self.anonymizer = anonymizer
+        self.sinks = list(sinks)
+        self.stats = stats or PipelineStats()
+        self._on_frame = on_frame
+        self._tracker = FaceTracker(camera.tracker)
+        self._stop = threading.Event()
+        self._failure: BaseException | None = None
+        self._failure_lock = threading.Lock()
+        size = camera.pipeline.queue_size
+        self._decoded: queue.Queue = queue.Queue(maxsize=size)
+        self._tracked: queue.Queue = queue.Queue(maxsize=size)
+        self._anonymized: queue.Queue = queue.Queue(maxsize=size)
+        self._log = logger.getChild(camera.id)
+
+    # ------------------------------------------------------------ control
+    def stop(self) -> None:
+        """Ask every stage to finish; `run` then returns after the sinks are finished."""
+        self._stop.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def _fail(self, stage: str, exc: BaseException) -> None:
+        with self._failure_lock:
+            if self._failure is None:
+                self._failure = exc
+                self._log.error("stage %s failed: %s", stage, exc)
+        self._stop.set()
+
+    def _put(self, target: queue.Queue, item: object) -> bool:
+        """Blocking put that gives up when the pipeline is stopping; True if the item was queued."""
+        while True:
+            try:
+                target.put(item, timeout=QUEUE_POLL_S)
+                return True
+            except queue.Full:
+                if self._failure is not None:
+                    return False
+
+    def _items(self, source: queue.Queue) -> Iterator[object]:
+        while True:
+            try:
+                item = source.get(timeout=QUEUE_POLL_S)
+            except queue.Empty:
+                if self._failure is not None:
+                    return
+                continue
+            if item is END:
+                return
+            yield item
+
+    # ------------------------------------------------------------ stages
+    def _decode_stage(self) -> None:
+        frames = self.source.frames()
+        try:
+            while not self._stop.is_set():
+                started = time.perf_counter()
+                try:
+                    frame = next(frames)
+                except StopIteration:
+                    break
+                self.stats.add_stage_time("decode", time.perf_counter() - started)
+                self.stats.count_frame_in()
+                if self.source.is_live:
+                    try:
+                        self._decoded.put_nowait(frame)
+                    except queue.Full:
+                        self.stats.count_drop("queue_full")
+                elif not self._put(self._decoded, frame):
+                    break
+        finally:
+            frames.close()
+            self._put(self._decoded, END)
+
+    def _analyze_stage(self) -> None:
+        detect_every = self.camera.tracker.detect_every
+        try:
+            for frame in self._items(self._decoded):
+                assert isinstance(frame, VideoFrame)
+                failure = None
+                detections = None
+                stage_seconds: dict[str, float] = {}
+                if frame.index % detect_every == 0:
+                    started = time.perf_counter()
+                    try:
+                        detections = self.detector.detect(frame.bgr)
+                    except Exception as exc:  # a model error on one frame fails that frame closed
+                        failure = f"detector: {exc}"
+                        self.stats.count_error("detector")
+                        self._log.warning("detector failed on frame %d: %s", frame.index, exc)
+                    stage_seconds["detect"] = time.perf_counter() - started
+                    self.stats.add_stage_time("detect", stage_seconds["detect"])
+                started = time.perf_counter()
+                update = self._tracker.update(detections, frame_wh=frame.resolution_wh)
+                stage_seconds["track"] = time.perf_counter() - started
+                self.stats.add_stage_time("track", stage_seconds["track"])
+                self.stats.count_tracks_started(len(update.started))
+                item = _TrackedItem(frame, update.faces, update.started, update.ended, failure, stage_seconds)
+                if not self._put(self._tracked, item):
+                    return
+            ended = self._tracker.flush()
+            if ended:
+                self._put(self._tracked, ended)
+        finally:
+            self._put(self._tracked, END)
+
+    def _anonymize_one(self, item: _TrackedItem) -> AnonymizedFrame | None:
+        for track_id in item.started:
+            self.anonymizer.start_track(track_id)
+        failure = item.failure
+        bgr = None
+        if failure is None:
+            started = time.perf_counter()
+            try:
+                bgr = self.anonymizer.apply(item.frame.bgr, item.faces)
+            except Exception as exc:  # fail closed: this frame is not sent as it came in
+                failure = f"anonymizer: {exc}"
+                self.stats.count_error("anonymizer")
+                self._log.warning("anonymizer failed on frame %d: %s", item.frame.index, exc)
+            item.stage_seconds["anonymize"] = time.perf_counter() - started
+            self.stats.add_stage_time("anonymize", item.stage_seconds["anonymize"])
+        for track_id in item.ended:
+            self.anonymizer.end_track(track_id)
+        status = "ok"
+        if failure is not None:
+            if self.camera.pipeline.on_error == "drop":
+                self.stats.count_drop("processing_error")
+                return None
+            bgr = masked_frame(item.frame.bgr)
+            status = "masked"
+        return AnonymizedFrame(
+            frame=item.frame,
+            bgr=bgr,
+            faces=item.faces,
+            method=self.anonymizer.method,
+            status=status,
+            started=item.started,
+            ended=item.ended,
+            stage_seconds=item.stage_seconds,
+        )
+
+    def _anonymize_stage(self) -> None:
+        try:
+            for item in self._items(self._tracked):
+                if isinstance(item, list):  # track ids ended by the end of the stream
+                    for track_id in item:
+                        self.anonymizer.end_track(track_id)
+                    if not self._put(self._anonymized, item):
+                        return
+                    continue
+                assert isinstance(item, _TrackedItem)
+                anonymized = self._anonymize_one(item)
+                if anonymized is not None and not self._put(self._anonymized, anonymized):
+                    return
+        finally:
+            self._put(self._anonymized, END)
+
+    def _output_stage(self) -> None:
+        for item in self._items(self._anonymized):
+            if isinstance(item, list):
+                for sink in self.sinks:
+                    sink.end_tracks(item)
+                continue
+            assert isinstance(item, AnonymizedFrame)
+            for sink in self.sinks:
+                started = time.perf_counter()
+                sink.write(item)
+                self.stats.add_stage_time(sink.stage, time.perf_counter() - started)
+            predicted = sum(1 for face in item.faces if not face.detected)
+            latency = max(0.0, time.time() - item.frame.wallclock)
+            self.stats.count_output(len(item.faces), predicted, item.status != "ok", latency)
+            if self._on_frame is not None:
+                self._on_frame(item)
+
+    # ------------------------------------------------------------ run
+    def _guarded(self, name: str, body: Callable[[], None]) -> Callable[[], None]:
+        def target() -> None:
+            try:
+                body()
+            except BaseException as exc:  # any stage failure stops the whole stream
+                self._fail(name, exc)
+
+        return target
+
+    def run(self) -> PipelineStats:
+        """Process the stream to its end. Raises the first stage failure after aborting the sinks."""
+        stages = {
+            "decode": self._decode_stage,
+            "analyze": self._analyze_stage,
+            "anonymize": self._anonymize_stage,
+        }
+        threads = [
+            threading.Thread(target=self._guarded(name, body), name=f"{self.camera.id}-{name}", daemon=True)
+            for name, body in stages.items()
+        ]
+        for thread in threads:
+            thread.start()
+        self._guarded("output", self._output_stage)()
+        for thread in threads:
+            thread.join()
+        if self._failure is not None:
+            for sink in self.sinks:
+                sink.abort()
+            raise self._failure
+        for sink in self.sinks:
+            sink.finish()
+        return self.stats
