@@ -113,6 +113,14 @@ class ZmqOutputConfig(StrictModel):
     image_format: Literal["jpeg", "raw"] = Field("jpeg", description="How frames travel on the wire.")
     jpeg_quality: int = Field(85, ge=10, le=100)
     linger_ms: int = Field(500, ge=0, le=60000, description="How long close waits to flush pending messages.")
+    count_drops: bool = Field(
+        True,
+        description=(
+            "True: when any subscriber's queue is full the frame is refused for all subscribers and counted "
+            "(ZMQ_XPUB_NODROP). False: ZeroMQ drops silently for the slow subscriber only; drops then show "
+            "only as frame_index gaps at that subscriber."
+        ),
+    )
 
 
 class FileOutputConfig(StrictModel):
@@ -176,30 +184,56 @@ def _node_lines(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...
             key = key_node.value
             out[path + (key,)] = key_node.start_mark.line + 1
             _node_lines(value_node, path + (key,), out)
-            out[path + (key,)] = key_node.start_mark.line + 1
+            out[path + (key,)] = key_node.start_mark.line + 1  # the key's line, not its value's
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             _node_lines(item, path + (index,), out)
 
 
-def _line_for(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> int | None:
-    """The YAML line of the deepest key on `loc` that exists in the file."""
-    keys = [k for k in loc if not (isinstance(k, str) and k in ("file", "rtsp", "centerface", "insightface"))]
-    for end in range(len(keys), -1, -1):
-        line = lines.get(tuple(keys[:end]))
+def yaml_path(loc: tuple[Any, ...], data: Any, error_type: str) -> tuple[Any, ...]:
+    """The part of a pydantic error location that exists in the YAML document.
+
+    Pydantic inserts the tag of a discriminated union (`file`, `rtsp`, ...) into locations; those
+    steps are not keys of the document and are skipped. An invalid tag points at its `type` key.
+    """
+    path: list[Any] = []
+    node = data
+    for step in loc:
+        if isinstance(node, dict) and step in node:
+            node = node[step]
+        elif isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node):
+            node = node[step]
+        elif isinstance(node, dict) and isinstance(step, str) and error_type != "extra_forbidden":
+            if step in ("file", "rtsp", "centerface", "insightface") and node.get("type") == step:
+                continue
+            path.append(step)
+            break
+        else:
+            path.append(step)
+            break
+        path.append(step)
+    if error_type == "union_tag_invalid" and isinstance(node, dict) and "type" in node:
+        path.append("type")
+    return tuple(path)
+
+
+def _line_for(path: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> int | None:
+    """The YAML line of the deepest key on `path` that exists in the file."""
+    for end in range(len(path), -1, -1):
+        line = lines.get(tuple(path[:end]))
         if line is not None:
             return line
     return None
 
 
-def _describe(error: dict[str, Any]) -> str:
-    loc = ".".join(str(k) for k in error["loc"] if k not in ("file", "rtsp", "centerface", "insightface"))
+def _describe(path: tuple[Any, ...], error: dict[str, Any]) -> str:
+    where = ".".join(str(k) for k in path)
     message = error["msg"]
     if error["type"] == "extra_forbidden":
         message = "unknown key"
     elif error["type"] == "missing":
         message = "required key is missing"
-    return f"{loc or '(top level)'}: {message}"
+    return f"{where or '(top level)'}: {message}"
 
 
 def parse_config(text: str, source_name: str = "<config>") -> StreamdConfig:
@@ -222,10 +256,11 @@ def parse_config(text: str, source_name: str = "<config>") -> StreamdConfig:
         return StreamdConfig.model_validate(data)
     except ValidationError as exc:
         first, *rest = exc.errors()
-        line = _line_for(tuple(first["loc"]), lines)
+        path = yaml_path(tuple(first["loc"]), data, first["type"])
+        line = _line_for(path, lines)
         where = f"{source_name}:{line}" if line else source_name
         more = f" (and {len(rest)} more problem{'s' if len(rest) > 1 else ''})" if rest else ""
-        raise ConfigError(f"{where}: {_describe(first)}{more}") from None
+        raise ConfigError(f"{where}: {_describe(path, first)}{more}") from None
 
 
 def load_config(path: Path) -> StreamdConfig:

@@ -1,0 +1,57 @@
+"""Wiring: turn one camera's configuration into a running pipeline and release everything after."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+
+from streamd.anonymize import build_anonymizer
+from streamd.config import CameraConfig
+from streamd.detect import build_detector
+from streamd.file_sink import VideoFileSink
+from streamd.ingest import FrameSource, open_source
+from streamd.pipeline import StreamPipeline
+from streamd.sinks import FrameSink
+from streamd.stats import PipelineStats
+from streamd.types import AnonymizedFrame
+
+logger = logging.getLogger(__name__)
+
+
+def build_sinks(camera: CameraConfig, source: FrameSource) -> list[FrameSink]:
+    sinks: list[FrameSink] = []
+    if camera.outputs.file is not None:
+        sinks.append(VideoFileSink(camera.outputs.file, source.time_base, source.average_rate))
+    if camera.outputs.zmq is not None:
+        from streamd.zmq_sink import ZmqSink
+
+        sinks.append(ZmqSink(camera.outputs.zmq, camera.id))
+    return sinks
+
+
+@contextlib.contextmanager
+def open_stream(
+    camera: CameraConfig,
+    on_frame: Callable[[AnonymizedFrame], None] | None = None,
+    extra_sinks: list[FrameSink] | None = None,
+    stats: PipelineStats | None = None,
+) -> Iterator[StreamPipeline]:
+    """Open source, detector, anonymizer and sinks for `camera`; close them all on exit.
+
+    The model and the source are opened before any output, so a missing model or an unreadable
+    input fails before anything is written.
+    """
+    with contextlib.ExitStack() as stack:
+        detector = build_detector(camera.detector)
+        stack.callback(detector.close)
+        anonymizer = build_anonymizer(camera.anonymizer)
+        stack.callback(anonymizer.close)
+        source = open_source(camera.source)
+        stack.callback(source.close)
+        sinks = build_sinks(camera, source) + list(extra_sinks or [])
+        for sink in sinks:
+            closer = getattr(sink, "close", None)
+            if closer is not None:
+                stack.callback(closer)
+        yield StreamPipeline(camera, source, detector, anonymizer, sinks, stats=stats, on_frame=on_frame)

@@ -1,0 +1,216 @@
+"""The `streamd` command line. The only module that prints."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from streamd import __version__
+from streamd.config import AnonymizerConfig, CameraConfig, FileSourceConfig, StreamdConfig, load_config
+from streamd.errors import StreamdError
+
+logger = logging.getLogger("streamd")
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _progress(total: int | None, unit: str, description: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit=unit, desc=description, disable=None, leave=False, file=sys.stderr)
+
+
+# ---------------------------------------------------------------- commands
+def cmd_validate_config(args: argparse.Namespace) -> int:
+    config = load_config(args.file)
+    print(f"{args.file}: ok ({len(config.cameras)} camera{'s' if len(config.cameras) != 1 else ''}: "
+          f"{', '.join(camera.id for camera in config.cameras)})")
+    return 0
+
+
+def _one_shot_camera(args: argparse.Namespace) -> CameraConfig:
+    if args.config is not None:
+        config = load_config(args.config)
+        camera = config.cameras[0]
+    else:
+        camera = CameraConfig(id="oneshot", source=FileSourceConfig(path=args.input))
+    if args.method is not None:
+        anonymizer = AnonymizerConfig.model_validate({**camera.anonymizer.model_dump(), "method": args.method})
+        camera = camera.model_copy(update={"anonymizer": anonymizer})
+    return camera
+
+
+def cmd_anonymize(args: argparse.Namespace) -> int:
+    from streamd.oneshot import anonymize_path
+
+    camera = _one_shot_camera(args)
+    with _progress(None, "frame", "anonymizing") as progress:
+        result = anonymize_path(args.input, args.output, camera, progress)
+    for path, reason in result.failures.items():
+        print(f"streamd: skipped {path}: {reason}", file=sys.stderr)
+    if result.kind == "video" and result.stats is not None:
+        snapshot = result.stats.snapshot()
+        print(f"{args.output}: {snapshot['frames_out']} frames, {snapshot['faces_out']} faces masked "
+              f"({camera.anonymizer.method}), {snapshot['fps']:.1f} fps")
+        if snapshot["frames_masked"]:
+            print(f"streamd: {snapshot['frames_masked']} frames failed processing and were blanked", file=sys.stderr)
+            return 1
+    else:
+        print(f"{args.output}: {len(result.files_written)} images written, {result.faces} faces masked "
+              f"({camera.anonymizer.method})")
+    return 1 if result.failures else 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from streamd.demo import run_demo
+
+    summary = run_demo(args.output, method=args.method, seconds=args.seconds)
+    print(f"demo clip:      {summary.input_clip}")
+    print(f"anonymized:     {summary.output_clip}")
+    print(f"contact sheet:  {summary.contact_sheet}")
+    print(f"frames:         {summary.frames_out} of {summary.frames_in}")
+    print(f"faces:          {summary.truth_faces_covered} of {summary.truth_faces} ground-truth faces masked "
+          f"({summary.faces_masked_on_prediction} on predicted boxes), {summary.tracks} tracks")
+    print(f"speed:          {summary.fps:.1f} fps end to end, latency p50 {summary.latency_p50_ms:.0f} ms, "
+          f"p95 {summary.latency_p95_ms:.0f} ms")
+    print(f"summary:        {args.output / 'summary.json'}")
+    return 0 if summary.truth_faces_covered == summary.truth_faces else 1
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from streamd.app import open_stream
+
+    config = load_config(args.config)
+    cameras = [camera for camera in config.cameras if args.camera is None or camera.id in args.camera]
+    if not cameras:
+        raise StreamdError(f"no camera named {', '.join(args.camera)} in {args.config}")
+    logging.getLogger().setLevel(config.log_level)
+    failures: dict[str, BaseException] = {}
+    pipelines = []
+    stopping = threading.Event()
+
+    def run_one(camera: CameraConfig) -> None:
+        try:
+            with open_stream(camera) as pipeline:
+                pipelines.append(pipeline)
+                if stopping.is_set():
+                    pipeline.stop()
+                stats = pipeline.run().snapshot()
+                logger.info("camera %s finished: %d frames, %d faces", camera.id, stats["frames_out"], stats["faces_out"])
+        except BaseException as exc:  # one camera's failure is reported, the others go on
+            failures[camera.id] = exc
+
+    def request_stop(signum: int, _frame: object) -> None:
+        logger.info("signal %d: stopping", signum)
+        stopping.set()
+        for pipeline in list(pipelines):
+            pipeline.stop()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    threads = [threading.Thread(target=run_one, args=(camera,), name=f"camera-{camera.id}") for camera in cameras]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        while thread.is_alive():
+            thread.join(timeout=0.5)
+    for camera_id, exc in failures.items():
+        print(f"streamd: camera {camera_id}: {exc}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    from streamd.tail import format_stats, tail
+
+    tail(args.endpoint, duration_s=args.seconds, max_messages=args.count,
+         on_stats=lambda stats: print(format_stats(stats), flush=True))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from streamd.bench import format_bench_table, run_bench
+
+    report = run_bench(args.input, method=args.method, baseline=args.baseline, out_path=args.output,
+                       config_path=args.config, work_dir=args.work_dir)
+    print(format_bench_table(report))
+    print(f"written to {args.output}")
+    return 0
+
+
+# ---------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="streamd", description="Reversible face anonymization for camera streams.")
+    parser.add_argument("--version", action="version", version=f"streamd {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the cameras of a config file")
+    run.add_argument("config", type=Path)
+    run.add_argument("--camera", action="append", help="run only this camera id (repeatable)")
+    run.set_defaults(handler=cmd_run)
+
+    validate = commands.add_parser("validate-config", help="check a config file and point at the bad line")
+    validate.add_argument("file", type=Path)
+    validate.set_defaults(handler=cmd_validate_config)
+
+    anonymize = commands.add_parser("anonymize", help="anonymize a video, an image or a folder of images")
+    anonymize.add_argument("input", type=Path)
+    anonymize.add_argument("-o", "--output", type=Path, required=True)
+    anonymize.add_argument("--method", choices=["blur", "mosaic", "solid"])
+    anonymize.add_argument("--config", type=Path, help="take detector, tracker and anonymizer settings from "
+                           "the first camera of this file")
+    anonymize.set_defaults(handler=cmd_anonymize)
+
+    demo = commands.add_parser("demo", help="build a demo clip from bundled faces and anonymize it")
+    demo.add_argument("-o", "--output", type=Path, default=Path("demo-output"))
+    demo.add_argument("--method", choices=["blur", "mosaic", "solid"], default="blur")
+    demo.add_argument("--seconds", type=float, default=4.0, help="length of the demo clip")
+    demo.set_defaults(handler=cmd_demo)
+
+    tail = commands.add_parser("tail", help="subscribe to a stream and print per-second stats")
+    tail.add_argument("endpoint")
+    tail.add_argument("--seconds", type=float, help="stop after this long")
+    tail.add_argument("--count", type=int, help="stop after this many messages")
+    tail.set_defaults(handler=cmd_tail)
+
+    bench = commands.add_parser("bench", help="measure end-to-end speed and per-stage latency")
+    bench.add_argument("input", type=Path, nargs="?", help="video to run (default: the demo clip)")
+    bench.add_argument("--method", choices=["blur", "mosaic", "solid"], default="blur")
+    bench.add_argument("--baseline", choices=["deface"], help="also run this tool on the same clip")
+    bench.add_argument("--config", type=Path, help="take settings from the first camera of this file")
+    bench.add_argument("-o", "--output", type=Path, default=Path("bench.json"))
+    bench.add_argument("--work-dir", type=Path, default=Path("bench-output"))
+    bench.set_defaults(handler=cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if not args.debug:
+        logging.getLogger().setLevel(logging.WARNING)
+    try:
+        return args.handler(args)
+    except StreamdError as exc:
+        if args.debug:
+            raise
+        print(f"streamd: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("streamd: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
