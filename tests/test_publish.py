@@ -1,0 +1,166 @@
+"""ZmqPublisher over real ZeroMQ on loopback: delivery, header, drop counting, bind errors."""
+
+from __future__ import annotations
+
+import time
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import zmq
+
+from streamd.config import ZmqOutputConfig
+from streamd.errors import SinkError
+from streamd.protocol import decode_event, decode_frame_message
+from streamd.publish import ZmqPublisher
+from streamd.types import AnonymizedFrame, TrackedFace, VideoFrame
+
+CAMERA = "cam1"
+
+
+def make_anonymized(index: int, height: int = 48, width: int = 64) -> AnonymizedFrame:
+    bgr = np.full((height, width, 3), index % 256, np.uint8)
+    frame = VideoFrame(bgr=bgr, index=index, pts=index * 512, time_base=Fraction(1, 12800), wallclock=time.time())
+    face = TrackedFace(
+        track_id=1,
+        xyxy=np.array([4.0, 5.0, 20.0, 30.0], np.float32),
+        kps5=np.full((5, 2), 10.0, np.float32),
+        score=0.9,
+        detected=True,
+        age_frames=index,
+    )
+    return AnonymizedFrame(frame=frame, bgr=bgr, faces=[face], method="mosaic")
+
+
+def subscriber(context: zmq.Context, endpoint: str, rcvhwm: int = 1000) -> zmq.Socket:
+    socket = context.socket(zmq.SUB)
+    socket.setsockopt(zmq.RCVHWM, rcvhwm)
+    socket.setsockopt(zmq.LINGER, 0)
+    socket.setsockopt(zmq.SUBSCRIBE, b"frame.")
+    socket.setsockopt(zmq.SUBSCRIBE, b"event.")
+    socket.connect(endpoint)
+    return socket
+
+
+def wait_until_subscribed(publisher: ZmqPublisher, socket: zmq.Socket, timeout_s: float = 5.0) -> None:
+    """Publish stream_up events until the subscriber gets one (ZeroMQ subscriptions travel asynchronously)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        publisher.publish_event(publisher.make_event("stream_up", details={"width": 64, "height": 48}))
+        if socket.poll(20):
+            event = decode_event(socket.recv_multipart())
+            assert event["type"] == "stream_up"
+            while socket.poll(20):
+                socket.recv_multipart()
+            return
+    raise AssertionError("subscription did not arrive")
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("image_format", ["jpeg", "raw"])
+def test_subscriber_that_keeps_up_receives_every_frame(image_format: str) -> None:
+    config = ZmqOutputConfig(endpoint="tcp://127.0.0.1:*", image_format=image_format, send_hwm=1000)
+    context = zmq.Context()
+    with ZmqPublisher(config, CAMERA) as publisher:
+        socket = subscriber(context, publisher.endpoint)
+        wait_until_subscribed(publisher, socket)
+        received = []
+        for index in range(200):
+            assert publisher.publish_frame(make_anonymized(index))
+            while socket.poll(0):
+                received.append(decode_frame_message(socket.recv_multipart()))
+        publisher.publish_event(publisher.make_event("track_end", track_id=1, frame_index=199))
+        deadline = time.monotonic() + 5
+        events = []
+        while time.monotonic() < deadline and not events:
+            if socket.poll(50):
+                parts = socket.recv_multipart()
+                if parts[0].startswith(b"event."):
+                    events.append(decode_event(parts))
+                else:
+                    received.append(decode_frame_message(parts))
+        assert publisher.sent == 200 and publisher.dropped == 0
+    socket.close()
+    context.term()
+    assert [header["frame_index"] for header, _, _ in received] == list(range(200))
+    header, bgr, extras = received[10]
+    assert header["camera"] == CAMERA and header["stream_epoch"] == publisher.stream_epoch
+    assert header["pts"] == 10 * 512 and header["time_base"] == "1/12800"
+    assert header["method"] == "mosaic" and header["image"]["format"] == image_format
+    assert header["faces"][0]["track_id"] == 1 and header["faces"][0]["xyxy"] == [4.0, 5.0, 20.0, 30.0]
+    assert bgr.shape == (48, 64, 3) and extras == []
+    assert events[0]["type"] == "track_end" and events[0]["track_id"] == 1
+
+
+@pytest.mark.timeout(30)
+def test_stalled_subscriber_drops_are_counted_and_publish_never_blocks() -> None:
+    config = ZmqOutputConfig(endpoint="tcp://127.0.0.1:*", image_format="raw", send_hwm=8)
+    context = zmq.Context()
+    attempts = 600
+    with ZmqPublisher(config, CAMERA) as publisher:
+        stalled = subscriber(context, publisher.endpoint, rcvhwm=8)
+        wait_until_subscribed(publisher, stalled)
+        slowest_s = 0.0
+        started = time.monotonic()
+        for index in range(attempts):
+            before = time.monotonic()
+            publisher.publish_frame(make_anonymized(index, height=240, width=320))
+            slowest_s = max(slowest_s, time.monotonic() - before)
+        elapsed = time.monotonic() - started
+        assert publisher.dropped > 0
+        assert publisher.sent + publisher.dropped == attempts
+        assert slowest_s < 0.5
+        assert elapsed < 10
+        # Events wait in order for room instead of being lost at the first refusal.
+        assert publisher.publish_event(publisher.make_event("track_start", track_id=2, frame_index=attempts)) is False
+        assert publisher.pending_events == 1
+        received_frames = 0
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and received_frames < publisher.sent:
+            if stalled.poll(50):
+                stalled.recv_multipart()
+                received_frames += 1
+        assert received_frames == publisher.sent
+        publisher.publish_frame(make_anonymized(attempts, height=240, width=320))
+        assert publisher.pending_events == 0 and publisher.events_sent >= 2
+    stalled.close()
+    context.term()
+
+
+@pytest.mark.timeout(20)
+def test_without_count_drops_zeromq_drops_silently_for_the_slow_subscriber() -> None:
+    config = ZmqOutputConfig(endpoint="tcp://127.0.0.1:*", image_format="raw", send_hwm=8, count_drops=False)
+    context = zmq.Context()
+    with ZmqPublisher(config, CAMERA) as publisher:
+        stalled = subscriber(context, publisher.endpoint, rcvhwm=8)
+        wait_until_subscribed(publisher, stalled)
+        for index in range(600):
+            assert publisher.publish_frame(make_anonymized(index, height=240, width=320))
+        assert publisher.dropped == 0
+        received = []
+        while stalled.poll(200):
+            header, _, _ = decode_frame_message(stalled.recv_multipart())
+            received.append(header["frame_index"])
+        assert 0 < len(received) < 600
+    stalled.close()
+    context.term()
+
+
+def test_bind_failure_is_a_sink_error() -> None:
+    config = ZmqOutputConfig(endpoint="tcp://127.0.0.1:*")
+    with ZmqPublisher(config, CAMERA) as first:
+        taken = ZmqOutputConfig(endpoint=first.endpoint)
+        with pytest.raises(SinkError, match="cannot bind ZeroMQ endpoint .*Address already in use"):
+            ZmqPublisher(taken, CAMERA)
+    with pytest.raises(SinkError, match="cannot bind"):
+        ZmqPublisher(ZmqOutputConfig(endpoint="nonsense://x"), CAMERA)
+
+
+def test_ipc_endpoint_and_close_twice(tmp_path) -> None:
+    config = ZmqOutputConfig(endpoint=f"ipc://{tmp_path}/streamd.sock", linger_ms=0)
+    publisher = ZmqPublisher(config, CAMERA)
+    assert publisher.endpoint.startswith("ipc://")
+    publisher.close()
+    publisher.close()
+    with pytest.raises(SinkError, match="closed"):
+        publisher.publish_frame(make_anonymized(0))
