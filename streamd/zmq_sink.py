@@ -1,0 +1,54 @@
+"""ZeroMQ sink: frames and the stream's events (stream up/down, track start/end) for subscribers."""
+
+from __future__ import annotations
+
+from streamd.config import ZmqOutputConfig
+from streamd.publish import ZmqPublisher
+from streamd.sinks import FrameSink
+from streamd.types import AnonymizedFrame
+
+
+class ZmqSink(FrameSink):
+    stage = "publish"
+
+    def __init__(self, config: ZmqOutputConfig, camera_id: str) -> None:
+        self.publisher = ZmqPublisher(config, camera_id)
+        self._announced = False
+        self._last_frame: AnonymizedFrame | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return self.publisher.endpoint
+
+    def _event(self, event_type: str, anonymized: AnonymizedFrame | None = None, **fields: object) -> None:
+        if anonymized is not None:  # events carry the frame they happened at
+            fields.update(frame_index=anonymized.frame.index, pts=anonymized.frame.pts,
+                          time_base=anonymized.frame.time_base)
+        self.publisher.publish_event(self.publisher.make_event(event_type, **fields))
+
+    def write(self, anonymized: AnonymizedFrame) -> None:
+        if not self._announced:
+            width, height = anonymized.frame.resolution_wh
+            self._event("stream_up", anonymized, details={"width": width, "height": height})
+            self._announced = True
+        for track_id in anonymized.started:
+            self._event("track_start", anonymized, track_id=track_id)
+        if anonymized.status != "ok":
+            self._event("error", anonymized, message="frame failed processing and was blanked")
+        self.publisher.publish_frame(anonymized)
+        self._last_frame = anonymized
+        for track_id in anonymized.ended:
+            self._event("track_end", anonymized, track_id=track_id)
+
+    def end_tracks(self, track_ids: list[int]) -> None:
+        for track_id in track_ids:
+            self._event("track_end", self._last_frame, track_id=track_id)
+
+    def finish(self) -> None:
+        self._event("stream_down", message="end of stream")
+
+    def abort(self) -> None:
+        self._event("stream_down", message="stream failed")
+
+    def close(self) -> None:
+        self.publisher.close()
