@@ -71,7 +71,8 @@ class FileVideoSource(FrameSource):
     `loop=True` starts again at the end; `index` and `pts` keep increasing across passes so the
     stream looks like one continuous recording. `realtime=True` paces frames to their timestamps
     (measured from the first frame), as a live camera would deliver them. Frames without a pts
-    (some elementary streams) get one computed from their index and the average rate.
+    (some elementary streams) get one computed from their index and the average rate. Calling
+    `frames()` again starts over from the beginning of the file.
     """
 
     is_live = False
@@ -83,6 +84,7 @@ class FileVideoSource(FrameSource):
         self.decode_errors = 0
         self.frames_decoded = 0
         self._closed = False
+        self._iterated = False
         self._container = self._open_container()
         stream = self._container.streams.video[0]
         self._time_base = Fraction(stream.time_base) if stream.time_base else None
@@ -219,6 +221,10 @@ class FileVideoSource(FrameSource):
     def frames(self) -> Iterator[VideoFrame]:
         if self._closed:
             raise SourceError(f"{self.path}: source is closed")
+        if self._iterated:
+            self._container.close()
+            self._container = self._open_container()
+        self._iterated = True
         ticks_per_frame = max(1, round(1 / (self._average_rate * self._time_base)))
         index = 0
         pts_offset = 0

@@ -176,6 +176,13 @@ def test_unsupported_codec(tmp_path: Path) -> None:
         FileVideoSource(path)
 
 
+def test_frames_can_be_iterated_again(tmp_path: Path) -> None:
+    with FileVideoSource(make_clip(tmp_path / "clip.mp4", frame_count=5)) as source:
+        first = [f.pts for f in source.frames()]
+        second = [f.pts for f in source.frames()]
+    assert first == second and len(first) == 5
+
+
 def test_frames_after_close(tmp_path: Path) -> None:
     source = FileVideoSource(make_clip(tmp_path / "clip.mp4", frame_count=3))
     source.close()
