@@ -1,0 +1,265 @@
+"""RTSP camera source: PyAV over RTP/TCP, reconnecting forever with exponential backoff.
+
+A background reader thread owns the PyAV container: it opens the camera, decodes frames and hands
+them to `frames()` through a small queue, so that `close()` from any thread ends `frames()` within
+a tenth of a second even while the reader is blocked in the network (the reader itself leaves once
+that call returns, bounded by the open and read timeouts).
+
+A live camera never ends: end of stream, a read that stalls past `read_timeout_s` and a failed open
+are all disconnects. The reader waits a random delay between `reconnect_initial_s` and an
+exponentially growing cap (at most `reconnect_max_s`) and tries again, until `close()`. Frame
+indices keep counting across reconnects and pts are rebased so they stay strictly increasing.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from urllib.parse import urlsplit, urlunsplit
+
+import av
+
+from streamd.config import RtspSourceConfig
+from streamd.errors import SourceError
+from streamd.ingest import FrameSource
+from streamd.types import VideoFrame
+
+logger = logging.getLogger(__name__)
+
+# FFmpeg reads 0 as "use the default" (5 s), so the smallest real analyze duration is 1 microsecond.
+# With the SPS and PPS from the SDP, the stream parameters are known after the first keyframe.
+PROBE_OPTIONS = {"analyzeduration": "1", "probesize": "32768"}
+FRAME_QUEUE_SIZE = 8
+CONSUMER_POLL_S = 0.1
+
+StateCallback = Callable[[bool, str], None]
+
+
+@dataclass(frozen=True)
+class _StateChange:
+    up: bool
+    reason: str
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ***, for logs and events."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+class RtspVideoSource(FrameSource):
+    """Frames from an RTSP camera, surviving network faults until `close()`.
+
+    Counters (read them from any thread): `frames_decoded`; `decode_errors` (packets the decoder
+    rejected, which are skipped, plus frames in which it concealed damaged macroblocks; those are
+    still yielded, since they show the scene and must be anonymized like any other); `disconnects`
+    (times a working stream was lost); `reconnects` (times it came back after a loss);
+    `connect_failures` (attempts that ended before a first frame); `connected`.
+
+    `on_state(up, reason)` is called from the thread iterating `frames()` whenever the stream goes
+    up or down (the first failure of a camera that never came up counts as down).
+    """
+
+    is_live = True
+
+    def __init__(self, config: RtspSourceConfig, on_state: StateCallback | None = None,
+                 rng: random.Random | None = None) -> None:
+        self.config = config
+        self.on_state = on_state
+        self.display_url = redact_url(config.url)
+        self.frames_decoded = 0
+        self.decode_errors = 0
+        self.disconnects = 0
+        self.reconnects = 0
+        self.connect_failures = 0
+        self.connected = False
+        self._rng = rng if rng is not None else random.Random()
+        self._closed = threading.Event()
+        self._handoff: queue.Queue[VideoFrame | _StateChange | BaseException] = queue.Queue(FRAME_QUEUE_SIZE)
+        self._reader: threading.Thread | None = None
+        self._average_rate: Fraction | None = None
+        self._next_index = 0
+        self._last_pts: int | None = None
+        self._frame_ticks = 1
+
+    @property
+    def time_base(self) -> Fraction:
+        return Fraction(1, 90_000)
+
+    @property
+    def average_rate(self) -> Fraction:
+        if self._average_rate is None:
+            raise SourceError(f"{self.display_url}: frame rate unknown until the first frame has been received")
+        return self._average_rate
+
+    def frames(self) -> Iterator[VideoFrame]:
+        if self._reader is not None:
+            raise SourceError(f"{self.display_url}: frames() can be iterated only once")
+        self._reader = threading.Thread(target=self._read_forever, name=f"rtsp-reader {self.display_url}",
+                                        daemon=True)
+        self._reader.start()
+        try:
+            while not self._closed.is_set():
+                try:
+                    item = self._handoff.get(timeout=CONSUMER_POLL_S)
+                except queue.Empty:
+                    continue
+                if isinstance(item, VideoFrame):
+                    yield item
+                elif isinstance(item, _StateChange):
+                    if self.on_state is not None:
+                        self.on_state(item.up, item.reason)
+                else:
+                    raise SourceError(f"{self.display_url}: reader failed: {item}") from item
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop reconnecting and end `frames()`; returns at once, safe to call twice and from any thread."""
+        self._closed.set()
+        reader = self._reader
+        if reader is not None and reader is not threading.current_thread():
+            reader.join(timeout=CONSUMER_POLL_S)
+
+    # ------------------------------------------------------------------ reader thread
+    def _read_forever(self) -> None:
+        try:
+            failures_in_row = 0
+            ever_up = False
+            down_reported = False
+            down_since = time.monotonic()
+            while not self._closed.is_set():
+                delivered, reason = self._read_connection(ever_up, down_since)
+                reason = reason.replace(self.config.url, self.display_url)
+                self.connected = False
+                if self._closed.is_set():
+                    break
+                if delivered:
+                    ever_up, failures_in_row, down_since = True, 0, time.monotonic()
+                    self.disconnects += 1
+                else:
+                    self.connect_failures += 1
+                    failures_in_row += 1
+                if delivered or not down_reported:
+                    logger.warning("RTSP %s down: %s; reconnecting until it returns", self.display_url, reason)
+                    down_reported = True
+                    self._put(_StateChange(False, reason))
+                else:
+                    logger.debug("RTSP %s still down (attempt %d): %s", self.display_url, failures_in_row, reason)
+                self._closed.wait(self._backoff_s(failures_in_row))
+        except Exception as error:  # a defect, not a network fault: the consumer raises it
+            logger.exception("RTSP reader for %s failed", self.display_url)
+            self._put(error)
+        finally:
+            self.connected = False
+
+    def _backoff_s(self, failures_in_row: int) -> float:
+        """Full jitter between the initial delay and an exponentially growing cap."""
+        initial, longest = self.config.reconnect_initial_s, self.config.reconnect_max_s
+        cap = min(longest, initial * 2.0 ** min(failures_in_row, 32))
+        return self._rng.uniform(min(initial, cap), cap)
+
+    def _put(self, item: VideoFrame | _StateChange | BaseException) -> None:
+        while not self._closed.is_set():
+            try:
+                self._handoff.put(item, timeout=CONSUMER_POLL_S)
+                return
+            except queue.Full:
+                continue
+
+    def _read_connection(self, ever_up: bool, down_since: float) -> tuple[bool, str]:
+        """Read one connection until it fails; returns (whether any frame came, why it ended)."""
+        config = self.config
+        try:
+            container = av.open(config.url, options={"rtsp_transport": "tcp", **PROBE_OPTIONS},
+                                timeout=(config.open_timeout_s, config.read_timeout_s))
+        except av.FFmpegError as error:
+            return False, f"cannot open: {error}"
+        delivered = False
+        try:
+            if not container.streams.video:
+                return False, "no video stream"
+            stream = container.streams.video[0]
+            # One decoding thread per camera: with slice threads FFmpeg does not reliably flag
+            # concealed frames, and cameras are isolated from each other anyway.
+            stream.codec_context.thread_count = 1
+            rate = stream.average_rate or stream.guessed_rate
+            pts_offset: int | None = None
+            packets = container.demux(stream)
+            while True:
+                requested = time.monotonic()
+                try:
+                    packet = next(packets, None)
+                except av.ExitError:
+                    return delivered, f"no data for {config.read_timeout_s:g} s"
+                except av.FFmpegError as error:
+                    return delivered, f"read failed: {error}"
+                if packet is None:
+                    return delivered, "end of stream"
+                if self._closed.is_set():
+                    return delivered, "closed"
+                # FFmpeg's H.264 parser holds the last frame until the next one starts, and hands it
+                # over when the read is interrupted; a packet that took this long means a stall.
+                stalled = time.monotonic() - requested >= config.read_timeout_s
+                try:
+                    decoded = stream.codec_context.decode(packet)
+                except av.FFmpegError as error:
+                    self.decode_errors += 1
+                    logger.debug("RTSP %s: packet skipped: %s", self.display_url, error)
+                    decoded = []
+                for frame in decoded:
+                    if not delivered:
+                        delivered = True
+                        self._on_connected(ever_up, down_since, rate)
+                    pts_offset = self._emit(frame, stream.time_base, pts_offset)
+                if stalled:
+                    return delivered, f"no data for {config.read_timeout_s:g} s"
+        finally:
+            container.close()
+
+    def _on_connected(self, ever_up: bool, down_since: float, rate: Fraction | None) -> None:
+        if rate:
+            self._average_rate = Fraction(rate)
+            self._frame_ticks = max(1, round(self.time_base.denominator / (self._average_rate * self.time_base.numerator)))
+        self.connected = True
+        if ever_up:
+            self.reconnects += 1
+        outage_s = time.monotonic() - down_since
+        if ever_up or self.connect_failures:
+            logger.info("RTSP %s up again after %.1f s", self.display_url, outage_s)
+            reason = f"reconnected after {outage_s:.1f} s"
+        else:
+            logger.info("RTSP %s up", self.display_url)
+            reason = "connected"
+        self._put(_StateChange(True, reason))
+
+    def _emit(self, frame: av.VideoFrame, stream_time_base: Fraction | None, pts_offset: int | None) -> int | None:
+        """Queue one frame with a rebased, strictly increasing pts; returns the connection's pts offset."""
+        if frame.is_corrupt:
+            self.decode_errors += 1
+        following = 0 if self._last_pts is None else self._last_pts + self._frame_ticks
+        if frame.pts is None or stream_time_base is None:
+            pts = following
+        else:
+            source_pts = round(frame.pts * stream_time_base / self.time_base)
+            if pts_offset is None:
+                pts_offset = following - source_pts
+            pts = source_pts + pts_offset if self._last_pts is None else max(source_pts + pts_offset, self._last_pts + 1)
+        self._last_pts = pts
+        video_frame = VideoFrame(bgr=frame.to_ndarray(format="bgr24"), index=self._next_index, pts=pts,
+                                 time_base=self.time_base, wallclock=time.time())
+        self._next_index += 1
+        self.frames_decoded += 1
+        self._put(video_frame)
+        return pts_offset
