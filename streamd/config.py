@@ -79,6 +79,9 @@ class TrackerConfig(StrictModel):
     max_missed_frames: int = Field(
         12, ge=0, le=1000, description="Keep masking a lost face on its predicted box this many frames."
     )
+    lost_box_growth: float = Field(
+        0.15, ge=0, le=1, description="Grow a predicted box by this share of its size per frame the face is unseen."
+    )
     smoothing: float = Field(
         0.5, ge=0, lt=1, description="Weight of the previous box and landmarks (0: no smoothing)."
     )
@@ -144,6 +147,36 @@ class OutputsConfig(StrictModel):
     file: FileOutputConfig | None = None
 
 
+# ---------------------------------------------------------------- reversibility
+class ReversibleConfig(StrictModel):
+    """Make a stream restorable by the holders of restore private keys (docs/keys.md, docs/recording.md)."""
+
+    recipients: list[str] = Field(
+        min_length=1,
+        description=(
+            "Restore public keys (restore.pub) to wrap every track key to: a file path, or credential:NAME for "
+            "a systemd credential. Only public keys; the daemon never reads a private key."
+        ),
+    )
+    sealed_payloads: bool = Field(
+        True,
+        description="Send and record each face's original pixels, encrypted under its track key (exact restore).",
+    )
+    key_repeat_s: float = Field(
+        2.0,
+        gt=0,
+        le=3600,
+        description="Repeat the wrapped keys of live tracks this often (stream seconds) for late subscribers.",
+    )
+
+    @field_validator("recipients")
+    @classmethod
+    def _non_empty_refs(cls, recipients: list[str]) -> list[str]:
+        if any(not ref.strip() for ref in recipients):
+            raise ValueError("a recipient must be a file path or credential:NAME, not empty")
+        return recipients
+
+
 # ---------------------------------------------------------------- pipeline and cameras
 class PipelineConfig(StrictModel):
     queue_size: int = Field(8, ge=1, le=1024, description="Frames held between two stages.")
@@ -160,6 +193,9 @@ class CameraConfig(StrictModel):
     anonymizer: AnonymizerConfig = Field(default_factory=AnonymizerConfig)
     outputs: OutputsConfig = Field(default_factory=OutputsConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    reversible: ReversibleConfig | None = Field(
+        None, description="Wrap per-track keys to restore public keys and seal original faces; absent: irreversible."
+    )
 
 
 class StreamdConfig(StrictModel):

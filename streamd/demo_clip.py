@@ -27,6 +27,8 @@ DEMO_SECONDS = 4
 SPRITE_CONTEXT = 0.45
 # Drawn face box heights in pixels, before the per-face scale oscillation.
 BASE_FACE_HEIGHTS_PX = (110, 90, 130, 80, 100, 120)
+# One full cycle of each face's path and size takes this long, whatever the clip's length.
+MOTION_PERIOD_S = 4.0
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,7 @@ def _draw(frame: np.ndarray, sprite: FaceSprite, face_height_px: float, center_x
     )
 
 
-def render_demo_frames(sprites: list[FaceSprite], frame_count: int, resolution_wh: tuple[int, int]):
+def render_demo_frames(sprites: list[FaceSprite], frame_count: int, resolution_wh: tuple[int, int], fps: int):
     """Yield (frame_bgr, truth_xyxy) for each frame: faces on slow lanes, scaling as they go."""
     width, height = resolution_wh
     backdrop = background_bgr(resolution_wh)
@@ -127,7 +129,7 @@ def render_demo_frames(sprites: list[FaceSprite], frame_count: int, resolution_w
     for index in range(frame_count):
         frame = backdrop.copy()
         boxes = []
-        phase = index / max(frame_count - 1, 1)
+        phase = index / (fps * MOTION_PERIOD_S)
         for lane, sprite in enumerate(sprites):
             base_height = BASE_FACE_HEIGHTS_PX[lane % len(BASE_FACE_HEIGHTS_PX)]
             face_height = base_height * (1.0 + 0.35 * math.sin(2 * math.pi * (phase + lane / lanes)))
@@ -147,7 +149,7 @@ def build_demo_clip(path: Path, seconds: float = DEMO_SECONDS, fps: int = DEMO_F
     truth: list[np.ndarray] = []
     writer = VideoFileWriter(Path(path), resolution_wh, time_base, Fraction(fps), crf=18)
     try:
-        for index, (frame, boxes) in enumerate(render_demo_frames(sprites, frame_count, resolution_wh)):
+        for index, (frame, boxes) in enumerate(render_demo_frames(sprites, frame_count, resolution_wh, fps)):
             writer.write(frame, pts=index)
             truth.append(boxes)
     except BaseException:

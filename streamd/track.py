@@ -7,6 +7,8 @@ to the predicted boxes greedily by IoU. A matched track's state becomes
 the displacement between consecutive detections, so `smoothing: 0` reports the detections as they are.
 A track whose face the detector missed keeps being reported on its predicted box (`detected=False`)
 for `max_missed_frames` frames, so a face never slips through for a frame or two; after that it ends.
+The reported box is never smaller than the face: on a detected frame it is the union of the smoothed
+and the detected box, and a predicted box grows by `lost_box_growth` of its size per unseen frame.
 Frames where the detector was not run (`update(None)`) are predicted only and never end a track,
 except one whose predicted box has left the frame.
 """
@@ -70,6 +72,18 @@ def greedy_iou_matches(iou: np.ndarray, min_iou: float) -> list[tuple[int, int]]
     return matches
 
 
+def _grown_box(xyxy: np.ndarray, share: float) -> np.ndarray:
+    """The box grown by `share` of its width and height, about its centre."""
+    cx, cy = (xyxy[0] + xyxy[2]) / 2, (xyxy[1] + xyxy[3]) / 2
+    half_w = (xyxy[2] - xyxy[0]) * (1 + share) / 2
+    half_h = (xyxy[3] - xyxy[1]) * (1 + share) / 2
+    return np.array([cx - half_w, cy - half_h, cx + half_w, cy + half_h])
+
+
+def _union_box(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.concatenate([np.minimum(a[:2], b[:2]), np.maximum(a[2:], b[2:])])
+
+
 def _visible_box(xyxy: np.ndarray, frame_wh: tuple[int, int] | None) -> np.ndarray:
     """The box clipped to the frame (unchanged when the frame size is unknown)."""
     if frame_wh is None:
@@ -128,8 +142,15 @@ class FaceTracker:
         faces: list[TrackedFace] = []
         surviving: list[_Track] = []
         for track in self._tracks:
-            xyxy = _visible_box(track.xyxy, frame_wh)
             detected = track.track_id in matched_ids
+            if detected:
+                # Smoothing steadies the box; the mask still covers all of the face as detected now.
+                reported = _union_box(track.xyxy, track.last_measured[:4])
+            else:
+                # A predicted box grows with every frame the face is unseen: the less we know where it
+                # is, the more we cover.
+                reported = _grown_box(track.xyxy, self.config.lost_box_growth * track.missed_frames)
+            xyxy = _visible_box(reported, frame_wh)
             left_frame = not detected and (xyxy[2] <= xyxy[0] or xyxy[3] <= xyxy[1])
             lost = detections is not None and track.missed_frames > self.config.max_missed_frames
             if left_frame or lost:

@@ -56,7 +56,7 @@ def test_no_smoothing_reports_detections() -> None:
 @pytest.mark.parametrize("missing_frames", [1, 3, 5])
 def test_missed_face_is_predicted_then_ends(missing_frames: int) -> None:
     max_missed = 5
-    tracker = FaceTracker(TrackerConfig(max_missed_frames=max_missed, smoothing=0.3))
+    tracker = FaceTracker(TrackerConfig(max_missed_frames=max_missed, smoothing=0.3, lost_box_growth=0.0))
     step = 4.0
     for frame in range(10):
         tracker.update(detections_of(face_xyxy(100 + step * frame, 200)))
@@ -141,7 +141,7 @@ def test_started_and_ended_lists() -> None:
 
 def test_predicted_box_leaving_frame() -> None:
     frame_wh = (640, 360)
-    tracker = FaceTracker(TrackerConfig(max_missed_frames=50, smoothing=0.0))
+    tracker = FaceTracker(TrackerConfig(max_missed_frames=50, smoothing=0.0, lost_box_growth=0.0))
     tracker.update(detections_of(face_xyxy(500, 100)), frame_wh=frame_wh)
     tracker.update(detections_of(face_xyxy(540, 100)), frame_wh=frame_wh)
     update = tracker.update(detections_of(), frame_wh=frame_wh)
@@ -161,7 +161,7 @@ def test_empty_detections_on_first_frame() -> None:
 
 
 def test_occluded_face_keeps_id_through_crossing() -> None:
-    tracker = FaceTracker(TrackerConfig(smoothing=0.5, max_missed_frames=12))
+    tracker = FaceTracker(TrackerConfig(smoothing=0.5, max_missed_frames=12, lost_box_growth=0.0))
     for frame in range(60):
         front = face_xyxy(100 + 10 * frame, 300)
         behind = face_xyxy(700 - 10 * frame, 320)
@@ -172,3 +172,23 @@ def test_occluded_face_keeps_id_through_crossing() -> None:
         assert by_id[2].detected == (not occluded)
         # The hidden face's predicted box stays on it.
         assert np.abs(by_id[2].xyxy - behind).max() < 10
+
+
+def test_predicted_box_grows_while_the_face_is_unseen() -> None:
+    tracker = FaceTracker(TrackerConfig(max_missed_frames=5, smoothing=0.0, lost_box_growth=0.2))
+    tracker.update(detections_of(face_xyxy(100, 100)))
+    widths = []
+    for _ in range(3):
+        face = tracker.update(detections_of()).faces[0]
+        widths.append(float(face.xyxy[2] - face.xyxy[0]))
+    base = FACE_SIZE
+    assert widths == pytest.approx([base * 1.2, base * 1.4, base * 1.6], abs=1e-3)
+
+
+def test_smoothed_box_still_covers_the_whole_detection() -> None:
+    tracker = FaceTracker(TrackerConfig(smoothing=0.8))
+    for frame in range(10):
+        detected = face_xyxy(100 + 25 * frame, 100)
+        face = tracker.update(detections_of(detected)).faces[0]
+        assert face.xyxy[0] <= detected[0] + 1e-3 and face.xyxy[1] <= detected[1] + 1e-3
+        assert face.xyxy[2] >= detected[2] - 1e-3 and face.xyxy[3] >= detected[3] - 1e-3
