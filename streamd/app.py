@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 def build_sinks(camera: CameraConfig, source: FrameSource) -> list[FrameSink]:
     sinks: list[FrameSink] = []
     if camera.outputs.file is not None:
-        sinks.append(VideoFileSink(camera.outputs.file, source.time_base, source.average_rate))
+        sinks.append(VideoFileSink(camera.outputs.file, source))
     if camera.outputs.zmq is not None:
         from streamd.zmq_sink import ZmqSink
 

@@ -35,7 +35,9 @@ class RtspSourceConfig(StrictModel):
     open_timeout_s: float = Field(5.0, gt=0, le=120, description="Give up opening after this long.")
     read_timeout_s: float = Field(5.0, gt=0, le=120, description="A read stalled this long is a disconnect.")
     reconnect_initial_s: float = Field(0.2, gt=0, le=60, description="First reconnect delay.")
-    reconnect_max_s: float = Field(10.0, gt=0, le=600, description="Longest reconnect delay.")
+    reconnect_max_s: float = Field(
+        1.0, gt=0, le=600, description="Longest reconnect delay (a camera that returns is seen within about this long)."
+    )
 
     @field_validator("url")
     @classmethod

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from fractions import Fraction
-
 from streamd.config import FileOutputConfig
+from streamd.ingest import FrameSource
 from streamd.sinks import FrameSink
 from streamd.types import AnonymizedFrame
 from streamd.video_out import VideoFileWriter
@@ -15,10 +14,9 @@ class VideoFileSink(FrameSink):
 
     stage = "encode"
 
-    def __init__(self, config: FileOutputConfig, time_base: Fraction, average_rate: Fraction) -> None:
+    def __init__(self, config: FileOutputConfig, source: FrameSource) -> None:
         self._config = config
-        self._time_base = time_base
-        self._average_rate = average_rate
+        self._source = source  # a live source knows its rate only once frames arrive
         self._writer: VideoFileWriter | None = None
 
     @property
@@ -30,8 +28,8 @@ class VideoFileSink(FrameSink):
             self._writer = VideoFileWriter(
                 self._config.path,
                 anonymized.frame.resolution_wh,
-                self._time_base,
-                self._average_rate,
+                anonymized.frame.time_base or self._source.time_base,
+                self._source.average_rate,
                 codec=self._config.codec,
                 crf=self._config.crf,
                 preset=self._config.preset,
