@@ -98,7 +98,7 @@ class AnonymizerConfig(StrictModel):
     margin: float = Field(0.2, ge=0, le=1, description="Grow each face box by this share on every side.")
     feather: float = Field(0.15, ge=0, le=0.5, description="Soft edge width as a share of the mask size.")
     blur_strength: float = Field(
-        0.5, gt=0, le=2, description="Gaussian sigma as a share of the face box's shorter side (blur)."
+        0.4, ge=0.05, le=2, description="Blur width as a share of the face region's long side (blur)."
     )
     mosaic_blocks: int = Field(8, ge=2, le=64, description="Blocks across the face (mosaic).")
     solid_bgr: tuple[int, int, int] = Field((0, 0, 0), description="Fill colour as B, G, R (solid).")
