@@ -12,6 +12,8 @@ from streamd.detect import build_detector
 from streamd.file_sink import VideoFileSink
 from streamd.ingest import FrameSource, open_source
 from streamd.pipeline import StreamPipeline
+from streamd.protocol import new_stream_epoch
+from streamd.sealing import build_stream_sealer
 from streamd.sinks import FrameSink
 from streamd.stats import PipelineStats
 from streamd.types import AnonymizedFrame
@@ -19,14 +21,19 @@ from streamd.types import AnonymizedFrame
 logger = logging.getLogger(__name__)
 
 
-def build_sinks(camera: CameraConfig, source: FrameSource) -> list[FrameSink]:
+def build_sinks(camera: CameraConfig, source: FrameSource, stream_epoch: str | None = None) -> list[FrameSink]:
+    """The sinks of `camera`; a reversible camera's file output is written in the recording format."""
     sinks: list[FrameSink] = []
-    if camera.outputs.file is not None:
+    if camera.outputs.file is not None and camera.reversible is not None:
+        from streamd.recording_format import RecordingFileSink
+
+        sinks.append(RecordingFileSink(camera.outputs.file, camera.id, stream_epoch or new_stream_epoch(), source))
+    elif camera.outputs.file is not None:
         sinks.append(VideoFileSink(camera.outputs.file, source))
     if camera.outputs.zmq is not None:
         from streamd.zmq_sink import ZmqSink
 
-        sinks.append(ZmqSink(camera.outputs.zmq, camera.id))
+        sinks.append(ZmqSink(camera.outputs.zmq, camera.id, stream_epoch=stream_epoch))
     return sinks
 
 
@@ -47,11 +54,15 @@ def open_stream(
         stack.callback(detector.close)
         anonymizer = build_anonymizer(camera.anonymizer)
         stack.callback(anonymizer.close)
+        stream_epoch = new_stream_epoch()
+        sealer = build_stream_sealer(camera, stream_epoch)
         source = open_source(camera.source)
         stack.callback(source.close)
-        sinks = build_sinks(camera, source) + list(extra_sinks or [])
+        sinks = build_sinks(camera, source, stream_epoch) + list(extra_sinks or [])
         for sink in sinks:
             closer = getattr(sink, "close", None)
             if closer is not None:
                 stack.callback(closer)
-        yield StreamPipeline(camera, source, detector, anonymizer, sinks, stats=stats, on_frame=on_frame)
+        yield StreamPipeline(
+            camera, source, detector, anonymizer, sinks, stats=stats, on_frame=on_frame, sealer=sealer
+        )

@@ -34,7 +34,11 @@ def is_image_path(path: Path) -> bool:
 
 
 def anonymize_video(input_path: Path, output_path: Path, camera: CameraConfig, progress=None) -> OneShotResult:
-    """Every frame of `input_path` anonymized into `output_path`, same frame count and timestamps."""
+    """Every frame of `input_path` anonymized into `output_path`, same frame count and timestamps.
+
+    With `camera.reversible` set the output is a recording (docs/recording.md): .mkv with wrapped
+    track keys and, unless switched off, sealed payloads.
+    """
     camera = camera.model_copy(
         update={
             "source": FileSourceConfig(path=input_path),
@@ -104,6 +108,10 @@ def anonymize_path(input_path: Path, output_path: Path, camera: CameraConfig, pr
     if input_path.resolve() == output_path.resolve():
         raise SinkError(f"{output_path}: output must not overwrite the input")
     if input_path.is_dir() or is_image_path(input_path):
+        if camera.reversible is not None:
+            raise StreamdError(
+                f"{input_path}: restore recipients apply to videos only; images are anonymized irreversibly"
+            )
         result = anonymize_images(plan_image_pairs(input_path, output_path), camera, progress)
         if not result.files_written:
             raise StreamdError(f"{input_path}: no image could be read ({len(result.failures)} failed)")

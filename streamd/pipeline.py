@@ -21,6 +21,7 @@ from streamd.anonymize.base import FaceAnonymizer
 from streamd.config import CameraConfig
 from streamd.detect.base import FaceDetector
 from streamd.ingest import FrameSource
+from streamd.sealing import SEALING_EXTRAS_KEY, StreamSealer
 from streamd.sinks import FrameSink
 from streamd.stats import PipelineStats
 from streamd.track import FaceTracker
@@ -65,8 +66,10 @@ class StreamPipeline:
         sinks: Sequence[FrameSink],
         stats: PipelineStats | None = None,
         on_frame: Callable[[AnonymizedFrame], None] | None = None,
+        sealer: StreamSealer | None = None,
     ) -> None:
         self.camera = camera
+        self.sealer = sealer
         self.source = source
         self.detector = detector
         self.anonymizer = anonymizer
@@ -179,6 +182,8 @@ class StreamPipeline:
     def _anonymize_one(self, item: _TrackedItem) -> AnonymizedFrame | None:
         for track_id in item.started:
             self.anonymizer.start_track(track_id)
+            if self.sealer is not None:
+                self.sealer.start_track(track_id)
         failure = item.failure
         bgr = None
         if failure is None:
@@ -191,8 +196,13 @@ class StreamPipeline:
                 self._log.warning("anonymizer failed on frame %d: %s", item.frame.index, exc)
             item.stage_seconds["anonymize"] = time.perf_counter() - started
             self.stats.add_stage_time("anonymize", item.stage_seconds["anonymize"])
+        extras: dict[str, object] = {}
+        if self.sealer is not None:
+            failure = self._seal(item, failure, extras)
         for track_id in item.ended:
             self.anonymizer.end_track(track_id)
+            if self.sealer is not None:
+                self.sealer.end_track(track_id)
         status = "ok"
         if failure is not None:
             if self.camera.pipeline.on_error == "drop":
@@ -209,7 +219,25 @@ class StreamPipeline:
             started=item.started,
             ended=item.ended,
             stage_seconds=item.stage_seconds,
+            extras=extras,
         )
+
+    def _seal(self, item: _TrackedItem, failure: str | None, extras: dict[str, object]) -> str | None:
+        """Key material and sealed payloads of a frame into `extras`; returns the frame's failure, if any."""
+        assert self.sealer is not None
+        if failure is None:
+            started = time.perf_counter()
+            try:
+                extras[SEALING_EXTRAS_KEY] = self.sealer.seal_frame(item.frame, item.faces)
+            except Exception as exc:  # fail closed: a frame that cannot be sealed is not sent as it came in
+                failure = f"sealing: {exc}"
+                self.stats.count_error("sealing")
+                self._log.warning("sealing failed on frame %d: %s", item.frame.index, exc)
+            item.stage_seconds["seal"] = time.perf_counter() - started
+            self.stats.add_stage_time("seal", item.stage_seconds["seal"])
+        if failure is not None:
+            extras[SEALING_EXTRAS_KEY] = self.sealer.keys_frame(item.frame)
+        return failure
 
     def _anonymize_stage(self) -> None:
         try:
@@ -217,6 +245,8 @@ class StreamPipeline:
                 if isinstance(item, list):  # track ids ended by the end of the stream
                     for track_id in item:
                         self.anonymizer.end_track(track_id)
+                        if self.sealer is not None:
+                            self.sealer.end_track(track_id)
                     if not self._put(self._anonymized, item):
                         return
                     continue

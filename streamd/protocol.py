@@ -30,12 +30,12 @@ from streamd.errors import StreamdError
 from streamd.types import AnonymizedFrame
 
 PROTOCOL_MAJOR = 1
-PROTOCOL_VERSION = f"{PROTOCOL_MAJOR}.0"
+PROTOCOL_VERSION = f"{PROTOCOL_MAJOR}.1"
 FRAME_SCHEMA_NAME = "streamd.frame"
 EVENT_SCHEMA_NAME = "streamd.event"
 FRAME_TOPIC_PREFIX = b"frame."
 EVENT_TOPIC_PREFIX = b"event."
-EVENT_TYPES = ("track_start", "track_end", "stream_up", "stream_down", "error")
+EVENT_TYPES = ("track_start", "track_end", "track_keys", "stream_up", "stream_down", "error")
 IMAGE_FORMATS = ("jpeg", "raw")
 COORDINATE_DECIMALS = 3
 SCHEMA_DIR = Path(__file__).resolve().parent / "schema"
@@ -278,8 +278,13 @@ def build_event(
     message: str | None = None,
     details: dict[str, Any] | None = None,
     wallclock: float | None = None,
+    wrapped_keys: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """An event dict; optional fields are left out when None. Add "wrapped_keys" to the dict as needed."""
+    """An event dict; optional fields are left out when None.
+
+    `wrapped_keys` (version 1.1) are a track key wrapped to each restore public key
+    (`streamd.keys.WrappedKey.to_dict()` entries), on `track_start` and `track_keys` events.
+    """
     if event_type not in EVENT_TYPES:
         raise ProtocolError(f"unknown event type {event_type!r}; one of {', '.join(EVENT_TYPES)}")
     event: dict[str, Any] = {
@@ -297,6 +302,7 @@ def build_event(
         "time_base": format_time_base(time_base),
         "message": message,
         "details": details,
+        "wrapped_keys": wrapped_keys,
     }
     event.update({name: value for name, value in optional.items() if value is not None})
     return event

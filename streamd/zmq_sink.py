@@ -1,9 +1,14 @@
-"""ZeroMQ sink: frames and the stream's events (stream up/down, track start/end) for subscribers."""
+"""ZeroMQ sink: frames and the stream's events (stream up/down, track start/end) for subscribers.
+
+On a reversible stream (see `streamd.sealing`) frames carry their sealed payloads as extra parts,
+`track_start` events carry the new track's wrapped keys, and `track_keys` events repeat them.
+"""
 
 from __future__ import annotations
 
 from streamd.config import ZmqOutputConfig
 from streamd.publish import ZmqPublisher
+from streamd.sealing import SEALING_EXTRAS_KEY, SealedFrame
 from streamd.sinks import FrameSink
 from streamd.types import AnonymizedFrame
 
@@ -11,8 +16,8 @@ from streamd.types import AnonymizedFrame
 class ZmqSink(FrameSink):
     stage = "publish"
 
-    def __init__(self, config: ZmqOutputConfig, camera_id: str) -> None:
-        self.publisher = ZmqPublisher(config, camera_id)
+    def __init__(self, config: ZmqOutputConfig, camera_id: str, stream_epoch: str | None = None) -> None:
+        self.publisher = ZmqPublisher(config, camera_id, stream_epoch=stream_epoch)
         self._announced = False
         self._last_frame: AnonymizedFrame | None = None
 
@@ -31,11 +36,19 @@ class ZmqSink(FrameSink):
             width, height = anonymized.frame.resolution_wh
             self._event("stream_up", anonymized, details={"width": width, "height": height})
             self._announced = True
+        sealing = anonymized.extras.get(SEALING_EXTRAS_KEY)
+        if sealing is not None:
+            assert isinstance(sealing, SealedFrame)
+        started_keys = sealing.started_keys if sealing is not None else {}
         for track_id in anonymized.started:
-            self._event("track_start", anonymized, track_id=track_id)
+            self._event("track_start", anonymized, track_id=track_id, wrapped_keys=started_keys.get(track_id))
+        if sealing is not None:
+            late_keys = {track_id: keys for track_id, keys in started_keys.items() if track_id not in anonymized.started}
+            for track_id, keys in {**late_keys, **sealing.repeated_keys}.items():
+                self._event("track_keys", anonymized, track_id=track_id, wrapped_keys=keys)
         if anonymized.status != "ok":
             self._event("error", anonymized, message="frame failed processing and was blanked")
-        self.publisher.publish_frame(anonymized)
+        self.publisher.publish_frame(anonymized, payloads=sealing.payloads if sealing is not None else ())
         self._last_frame = anonymized
         for track_id in anonymized.ended:
             self._event("track_end", anonymized, track_id=track_id)

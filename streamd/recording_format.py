@@ -1,0 +1,358 @@
+"""The recording format: one self-contained Matroska file per segment (docs/recording.md).
+
+A recording file holds
+- stream 0: the anonymized video, H.264, with the frames' original pts;
+- stream 1: a subrip stream titled `streamd.metadata` carrying one JSON record per frame, at the
+  frame's pts, and a final `end` record. Subrip packets round-trip byte-exact in Matroska.
+
+A frame record holds the frame's clear metadata (as in the wire protocol's frame header), its
+sealed payloads (base64) with their descriptors, and the wrapped keys of every track that appears in
+the file for the first time, so each file can be restored on its own. The `end` record counts the
+frames: a file without it, or with fewer frames than it says, is truncated.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+
+from streamd.config import FileOutputConfig
+from streamd.errors import SinkError, StreamdError
+from streamd.ingest import FrameSource
+from streamd.protocol import build_frame_header, parse_time_base
+from streamd.sealing import SEALING_EXTRAS_KEY, SealedFrame
+from streamd.sinks import FrameSink
+from streamd.types import AnonymizedFrame
+from streamd.video_out import VideoFileWriter
+
+logger = logging.getLogger(__name__)
+
+RECORDING_FORMAT = "streamd.recording"
+RECORDING_VERSION = 1
+METADATA_STREAM_TITLE = "streamd.metadata"
+RECORD_FRAME = "frame"
+RECORD_END = "end"
+# Header fields a frame record copies from the wire protocol's frame header.
+FRAME_FIELDS = (
+    "camera", "stream_epoch", "frame_index", "pts", "time_base", "wallclock", "width", "height",
+    "method", "status", "faces",
+)
+DEFAULT_AVERAGE_RATE = Fraction(25)
+
+
+class RecordingError(StreamdError):
+    """A recording cannot be read: not a streamd recording, truncated, malformed or inconsistent."""
+
+
+def _dump(record: Mapping[str, Any]) -> bytes:
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode("ascii")
+
+
+def frame_record(
+    header: Mapping[str, Any],
+    payload_parts: Sequence[bytes],
+    wrapped_keys: Mapping[int, list[dict[str, Any]]] | None = None,
+) -> dict[str, Any]:
+    """A frame record from a frame header (wire protocol) and its extra parts, in the header's order."""
+    descriptors = header["payloads"]
+    if len(descriptors) != len(payload_parts):
+        raise SinkError(f"frame {header['frame_index']}: {len(descriptors)} payload descriptors, {len(payload_parts)} parts")
+    record: dict[str, Any] = {"record": RECORD_FRAME, "format": RECORDING_FORMAT, "version": RECORDING_VERSION}
+    record.update({name: header[name] for name in FRAME_FIELDS})
+    record["payloads"] = [
+        {**descriptor, "size": len(data), "data": base64.b64encode(data).decode("ascii")}
+        for descriptor, data in zip(descriptors, payload_parts)
+    ]
+    record["wrapped_keys"] = {str(track_id): list(keys) for track_id, keys in (wrapped_keys or {}).items()}
+    return record
+
+
+class RecordingWriter:
+    """Writes one recording file: video frames with their records, then the end record on `close()`.
+
+    The file appears under its name only when complete (`VideoFileWriter` renames at close);
+    `abort()` leaves nothing behind. Keys of each track are written once, with the first record that
+    needs them: pass every live track's wrapped keys as `known_keys` on each call.
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        resolution_wh: tuple[int, int],
+        time_base: Fraction,
+        average_rate: Fraction,
+        *,
+        codec: str = "libx264",
+        crf: int = 20,
+        preset: str = "veryfast",
+    ) -> None:
+        self.path = Path(path)
+        if self.path.suffix.lower() != ".mkv":
+            raise SinkError(f"{self.path}: a recording (with sealed payloads and keys) must be an .mkv file")
+        self._video = VideoFileWriter(self.path, resolution_wh, time_base, average_rate, codec=codec, crf=crf, preset=preset)
+        try:
+            self._metadata_stream = self._video.add_subtitle_stream(title=METADATA_STREAM_TITLE)
+        except SinkError:
+            self._video.abort()
+            raise
+        self._keys_written: set[int] = set()
+        self._identity: tuple[str, str] | None = None
+        self._last_pts: int | None = None
+        self.frames_written = 0
+
+    def write_frame(
+        self,
+        bgr: np.ndarray,
+        header: Mapping[str, Any],
+        payload_parts: Sequence[bytes],
+        known_keys: Mapping[int, list[dict[str, Any]]],
+    ) -> None:
+        identity = (header["camera"], header["stream_epoch"])
+        if self._identity is None:
+            self._identity = identity
+        elif identity != self._identity:
+            raise SinkError(f"{self.path}: one recording file holds one camera and stream epoch; got {identity} after {self._identity}")
+        time_base = parse_time_base(header["time_base"])
+        if header["pts"] is None or time_base is None or time_base != self._video.time_base:
+            raise SinkError(f"{self.path}: frame {header['frame_index']} has pts {header['pts']} in {header['time_base']}, "
+                            f"the recording uses {self._video.time_base}")
+        new_keys = {track_id: keys for track_id, keys in known_keys.items() if track_id not in self._keys_written}
+        record = frame_record(header, payload_parts, new_keys)
+        self._video.write(bgr, pts=header["pts"])
+        self._video.write_text_packet(self._metadata_stream, _dump(record), header["pts"], time_base)
+        self._keys_written.update(new_keys)
+        self._last_pts = header["pts"]
+        self.frames_written += 1
+
+    def close(self) -> None:
+        """Write the end record and finish the file."""
+        if self._identity is not None and self._last_pts is not None:
+            end = {
+                "record": RECORD_END, "format": RECORDING_FORMAT, "version": RECORDING_VERSION,
+                "camera": self._identity[0], "stream_epoch": self._identity[1], "frames": self.frames_written,
+            }
+            ticks = max(1, round(1 / (self._video.average_rate * self._video.time_base)))
+            self._video.write_text_packet(self._metadata_stream, _dump(end), self._last_pts + ticks, self._video.time_base)
+        self._video.close()
+
+    def abort(self) -> None:
+        self._video.abort()
+
+
+class RecordingFileSink(FrameSink):
+    """Writes a reversible stream straight into the recording format (one file, `config.path`)."""
+
+    stage = "encode"
+
+    def __init__(self, config: FileOutputConfig, camera_id: str, stream_epoch: str, source: FrameSource) -> None:
+        self._config = config
+        self._camera_id = camera_id
+        self._stream_epoch = stream_epoch
+        self._source = source
+        self._writer: RecordingWriter | None = None
+        self._live_keys: dict[int, list[dict[str, Any]]] = {}
+
+    @property
+    def frames_written(self) -> int:
+        return self._writer.frames_written if self._writer else 0
+
+    def write(self, anonymized: AnonymizedFrame) -> None:
+        frame = anonymized.frame
+        if self._writer is None:
+            self._writer = RecordingWriter(
+                self._config.path, frame.resolution_wh, frame.time_base or self._source.time_base,
+                self._source.average_rate or DEFAULT_AVERAGE_RATE,
+                codec=self._config.codec, crf=self._config.crf, preset=self._config.preset,
+            )
+        sealing = anonymized.extras.get(SEALING_EXTRAS_KEY)
+        payloads: list[tuple[dict[str, Any], bytes]] = []
+        if sealing is not None:
+            assert isinstance(sealing, SealedFrame)
+            self._live_keys.update(sealing.started_keys)
+            self._live_keys.update(sealing.repeated_keys)
+            payloads = sealing.payloads
+        height, width = anonymized.bgr.shape[:2]
+        image = {"format": "raw", "shape": [int(height), int(width), 3], "dtype": "uint8"}
+        descriptors = [{**descriptor, "size": len(data)} for descriptor, data in payloads]
+        header = build_frame_header(anonymized, self._camera_id, self._stream_epoch, image, descriptors)
+        if header["pts"] is None:
+            raise SinkError(f"{self._config.path}: frame {frame.index} has no pts; a recording needs timestamps")
+        self._writer.write_frame(anonymized.bgr, header, [data for _, data in payloads], self._live_keys)
+        for track_id in anonymized.ended:
+            self._live_keys.pop(track_id, None)
+
+    def end_tracks(self, track_ids: list[int]) -> None:
+        for track_id in track_ids:
+            self._live_keys.pop(track_id, None)
+
+    def finish(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.abort()
+
+
+# ---------------------------------------------------------------- reading
+@dataclass
+class FrameRecord:
+    """One frame's metadata in a recording, with its payloads decoded from base64."""
+
+    document: dict[str, Any]
+    payload_descriptors: list[dict[str, Any]]
+    payload_data: list[bytes]
+
+    @property
+    def frame_index(self) -> int:
+        return int(self.document["frame_index"])
+
+    @property
+    def pts(self) -> int:
+        return int(self.document["pts"])
+
+    @property
+    def time_base(self) -> Fraction:
+        time_base = parse_time_base(self.document["time_base"])
+        assert time_base is not None
+        return time_base
+
+
+@dataclass
+class Recording:
+    """The metadata of one recording file, read without decoding the video."""
+
+    path: Path
+    records: list[FrameRecord]
+    wrapped_keys: dict[int, list[dict[str, Any]]]
+    camera: str
+    stream_epoch: str
+    end_frames: int | None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def truncated(self) -> bool:
+        return self.end_frames is None or self.end_frames != len(self.records)
+
+    @property
+    def first_seconds(self) -> float:
+        return float(self.records[0].pts * self.records[0].time_base) if self.records else 0.0
+
+    def seconds_of(self, record: FrameRecord) -> float:
+        """Seconds from the first frame of the file."""
+        return float(record.pts * record.time_base) - self.first_seconds
+
+
+def _metadata_stream(container: av.container.InputContainer, path: Path) -> av.stream.Stream:
+    for stream in container.streams:
+        if stream.type == "subtitle" and stream.metadata.get("title") == METADATA_STREAM_TITLE:
+            return stream
+    raise RecordingError(f"{path}: not a streamd recording (no {METADATA_STREAM_TITLE} stream); "
+                         "it was anonymized without a restore recipient, or is another video")
+
+
+def _parse_record(packet_bytes: bytes, path: Path, position: int) -> dict[str, Any]:
+    try:
+        record = json.loads(packet_bytes.decode("ascii"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RecordingError(f"{path}: metadata record {position} is damaged (not JSON: {exc})") from None
+    if not isinstance(record, dict) or record.get("format") != RECORDING_FORMAT:
+        raise RecordingError(f"{path}: metadata record {position} is not a {RECORDING_FORMAT} record")
+    if record.get("version") != RECORDING_VERSION:
+        raise RecordingError(f"{path}: recording format version {record.get('version')!r}; this build reads {RECORDING_VERSION}")
+    return record
+
+
+def _frame_record(record: dict[str, Any], path: Path) -> FrameRecord:
+    missing = [name for name in (*FRAME_FIELDS, "payloads", "wrapped_keys") if name not in record]
+    if missing:
+        raise RecordingError(f"{path}: frame record is missing field(s) {', '.join(missing)}")
+    descriptors: list[dict[str, Any]] = []
+    data: list[bytes] = []
+    for entry in record["payloads"]:
+        try:
+            payload = base64.b64decode(entry["data"].encode("ascii"), validate=True)
+        except (KeyError, AttributeError, binascii.Error, UnicodeEncodeError) as exc:
+            raise RecordingError(f"{path}: frame {record['frame_index']}: a payload's data is damaged ({exc!r})") from None
+        descriptors.append({name: value for name, value in entry.items() if name != "data"})
+        data.append(payload)
+    return FrameRecord(document=record, payload_descriptors=descriptors, payload_data=data)
+
+
+def read_recording(path: Path | str) -> Recording:
+    """Read every metadata record of a recording file (the video is not decoded).
+
+    Raises RecordingError for a file that is not a recording, mixes cameras or stream epochs, or
+    has damaged records. A truncated file is returned with `truncated` True and `problems` saying why.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise RecordingError(f"{path}: no such recording file")
+    try:
+        container = av.open(str(path))
+    except (OSError, av.FFmpegError) as exc:
+        raise RecordingError(f"{path}: cannot open as a video file ({exc}); truncated or not a recording") from None
+    records: list[FrameRecord] = []
+    wrapped_keys: dict[int, list[dict[str, Any]]] = {}
+    end_frames: int | None = None
+    problems: list[str] = []
+    identities: set[tuple[str, str]] = set()
+    with container:
+        stream = _metadata_stream(container, path)
+        try:
+            for position, packet in enumerate(container.demux(stream)):
+                if packet.size == 0:
+                    continue
+                record = _parse_record(bytes(packet), path, position)
+                if end_frames is not None:
+                    raise RecordingError(f"{path}: metadata continues after the end record")
+                identities.add((str(record.get("camera")), str(record.get("stream_epoch"))))
+                if record.get("record") == RECORD_END:
+                    end_frames = int(record.get("frames", -1))
+                    continue
+                frame = _frame_record(record, path)
+                for track_text, keys in record["wrapped_keys"].items():
+                    wrapped_keys.setdefault(int(track_text), []).extend(keys)
+                records.append(frame)
+        except (av.FFmpegError, OSError) as exc:
+            problems.append(f"reading stopped at a damaged part ({exc})")
+    if len({camera for camera, _ in identities}) > 1:
+        cameras = sorted({camera for camera, _ in identities})
+        raise RecordingError(f"{path}: the recording mixes cameras {', '.join(cameras)}; a recording file holds one camera")
+    if len(identities) > 1:
+        raise RecordingError(f"{path}: the recording mixes stream epochs {', '.join(sorted(e for _, e in identities))}")
+    if not records:
+        raise RecordingError(f"{path}: the recording holds no frames (truncated or empty)")
+    if end_frames is None:
+        problems.append(f"no end record after frame {records[-1].frame_index}: the file is truncated")
+    elif end_frames != len(records):
+        problems.append(f"the end record counts {end_frames} frames but {len(records)} are present")
+    camera, stream_epoch = next(iter(identities))
+    return Recording(path, records, wrapped_keys, camera, stream_epoch, end_frames, problems)
+
+
+def decode_video_frames(path: Path) -> Iterator[tuple[int | None, Fraction | None, np.ndarray]]:
+    """(pts, time_base, bgr) of every video frame of a recording, in presentation order."""
+    try:
+        container = av.open(str(path))
+    except (OSError, av.FFmpegError) as exc:
+        raise RecordingError(f"{path}: cannot open as a video file ({exc})") from None
+    with container:
+        if not container.streams.video:
+            raise RecordingError(f"{path}: has no video stream")
+        stream = container.streams.video[0]
+        try:
+            for frame in container.decode(stream):
+                yield frame.pts, frame.time_base, frame.to_ndarray(format="bgr24")
+        except (av.FFmpegError, OSError) as exc:
+            raise RecordingError(f"{path}: the video is damaged or truncated ({exc})") from None

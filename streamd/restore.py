@@ -1,0 +1,447 @@
+"""The privileged restore path: put original faces back into a recording, for chosen tracks and a span.
+
+`restore_recording` reads a recording (docs/recording.md), unwraps the track keys of the selected
+tracks with a restore private key, and writes a copy of the video in which those tracks' faces are
+restored inside the span and every other face stays anonymized. Where a restored face's region
+overlaps the region of a face that is not restored, the overlap stays anonymized.
+
+How a face is restored is a `FaceRestorer`: `SealedPayloadRestorer` opens the sealed original
+pixels (exact); a neural restorer (the SDN decoder, keyed by the track's password) plugs in through
+`NEURAL_RESTORERS`, keyed by anonymization method.
+
+Every run appends one entry to the hash-chained audit log (`streamd.audit`), whatever its outcome.
+Nothing is left at the output path after a failure unless `partial` is set.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from streamd.audit import append_audit_entry, file_sha256
+from streamd.errors import StreamdError
+from streamd.keys import (
+    RestorePrivateKey,
+    derive_payload_key,
+    load_private_key,
+    track_key_context,
+    unwrap_track_key,
+)
+from streamd.recording_format import FrameRecord, Recording, RecordingError, decode_video_frames, read_recording
+from streamd.seal import open_sealed
+from streamd.sealing import GEOMETRY_BOX, SEALED_FACE_KIND, binding_for_payload, box_region_from_binding
+from streamd.video_out import VideoFileWriter
+
+logger = logging.getLogger(__name__)
+
+RESTORE_MODES = ("sealed", "neural")
+AUDIT_ACTION = "restore"
+AUDIT_LOG_NAME = "audit.jsonl"
+DEFAULT_RESTORE_CRF = 4
+EXIT_PARTIAL = 3
+# A decoded frame and its record belong together when their times differ by less than this.
+PTS_MATCH_TOLERANCE_S = 0.002
+
+
+class RestoreError(StreamdError):
+    """A restore cannot be done as asked (bad selection, missing keys or payloads, unsupported mode)."""
+
+
+def default_audit_log_path() -> Path:
+    """`$XDG_STATE_HOME/streamd/audit.jsonl`, or `~/.local/state/streamd/audit.jsonl`."""
+    state_home = os.environ.get("XDG_STATE_HOME")
+    base = Path(state_home) if state_home else Path.home() / ".local" / "state"
+    return base / "streamd" / AUDIT_LOG_NAME
+
+
+@dataclass(frozen=True)
+class RestoreRequest:
+    input_path: Path
+    output_path: Path
+    key_path: Path
+    passphrase: bytes | None = None
+    tracks: frozenset[int] | None = None
+    from_s: float | None = None
+    to_s: float | None = None
+    mode: str = "sealed"
+    partial: bool = False
+    expect_camera: str | None = None
+    audit_log_path: Path | None = None
+    crf: int = DEFAULT_RESTORE_CRF
+
+
+@dataclass
+class RestoreResult:
+    output_path: Path
+    frames_written: int
+    faces_restored: int
+    tracks_restored: list[int]
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def outcome(self) -> str:
+        return "partial" if self.problems else "ok"
+
+
+@dataclass(frozen=True)
+class TrackSummary:
+    """What `--list` shows for one track: span (seconds from the file's first frame), frames, payloads."""
+
+    track_id: int
+    first_s: float
+    last_s: float
+    frames: int
+    payloads: int
+    key_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RestoredFace:
+    """Pixels to put back: `bgr` covers `region_xyxy` of the frame."""
+
+    track_id: int
+    region_xyxy: tuple[int, int, int, int]
+    bgr: np.ndarray
+
+
+# ---------------------------------------------------------------- restorers
+class FaceRestorer(abc.ABC):
+    """Turns one anonymized face of one frame back into its original pixels."""
+
+    mode: str
+
+    @abc.abstractmethod
+    def restore_face(self, anonymized_bgr: np.ndarray, record: FrameRecord, track_id: int) -> RestoredFace | None:
+        """The face of `track_id` in this frame, or None when the frame holds nothing to restore for it.
+        Raises StreamdError (SealError for a payload that fails to open) when it cannot."""
+
+
+class SealedPayloadRestorer(FaceRestorer):
+    """Opens the track's sealed payloads: exact original pixels."""
+
+    mode = "sealed"
+
+    def __init__(self, camera: str, stream_epoch: str, payload_keys: Mapping[int, bytes]) -> None:
+        self._camera = camera
+        self._stream_epoch = stream_epoch
+        self._payload_keys = dict(payload_keys)
+
+    def restore_face(self, anonymized_bgr: np.ndarray, record: FrameRecord, track_id: int) -> RestoredFace | None:
+        positions = [
+            position for position, descriptor in enumerate(record.payload_descriptors)
+            if descriptor.get("kind") == SEALED_FACE_KIND and descriptor.get("track_id") == track_id
+        ]
+        if not positions:
+            return None
+        if len(positions) > 1:
+            raise RestoreError(f"frame {record.frame_index}: {len(positions)} sealed payloads claim track {track_id}")
+        descriptor = record.payload_descriptors[positions[0]]
+        if descriptor.get("geometry") != GEOMETRY_BOX:
+            raise RestoreError(f"frame {record.frame_index}, track {track_id}: sealed payload geometry "
+                               f"{descriptor.get('geometry')!r} is not supported by this build")
+        binding = binding_for_payload(
+            camera=self._camera, stream_epoch=self._stream_epoch, frame_index=record.frame_index,
+            pts=record.pts, descriptor=descriptor,
+        )
+        crop_bgr = open_sealed(record.payload_data[positions[0]], self._payload_keys[track_id], binding)
+        region_xyxy = box_region_from_binding(binding)
+        height, width = anonymized_bgr.shape[:2]
+        x0, y0, x1, y1 = region_xyxy
+        if x0 < 0 or y0 < 0 or x1 > width or y1 > height:
+            raise RestoreError(f"frame {record.frame_index}, track {track_id}: sealed region {list(region_xyxy)} "
+                               f"lies outside the {width}x{height} frame")
+        return RestoredFace(track_id=track_id, region_xyxy=region_xyxy, bgr=crop_bgr)
+
+
+#: Neural restorers by anonymization method: a factory taking {track_id: track_key}.
+NEURAL_RESTORERS: dict[str, Callable[[Mapping[int, bytes]], FaceRestorer]] = {}
+
+
+def build_restorer(mode: str, method: str, recording: Recording, track_keys: Mapping[int, bytes]) -> FaceRestorer:
+    if mode == "sealed":
+        payload_keys = {track_id: derive_payload_key(track_key) for track_id, track_key in track_keys.items()}
+        return SealedPayloadRestorer(recording.camera, recording.stream_epoch, payload_keys)
+    if mode == "neural":
+        factory = NEURAL_RESTORERS.get(method)
+        if factory is None:
+            raise RestoreError(f"no neural model for method {method!r}: faces anonymized with {method} can only be "
+                               "restored from sealed payloads (--mode sealed)")
+        return factory(track_keys)
+    raise RestoreError(f"unknown restore mode {mode!r}; one of {', '.join(RESTORE_MODES)}")
+
+
+# ---------------------------------------------------------------- listing
+def list_tracks(input_path: Path | str) -> tuple[Recording, list[TrackSummary]]:
+    """The tracks of a recording with their spans; needs no key."""
+    recording = read_recording(input_path)
+    by_track: dict[int, list[float]] = {}
+    payload_counts: dict[int, int] = {}
+    for record in recording.records:
+        seconds = recording.seconds_of(record)
+        for face in record.document["faces"]:
+            by_track.setdefault(int(face["track_id"]), []).append(seconds)
+        for descriptor in record.payload_descriptors:
+            if descriptor.get("kind") == SEALED_FACE_KIND:
+                track_id = int(descriptor["track_id"])
+                payload_counts[track_id] = payload_counts.get(track_id, 0) + 1
+    summaries = [
+        TrackSummary(
+            track_id=track_id, first_s=min(times), last_s=max(times), frames=len(times),
+            payloads=payload_counts.get(track_id, 0),
+            key_ids=tuple(sorted({str(entry.get("key_id")) for entry in recording.wrapped_keys.get(track_id, [])})),
+        )
+        for track_id, times in sorted(by_track.items())
+    ]
+    return recording, summaries
+
+
+# ---------------------------------------------------------------- restoring
+def _in_span(seconds: float, from_s: float | None, to_s: float | None) -> bool:
+    return (from_s is None or seconds >= from_s) and (to_s is None or seconds <= to_s)
+
+
+def _face_regions(record: FrameRecord) -> dict[int, list[tuple[int, int, int, int]]]:
+    """Every face's changed region by track id: from its payload descriptor, else its box rounded outwards."""
+    regions: dict[int, list[tuple[int, int, int, int]]] = {}
+    described: set[int] = set()
+    for descriptor in record.payload_descriptors:
+        if descriptor.get("kind") == SEALED_FACE_KIND and "region_xyxy" in descriptor:
+            track_id = int(descriptor["track_id"])
+            regions.setdefault(track_id, []).append(tuple(int(v) for v in descriptor["region_xyxy"]))  # type: ignore[arg-type]
+            described.add(track_id)
+    for face in record.document["faces"]:
+        track_id = int(face["track_id"])
+        if track_id not in described:
+            x0, y0, x1, y1 = face["xyxy"]
+            regions.setdefault(track_id, []).append((int(np.floor(x0)), int(np.floor(y0)), int(np.ceil(x1)), int(np.ceil(y1))))
+    return regions
+
+
+def composite_restored(
+    anonymized_bgr: np.ndarray, restored: Sequence[RestoredFace], protected_regions: Sequence[tuple[int, int, int, int]]
+) -> np.ndarray:
+    """`anonymized_bgr` with each restored face pasted, except on pixels inside any protected region."""
+    out = anonymized_bgr.copy()
+    height, width = out.shape[:2]
+    protected = np.zeros((height, width), dtype=bool)
+    for x0, y0, x1, y1 in protected_regions:
+        protected[max(0, y0):max(0, y1), max(0, x0):max(0, x1)] = True
+    for face in restored:
+        x0, y0, x1, y1 = face.region_xyxy
+        keep = ~protected[y0:y1, x0:x1]
+        out[y0:y1, x0:x1][keep] = face.bgr[keep]
+    return out
+
+
+def _select_tracks(request: RestoreRequest, recording: Recording) -> list[int]:
+    present: set[int] = set()
+    for record in recording.records:
+        if _in_span(recording.seconds_of(record), request.from_s, request.to_s):
+            present.update(int(face["track_id"]) for face in record.document["faces"])
+    all_tracks = {int(face["track_id"]) for record in recording.records for face in record.document["faces"]}
+    if request.tracks is None:
+        if not present:
+            raise RestoreError(f"{request.input_path}: no face appears in the selected span")
+        return sorted(present)
+    unknown = sorted(request.tracks - all_tracks)
+    if unknown:
+        raise RestoreError(f"track(s) {', '.join(map(str, unknown))} not in {request.input_path} "
+                           f"(tracks present: {', '.join(map(str, sorted(all_tracks))) or 'none'})")
+    outside = sorted(request.tracks - present)
+    if outside:
+        raise RestoreError(f"track(s) {', '.join(map(str, outside))} do not appear in the selected span")
+    return sorted(request.tracks)
+
+
+def _unwrap_keys(
+    recording: Recording, track_ids: Sequence[int], private_key: RestorePrivateKey, partial: bool, problems: list[str]
+) -> dict[int, bytes]:
+    track_keys: dict[int, bytes] = {}
+    for track_id in track_ids:
+        wrapped = recording.wrapped_keys.get(track_id)
+        try:
+            if not wrapped:
+                raise RestoreError(f"{recording.path}: no wrapped key for track {track_id} in this file "
+                                   "(the recording started after the track and before its keys repeated, or was cut)")
+            context = track_key_context(recording.camera, recording.stream_epoch, track_id)
+            track_keys[track_id] = unwrap_track_key(wrapped, private_key, context)
+        except StreamdError as exc:
+            if not partial:
+                raise
+            problems.append(f"track {track_id}: {exc}")
+    if not track_keys:
+        raise RestoreError(f"no selected track could be unlocked: {problems[0] if problems else 'nothing selected'}")
+    return track_keys
+
+
+def _check_recording(request: RestoreRequest, recording: Recording, problems: list[str]) -> None:
+    if request.expect_camera is not None and recording.camera != request.expect_camera:
+        raise RestoreError(f"{request.input_path} is from camera {recording.camera!r}, "
+                           f"not the expected camera {request.expect_camera!r}")
+    if recording.problems:
+        message = f"{request.input_path}: truncated or damaged recording: {'; '.join(recording.problems)}"
+        if not request.partial:
+            raise RecordingError(message)
+        problems.append(message)
+    methods = {str(record.document["method"]) for record in recording.records}
+    if len(methods) > 1:
+        raise RecordingError(f"{request.input_path}: mixes anonymization methods {', '.join(sorted(methods))}")
+
+
+def _restore_frames(
+    request: RestoreRequest,
+    recording: Recording,
+    restorer: FaceRestorer,
+    track_ids: Sequence[int],
+    problems: list[str],
+    progress: object | None,
+) -> RestoreResult:
+    selected = set(track_ids)
+    records = recording.records
+    first = records[0]
+    writer: VideoFileWriter | None = None
+    faces_restored = 0
+    restored_tracks: set[int] = set()
+    decoded_count = 0
+    try:
+        for position, (pts, time_base, bgr) in enumerate(decode_video_frames(request.input_path)):
+            if position >= len(records):
+                raise RecordingError(f"{request.input_path}: the video has more frames than metadata records "
+                                     f"({len(records)}); the file is damaged")
+            record = records[position]
+            if pts is not None and time_base is not None:
+                difference = abs(float(pts * time_base) - float(record.pts * record.time_base))
+                if difference > PTS_MATCH_TOLERANCE_S:
+                    raise RecordingError(f"{request.input_path}: video frame {position} is at {float(pts * time_base):.3f} s "
+                                         f"but its record says {float(record.pts * record.time_base):.3f} s")
+            if writer is None:
+                writer = VideoFileWriter(request.output_path, (bgr.shape[1], bgr.shape[0]), first.time_base,
+                                         _average_rate(recording), crf=request.crf)
+            out_bgr = bgr
+            if _in_span(recording.seconds_of(record), request.from_s, request.to_s):
+                out_bgr, count = _restore_one(bgr, record, restorer, selected, request.partial, problems, restored_tracks)
+                faces_restored += count
+            writer.write(out_bgr, pts=record.pts)
+            decoded_count += 1
+            if progress is not None:
+                progress.update(1)  # type: ignore[attr-defined]
+        if decoded_count < len(records):
+            message = (f"{request.input_path}: the video ends after {decoded_count} frames but the metadata "
+                       f"describes {len(records)}: the file is truncated")
+            if not request.partial:
+                raise RecordingError(message)
+            problems.append(message)
+        if writer is None:
+            raise RecordingError(f"{request.input_path}: no video frame could be decoded")
+        if faces_restored == 0:
+            raise RestoreError("no face could be restored" + (f": {problems[0]}" if problems else ""))
+        writer.close()
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    return RestoreResult(request.output_path, decoded_count, faces_restored, sorted(restored_tracks), problems)
+
+
+def _average_rate(recording: Recording) -> Fraction:
+    """The nominal frame rate of a recording, from its first and last pts (rate control only)."""
+    records = recording.records
+    if len(records) < 2:
+        return Fraction(25)
+    span_s = (records[-1].pts - records[0].pts) * records[0].time_base
+    return Fraction(len(records) - 1) / span_s if span_s > 0 else Fraction(25)
+
+
+def _restore_one(
+    bgr: np.ndarray,
+    record: FrameRecord,
+    restorer: FaceRestorer,
+    selected: set[int],
+    partial: bool,
+    problems: list[str],
+    restored_tracks: set[int],
+) -> tuple[np.ndarray, int]:
+    regions = _face_regions(record)
+    restored: list[RestoredFace] = []
+    failed: set[int] = set()
+    for track_id in sorted(regions):
+        if track_id not in selected:
+            continue
+        try:
+            face = restorer.restore_face(bgr, record, track_id)
+        except StreamdError as exc:
+            if not partial:
+                raise
+            problems.append(f"frame {record.frame_index}, track {track_id}: {exc}")
+            failed.add(track_id)
+            continue
+        if face is None:
+            message = f"frame {record.frame_index}: no sealed payload for track {track_id} (removed or never sealed)"
+            if not partial:
+                raise RestoreError(message)
+            problems.append(message)
+            failed.add(track_id)
+            continue
+        restored.append(face)
+        restored_tracks.add(track_id)
+    protected = [region for track_id, track_regions in regions.items()
+                 if track_id not in selected or track_id in failed for region in track_regions]
+    return composite_restored(bgr, restored, protected), len(restored)
+
+
+def restore_recording(request: RestoreRequest, progress: object | None = None) -> RestoreResult:
+    """Restore as `request` asks; appends the audit entry whatever happens. Raises StreamdError on failure."""
+    audit_log_path = request.audit_log_path or default_audit_log_path()
+    audit_log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    input_sha256 = file_sha256(request.input_path) if request.input_path.is_file() else None
+    span = None if request.from_s is None and request.to_s is None else (request.from_s, request.to_s)
+    audit_tracks = sorted(request.tracks) if request.tracks is not None else None
+    try:
+        result = _restore(request, progress)
+    except StreamdError as exc:
+        append_audit_entry(audit_log_path, action=AUDIT_ACTION, outcome="failed", input_path=request.input_path,
+                           input_sha256=input_sha256, tracks=audit_tracks, span=span, message=str(exc))
+        raise
+    summary = (f"{result.faces_restored} faces of tracks {', '.join(map(str, result.tracks_restored))} restored "
+               f"into {result.output_path}")
+    if result.problems:
+        summary += f"; {len(result.problems)} problem(s), first: {result.problems[0]}"
+    try:
+        append_audit_entry(audit_log_path, action=AUDIT_ACTION, outcome=result.outcome, input_path=request.input_path,
+                           input_sha256=input_sha256, tracks=result.tracks_restored, span=span, message=summary)
+    except StreamdError:
+        result.output_path.unlink(missing_ok=True)
+        raise
+    return result
+
+
+def _restore(request: RestoreRequest, progress: object | None) -> RestoreResult:
+    if request.mode not in RESTORE_MODES:
+        raise RestoreError(f"unknown restore mode {request.mode!r}; one of {', '.join(RESTORE_MODES)}")
+    if request.from_s is not None and request.to_s is not None and request.to_s < request.from_s:
+        raise RestoreError(f"--to {request.to_s} is before --from {request.from_s}")
+    if request.output_path.resolve() == request.input_path.resolve():
+        raise RestoreError(f"{request.output_path}: the output must not overwrite the input")
+    problems: list[str] = []
+    recording = read_recording(request.input_path)
+    _check_recording(request, recording, problems)
+    method = str(recording.records[0].document["method"])
+    if request.mode == "neural":
+        build_restorer("neural", method, recording, {})
+    private_key = load_private_key(request.key_path, request.passphrase)
+    track_ids = _select_tracks(request, recording)
+    if request.mode == "sealed" and not any(record.payload_descriptors for record in recording.records):
+        raise RestoreError(f"{request.input_path} holds no sealed payloads (recorded with sealed_payloads off); "
+                           "only --mode neural could restore it")
+    track_keys = _unwrap_keys(recording, track_ids, private_key, request.partial, problems)
+    restorer = build_restorer(request.mode, method, recording, track_keys)
+    if progress is not None:
+        progress.total = len(recording.records)  # type: ignore[attr-defined]
+    return _restore_frames(request, recording, restorer, sorted(track_keys), problems, progress)
