@@ -9,7 +9,6 @@ the full reports stay in --work-dir (default out/results-run/, git-ignored).
 from __future__ import annotations
 
 import argparse
-import datetime
 import logging
 import os
 import shutil

@@ -224,3 +224,13 @@ def test_crop_method_adapter_path(judge) -> None:
     assert restore["wrong_key"] == "restored" and restore["wrong_key_identity_distance"] is not None
     assert row["diversity_mean_distance"] is not None
     assert [label for label, _ in result.tiles[0]][2:] == ["restored", "wrong-key restore"]
+
+
+def test_eval_on_a_clip(demo_clip, tmp_path: Path, capsys) -> None:
+    code, out, _ = run_cli(capsys, "eval", str(demo_clip.path), "--method", "blur", "--max-frames", "1",
+                           "-o", str(tmp_path / "out"))
+    assert code == 0 and "| blur |" in out
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["data"]["kind"] == "clip" and report["data"]["frames_sampled"] == 1
+    assert report["data"]["faces"] == len(demo_clip.truth_xyxy[0])
+    assert report["methods"]["blur"]["aggregate"]["spr"] == 1.0

@@ -85,11 +85,6 @@ class DlibIdentityJudge:
             "landmarks": "dlib 5-point shape predictor run inside the known box on the judged image",
         }
 
-    def landmarks(self, bgr: np.ndarray, xyxy: np.ndarray) -> np.ndarray:
-        """dlib's five landmarks for the face at `xyxy`, (5, 2) float32 pixels."""
-        shape = self._shape(np.ascontiguousarray(bgr[:, :, ::-1]), xyxy)
-        return np.array([[shape.part(i).x, shape.part(i).y] for i in range(shape.num_parts)], np.float32)
-
     def _shape(self, rgb: np.ndarray, xyxy: np.ndarray):
         x0, y0, x1, y1 = (int(round(float(value))) for value in np.asarray(xyxy).reshape(4))
         if x1 <= x0 or y1 <= y0:

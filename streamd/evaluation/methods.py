@@ -29,7 +29,6 @@ import numpy as np
 
 from streamd.align import expand_box, feathered_mask, paste_back, paste_order, similarity_transform, warp_to_crop
 from streamd.config import AnonymizerConfig
-from streamd.errors import ModelError
 from streamd.evaluation.dataset import EvalFace, EvalImage
 from streamd.evaluation.errors import EvaluationError
 from streamd.types import TrackedFace
@@ -225,13 +224,6 @@ class SealedRestoreMethod(EvalMethod):
         return restored
 
 
-def sdn_method_available() -> str | None:
-    """None when a trained SDN model and its runner are installed, else why the method cannot run."""
-    from streamd.evaluation.sdn_adapter import sdn_unavailable_reason
-
-    return sdn_unavailable_reason()
-
-
 def build_method(name: str, config: AnonymizerConfig | None = None) -> EvalMethod:
     """The adapter for a method name: blur, mosaic, solid, any of them + "+sealed", or sdn."""
     if name in CLASSICAL_METHODS:
@@ -248,10 +240,3 @@ def build_method(name: str, config: AnonymizerConfig | None = None) -> EvalMetho
 def method_names() -> list[str]:
     return [*CLASSICAL_METHODS, *(name + SEALED_SUFFIX for name in CLASSICAL_METHODS), "sdn"]
 
-
-def check_models_present(name: str) -> None:
-    """ModelError when the method needs a model that is not installed."""
-    if name == "sdn":
-        reason = sdn_method_available()
-        if reason is not None:
-            raise ModelError(f"method sdn: {reason}")
