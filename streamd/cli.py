@@ -95,45 +95,30 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from streamd.app import open_stream
+    from streamd.logs import configure_logging
+    from streamd.service import StreamService
 
     config = load_config(args.config)
-    cameras = [camera for camera in config.cameras if args.camera is None or camera.id in args.camera]
-    if not cameras:
-        raise StreamdError(f"no camera named {', '.join(args.camera)} in {args.config}")
-    logging.getLogger().setLevel(config.log_level)
-    failures: dict[str, BaseException] = {}
-    pipelines = []
-    stopping = threading.Event()
+    configure_logging(config.log_format, "DEBUG" if args.debug else config.log_level,
+                      frozenset(camera.id for camera in config.cameras))
+    service = StreamService(config, config_path=args.config, camera_ids=args.camera)
+    service.install_signal_handlers()
+    return service.run()
 
-    def run_one(camera: CameraConfig) -> None:
-        try:
-            with open_stream(camera) as pipeline:
-                pipelines.append(pipeline)
-                if stopping.is_set():
-                    pipeline.stop()
-                stats = pipeline.run().snapshot()
-                logger.info("camera %s finished: %d frames, %d faces", camera.id, stats["frames_out"], stats["faces_out"])
-        except BaseException as exc:  # one camera's failure is reported, the others go on
-            failures[camera.id] = exc
 
-    def request_stop(signum: int, _frame: object) -> None:
-        logger.info("signal %d: stopping", signum)
-        stopping.set()
-        for pipeline in list(pipelines):
-            pipeline.stop()
+def cmd_status(args: argparse.Namespace) -> int:
+    from streamd.metrics import DEFAULT_METRICS_URL, camera_status_rows, fetch_metrics, format_status_table, parse_metrics
 
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    threads = [threading.Thread(target=run_one, args=(camera,), name=f"camera-{camera.id}") for camera in cameras]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        while thread.is_alive():
-            thread.join(timeout=0.5)
-    for camera_id, exc in failures.items():
-        print(f"streamd: camera {camera_id}: {exc}", file=sys.stderr)
-    return 1 if failures else 0
+    url = args.metrics
+    if url is None and args.config is not None:
+        url = f"http://{load_config(args.config).metrics.listen}/metrics"
+    samples = parse_metrics(fetch_metrics(url or DEFAULT_METRICS_URL))
+    rows = camera_status_rows(samples)
+    print(format_status_table(rows))
+    values = {name: value for name, labels, value in samples if not labels}
+    print(f"uptime {values.get('streamd_uptime_seconds', 0.0):.0f} s, "
+          f"{'healthy' if values.get('streamd_healthy') == 1 else 'UNHEALTHY (watchdog not fed)'}")
+    return 0 if rows and all(row.state in ("up", "finished") for row in rows) else 3
 
 
 def cmd_tail(args: argparse.Namespace) -> int:
@@ -265,6 +250,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("config", type=Path)
     run.add_argument("--camera", action="append", help="run only this camera id (repeatable)")
     run.set_defaults(handler=cmd_run)
+
+    status = commands.add_parser("status", help="show each camera of a running service (from its metrics)")
+    status.add_argument("--metrics", metavar="URL", help="metrics endpoint (default: from --config, else "
+                        "http://127.0.0.1:9108/metrics)")
+    status.add_argument("--config", type=Path, help="read the metrics address from this config file")
+    status.set_defaults(handler=cmd_status)
 
     validate = commands.add_parser("validate-config", help="check a config file and point at the bad line")
     validate.add_argument("file", type=Path)

@@ -6,6 +6,7 @@ with the YAML line they come from.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -200,8 +201,69 @@ class CameraConfig(StrictModel):
     )
 
 
+# ---------------------------------------------------------------- service
+class MetricsConfig(StrictModel):
+    """Prometheus text endpoint of `streamd run` (GET /metrics)."""
+
+    enabled: bool = Field(True, description="Serve metrics; false: no HTTP listener at all.")
+    listen: str = Field(
+        "127.0.0.1:9108",
+        description="Loopback HOST:PORT to serve on (port 0 picks a free one, logged at start).",
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _loopback_host_port(cls, listen: str) -> str:
+        host, separator, port_text = listen.rpartition(":")
+        host = host.strip("[]")
+        if not separator or not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+            raise ValueError("must be HOST:PORT, for example 127.0.0.1:9108")
+        if host != "localhost":
+            try:
+                address = ipaddress.ip_address(host)
+            except ValueError:
+                raise ValueError(f"{host!r} is not an IP address or localhost") from None
+            if not address.is_loopback:
+                raise ValueError("metrics are served on a loopback address only (put a proxy in front to expose them)")
+        return listen
+
+
+class ServiceConfig(StrictModel):
+    """How `streamd run` supervises its cameras (docs/service.md)."""
+
+    restart_initial_s: float = Field(
+        1.0, gt=0, le=60, description="Delay before restarting a camera whose pipeline failed."
+    )
+    restart_max_s: float = Field(
+        30.0, gt=0, le=3600, description="Longest restart delay (the delay doubles after each failure in a row)."
+    )
+    healthy_after_s: float = Field(
+        60.0, gt=0, le=86400, description="A camera running this long without failing starts again from the shortest delay."
+    )
+    stall_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description=(
+            "A camera whose source delivers but whose pipeline puts out no frame this long is restarted; "
+            "if it does not stop within stop_timeout_s either, the systemd watchdog is no longer fed."
+        ),
+    )
+    stop_timeout_s: float = Field(
+        10.0, gt=0, le=600, description="How long a stopping camera may take to finish its outputs."
+    )
+    status_interval_s: float = Field(
+        1.0, gt=0, le=60, description="How often the service checks its cameras and updates STATUS= for systemd."
+    )
+
+
 class StreamdConfig(StrictModel):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = Field(
+        "text", description="text: one readable line per record; json: one JSON object per line (journald, Loki)."
+    )
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    service: ServiceConfig = Field(default_factory=ServiceConfig)
     cameras: list[CameraConfig] = Field(min_length=1, description="Streams to process.")
 
     @model_validator(mode="after")

@@ -39,6 +39,14 @@ class _EndOfStream:
 END = _EndOfStream()
 
 
+@dataclass(frozen=True)
+class SourceState:
+    """Queue item: a live source went up or down; sinks hear of it in order with the frames."""
+
+    up: bool
+    reason: str
+
+
 @dataclass
 class _TrackedItem:
     frame: VideoFrame
@@ -90,6 +98,10 @@ class StreamPipeline:
     def stop(self) -> None:
         """Ask every stage to finish; `run` then returns after the sinks are finished."""
         self._stop.set()
+
+    def report_source_state(self, up: bool, reason: str) -> None:
+        """Pass a source's up/down change on to the sinks (an `on_state` callback: decode thread)."""
+        self._put(self._decoded, SourceState(up, reason))
 
     @property
     def stopped(self) -> bool:
@@ -151,6 +163,10 @@ class StreamPipeline:
         detect_every = self.camera.tracker.detect_every
         try:
             for frame in self._items(self._decoded):
+                if isinstance(frame, SourceState):
+                    if not self._put(self._tracked, frame):
+                        return
+                    continue
                 assert isinstance(frame, VideoFrame)
                 failure = None
                 detections = None
@@ -242,6 +258,10 @@ class StreamPipeline:
     def _anonymize_stage(self) -> None:
         try:
             for item in self._items(self._tracked):
+                if isinstance(item, SourceState):
+                    if not self._put(self._anonymized, item):
+                        return
+                    continue
                 if isinstance(item, list):  # track ids ended by the end of the stream
                     for track_id in item:
                         self.anonymizer.end_track(track_id)
@@ -259,6 +279,10 @@ class StreamPipeline:
 
     def _output_stage(self) -> None:
         for item in self._items(self._anonymized):
+            if isinstance(item, SourceState):
+                for sink in self.sinks:
+                    sink.source_state(item.up, item.reason)
+                continue
             if isinstance(item, list):
                 for sink in self.sinks:
                     sink.end_tracks(item)

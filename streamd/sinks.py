@@ -24,6 +24,9 @@ class FrameSink(abc.ABC):
     def end_tracks(self, track_ids: list[int]) -> None:
         """Tracks that ended without a further frame (end of stream)."""
 
+    def source_state(self, up: bool, reason: str) -> None:
+        """A live source went down (connection lost, `reason` says why) or came back up."""
+
     def finish(self) -> None:
         """The stream ended normally: flush and close."""
 

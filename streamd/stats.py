@@ -15,6 +15,18 @@ import numpy as np
 
 SAMPLE_WINDOW = 5000
 STAGES = ("decode", "detect", "track", "anonymize", "encode", "publish")
+#: Upper bounds (seconds) of the end-to-end latency histogram exported as Prometheus buckets.
+LATENCY_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+@dataclass(frozen=True)
+class LatencyHistogram:
+    """Cumulative counts of frames whose latency was at most each bound, as Prometheus exports them."""
+
+    bounds_s: tuple[float, ...]
+    cumulative_counts: tuple[int, ...]
+    count: int
+    sum_s: float
 
 
 def percentile_ms(samples: list[float], q: float) -> float | None:
@@ -48,6 +60,8 @@ class PipelineStats:
         self._stage_samples: dict[str, deque[float]] = {name: deque(maxlen=SAMPLE_WINDOW) for name in STAGES}
         self._stage_totals: Counter[str] = Counter()
         self._latency_samples: deque[float] = deque(maxlen=SAMPLE_WINDOW)
+        self._latency_bucket_counts = [0] * len(LATENCY_BUCKETS_S)
+        self._latency_sum_s = 0.0
 
     def add_stage_time(self, stage: str, seconds: float) -> None:
         with self._lock:
@@ -73,10 +87,26 @@ class PipelineStats:
             self.faces_predicted += predicted
             self.frames_masked += int(masked)
             self._latency_samples.append(latency_s)
+            self._latency_sum_s += latency_s
+            for position, bound in enumerate(LATENCY_BUCKETS_S):
+                if latency_s <= bound:
+                    self._latency_bucket_counts[position] += 1
+                    break
 
     def count_tracks_started(self, count: int) -> None:
         with self._lock:
             self.tracks_started += count
+
+    def latency_histogram(self) -> LatencyHistogram:
+        """Every frame's latency since the start (not only the sample window), in buckets."""
+        with self._lock:
+            counts = list(self._latency_bucket_counts)
+            total, latency_sum = self.frames_out, self._latency_sum_s
+        cumulative, running = [], 0
+        for count in counts:
+            running += count
+            cumulative.append(running)
+        return LatencyHistogram(LATENCY_BUCKETS_S, tuple(cumulative), total, latency_sum)
 
     def stage_summary(self, stage: str) -> StageSummary:
         with self._lock:

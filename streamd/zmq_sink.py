@@ -53,6 +53,12 @@ class ZmqSink(FrameSink):
         for track_id in anonymized.ended:
             self._event("track_end", anonymized, track_id=track_id)
 
+    def source_state(self, up: bool, reason: str) -> None:
+        """Down: a `stream_down` event now; up: `stream_up` goes out with the next frame (it knows the size)."""
+        if not up:
+            self._event("stream_down", message=reason)
+            self._announced = False
+
     def end_tracks(self, track_ids: list[int]) -> None:
         for track_id in track_ids:
             self._event("track_end", self._last_frame, track_id=track_id)
