@@ -123,6 +123,7 @@ class CameraWorker:
         self._stall_stop_at: float | None = None
         self._stall_restart = False
         self._fps_samples: collections.deque[tuple[float, int]] = collections.deque()
+        self._fps_lock = threading.Lock()  # check() appends from the service thread, metrics read from theirs
         self._thread = threading.Thread(target=self._run, name=f"camera-{camera.id}", daemon=True)
 
     # ------------------------------------------------------------ control
@@ -253,9 +254,10 @@ class CameraWorker:
         """Update progress and the frame rate; False when the camera is wedged (see module doc)."""
         now = time.monotonic() if now is None else now
         frames_out = self.stats.frames_out
-        self._fps_samples.append((now, frames_out))
-        while len(self._fps_samples) > 2 and now - self._fps_samples[0][0] > FPS_WINDOW_S:
-            self._fps_samples.popleft()
+        with self._fps_lock:
+            self._fps_samples.append((now, frames_out))
+            while len(self._fps_samples) > 2 and now - self._fps_samples[0][0] > FPS_WINDOW_S:
+                self._fps_samples.popleft()
         if frames_out != self._frames_out_seen or self.state != CameraState.UP:
             self._frames_out_seen = frames_out
             self._progress_at = now
@@ -278,9 +280,10 @@ class CameraWorker:
         return True
 
     def fps(self) -> float:
-        if len(self._fps_samples) < 2:
-            return 0.0
-        (first_t, first_count), (last_t, last_count) = self._fps_samples[0], self._fps_samples[-1]
+        with self._fps_lock:
+            if len(self._fps_samples) < 2:
+                return 0.0
+            (first_t, first_count), (last_t, last_count) = self._fps_samples[0], self._fps_samples[-1]
         return (last_count - first_count) / (last_t - first_t) if last_t > first_t else 0.0
 
     def snapshot(self, healthy: bool = True) -> CameraSnapshot:

@@ -140,8 +140,8 @@ def test_dead_camera_leaves_the_other_running_and_shows_down(
     dead_url = f"rtsp://127.0.0.1:{free_tcp_port()}/nothing"
     config = service_config([rtsp_camera("alive", server.url), rtsp_camera("dead", dead_url)])
     with RunningService(config) as running:
-        elapsed = running.wait_frames("alive", 25, timeout_s=5)
-        assert elapsed < 2.5, f"25 frames took {elapsed:.1f} s beside a dead camera"
+        elapsed = running.wait_frames("alive", 25, timeout_s=8)
+        assert elapsed < 4.0, f"25 frames (1 s of video) took {elapsed:.1f} s beside a dead camera"
         wait_until(lambda: running.metric("streamd_connect_failures_total", camera="dead") >= 2, 5, "retries")
         assert running.metric("streamd_camera_up", camera="alive") == 1
         assert running.metric("streamd_camera_up", camera="dead") == 0
@@ -164,15 +164,15 @@ def test_absent_and_stalled_subscribers_do_not_stall_the_pipeline(server: RtspTe
     camera = rtsp_camera("cam", server.url)
     camera["outputs"] = {"zmq": {"endpoint": endpoint, "send_hwm": 1, "image_format": "raw"}}
     with RunningService(service_config([camera])) as running:
-        elapsed = running.wait_frames("cam", 25, timeout_s=5)  # nobody subscribed
-        assert elapsed < 2.0
+        elapsed = running.wait_frames("cam", 25, timeout_s=8)  # nobody subscribed
+        assert elapsed < 4.0, f"25 frames (1 s of video) took {elapsed:.1f} s with no subscriber"
         stalled = ZmqListener(endpoint, rcvhwm=1)
         stalled._stop.set()  # subscribed, never reads
         try:
             wait_until(lambda: running.metric("streamd_publish_drops_total", camera="cam") > 0, 8,
                        "drops counted at the high-water mark")
-            elapsed = running.wait_frames("cam", 25, timeout_s=5)
-            assert elapsed < 2.0, f"25 frames took {elapsed:.1f} s with a stalled subscriber"
+            elapsed = running.wait_frames("cam", 25, timeout_s=8)
+            assert elapsed < 4.0, f"25 frames (1 s of video) took {elapsed:.1f} s with a stalled subscriber"
         finally:
             stalled.close()
 
@@ -281,26 +281,26 @@ def test_reload_keeps_unchanged_cameras_and_applies_changes(server: RtspTestServ
 
         write_config([first, second])
         running.service.request_reload()
-        wait_until(lambda: "second" in running.service.workers, 5, "second camera added")
-        running.wait_frames("second", 5, timeout_s=10)
+        wait_until(lambda: "second" in running.service.workers, 15, "second camera added")
+        running.wait_frames("second", 5, timeout_s=15)
         assert running.worker("first") is first_worker and opened == ["first", "second"]
 
         second["anonymizer"] = {"method": "mosaic"}
         write_config([first, second])
         running.service.request_reload()
-        wait_until(lambda: opened.count("second") == 2, 5, "changed camera restarted")
+        wait_until(lambda: opened.count("second") == 2, 15, "changed camera restarted")
         assert running.worker("second").camera.anonymizer.method == "mosaic"
 
         config_path.write_text("cameras: [")
         running.service.request_reload()
-        wait_until(lambda: running.service.config_reloads["failed"] == 1, 5, "bad file reported")
+        wait_until(lambda: running.service.config_reloads["failed"] == 1, 15, "bad file reported")
         assert set(running.service.workers) == {"first", "second"}
 
         write_config([first])
         running.service.request_reload()
-        wait_until(lambda: set(running.service.workers) == {"first"}, 5, "removed camera stopped")
+        wait_until(lambda: set(running.service.workers) == {"first"}, 15, "removed camera stopped")
         assert running.worker("first") is first_worker and opened.count("first") == 1
-        running.wait_frames("first", 5, timeout_s=3)
+        running.wait_frames("first", 5, timeout_s=10)
         assert running.metric("streamd_config_reloads_total", result="ok") == 3
 
 
