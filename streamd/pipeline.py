@@ -96,8 +96,13 @@ class StreamPipeline:
 
     # ------------------------------------------------------------ control
     def stop(self) -> None:
-        """Ask every stage to finish; `run` then returns after the sinks are finished."""
+        """Ask every stage to finish; `run` then returns after the sinks are finished.
+
+        A live source is closed too, so a decode stage waiting on a camera that is down returns.
+        """
         self._stop.set()
+        if self.source.is_live:
+            self.source.close()
 
     def report_source_state(self, up: bool, reason: str) -> None:
         """Pass a source's up/down change on to the sinks (an `on_state` callback: decode thread)."""
