@@ -61,7 +61,10 @@ class CenterFaceConfig(StrictModel):
     providers: list[str] = Field(
         default_factory=lambda: ["CPUExecutionProvider"], description="onnxruntime execution providers in order."
     )
-    intra_op_threads: int = Field(0, ge=0, le=256, description="onnxruntime threads (0: library default).")
+    intra_op_threads: int = Field(
+        1, ge=0, le=256,
+        description="onnxruntime threads (0: one per core). One leaves the other cores to the pipeline's other stages.",
+    )
 
 
 class InsightFaceConfig(StrictModel):

@@ -146,4 +146,6 @@ def test_bench_writes_a_report(demo_clip, tmp_path, capsys) -> None:
     assert ours["frames"] == demo_clip.frame_count and ours["fps"] > 0
     assert set(ours["stages"]) == {"decode", "detect", "track", "anonymize", "encode", "publish"}
     assert all(stage["count"] == demo_clip.frame_count for stage in ours["stages"].values())
+    live = report["streamd_live"]
+    assert live["frames"] == demo_clip.frame_count and live["latency_p50_ms"] > 0
     assert "p95" in out
