@@ -20,6 +20,8 @@ from streamd.nets.sdn import (
     SecureDualNetwork,
     build_sdn,
     build_sdn_from_config,
+    load_generators,
+    save_generators,
     sdn_config,
 )
 
@@ -40,5 +42,7 @@ __all__ = [
     "SecureDualNetwork",
     "build_sdn",
     "build_sdn_from_config",
+    "load_generators",
+    "save_generators",
     "sdn_config",
 ]

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -135,6 +136,8 @@ def sdn_config(
 
 
 def _check_condition(config: SdnConfig, password_bits: torch.Tensor, attributes: torch.Tensor) -> None:
+    if torch.jit.is_tracing():
+        return  # shapes are symbolic while exporting; the exported graph checks them itself
     if password_bits.ndim != 2 or password_bits.shape[1] != config.password_bits:
         raise ValueError(f"password_bits must be (N, {config.password_bits}), got {tuple(password_bits.shape)}")
     if attributes.ndim != 2 or attributes.shape[1] != config.num_attributes:
@@ -338,6 +341,24 @@ def build_sdn(size: str, **config_overrides: object) -> SecureDualNetwork:
 
 def build_sdn_from_config(config: SdnConfig) -> SecureDualNetwork:
     return SecureDualNetwork(config)
+
+
+def save_generators(generators: SdnGenerators, path: str | Path) -> None:
+    """Save inference weights: {"config": SdnConfig dict, "state_dict": Fext + En + De}."""
+    torch.save({"config": generators.config.to_dict(), "state_dict": generators.state_dict()}, path)
+
+
+def load_generators(path: str | Path) -> SdnGenerators:
+    """Load inference weights saved by `save_generators` (or train_sdn's generators.pt), strictly."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"SDN weights {path} do not exist")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or set(payload) != {"config", "state_dict"}:
+        raise ValueError(f"{path} is not an SDN generator weights file (expected keys config, state_dict)")
+    generators = SdnGenerators(SdnConfig.from_dict(payload["config"]))
+    generators.load_state_dict(payload["state_dict"], strict=True)
+    return generators.eval()
 
 
 def count_parameters(module: nn.Module) -> int:

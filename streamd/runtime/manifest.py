@@ -1,0 +1,130 @@
+"""models/manifest.json: which trained files exist, their sha256 and the hyperparameters they need.
+
+Every file is checked against its sha256 before it is used; a missing or mismatched file raises
+streamd.errors.ModelError (never random weights, never a silent fallback).
+
+Layout (format_version 1):
+{
+  "format_version": 1,
+  "models": {
+    "sdn-tiny": {
+      "kind": "sdn", "size": "tiny", "resolution": 64, "password_bits": 32,
+      "attribute_names": ["Male", ...],
+      "tensor_layout": "NCHW float32 RGB in [-1, 1]; password_bits 0/1; attributes in [0, 1]",
+      "files": {"encoder_onnx": {"path": "sdn-tiny-encoder.onnx", "sha256": "...", "bytes": 123}, ...},
+      "parameters": {...}, "model_card": "sdn-tiny.md"
+    }
+  }
+}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from streamd.errors import ModelError
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_FORMAT_VERSION = 1
+MODELS_DIR_ENV = "STREAMD_MODELS_DIR"
+
+
+def default_models_dir() -> Path:
+    """$STREAMD_MODELS_DIR, else the `models/` folder of the source checkout."""
+    configured = os.environ.get(MODELS_DIR_ENV)
+    if configured:
+        return Path(configured)
+    return Path(__file__).resolve().parents[2] / "models"
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelFile:
+    path: str
+    sha256: str
+    bytes: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelEntry:
+    """One model of the manifest; `verified_path` checks a file before handing out its path."""
+
+    name: str
+    models_dir: Path
+    kind: str
+    metadata: dict[str, object]
+    files: dict[str, ModelFile]
+
+    def verified_path(self, role: str) -> Path:
+        if role not in self.files:
+            raise ModelError(f"model {self.name} has no file {role!r} (has {sorted(self.files)})")
+        entry = self.files[role]
+        path = self.models_dir / entry.path
+        if not path.is_file():
+            raise ModelError(f"model file {path} ({self.name} {role}) is missing")
+        actual = file_sha256(path)
+        if actual != entry.sha256:
+            raise ModelError(
+                f"model file {path} does not match the manifest: sha256 {actual}, expected {entry.sha256}"
+            )
+        return path
+
+    def require(self, key: str) -> object:
+        if key not in self.metadata:
+            raise ModelError(f"manifest entry {self.name} lacks {key!r}")
+        return self.metadata[key]
+
+
+@dataclasses.dataclass(frozen=True)
+class Manifest:
+    models_dir: Path
+    models: dict[str, ModelEntry]
+
+    def model(self, name: str) -> ModelEntry:
+        if name not in self.models:
+            raise ModelError(f"model {name!r} is not in {self.models_dir / MANIFEST_NAME} (has {sorted(self.models)})")
+        return self.models[name]
+
+
+def load_manifest(models_dir: str | Path | None = None) -> Manifest:
+    """Read and validate models_dir/manifest.json (files are hashed when used, by `verified_path`)."""
+    models_dir = Path(models_dir) if models_dir is not None else default_models_dir()
+    path = models_dir / MANIFEST_NAME
+    if not path.is_file():
+        raise ModelError(f"models manifest {path} does not exist")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise ModelError(f"cannot read models manifest {path}: {error}") from error
+    if not isinstance(data, dict) or data.get("format_version") != MANIFEST_FORMAT_VERSION:
+        raise ModelError(f"{path}: format_version must be {MANIFEST_FORMAT_VERSION}")
+    models: dict[str, ModelEntry] = {}
+    for name, raw in (data.get("models") or {}).items():
+        try:
+            files = {
+                role: ModelFile(path=str(f["path"]), sha256=str(f["sha256"]).lower(), bytes=int(f["bytes"]))
+                for role, f in raw["files"].items()
+            }
+            metadata = {key: value for key, value in raw.items() if key not in ("files", "kind")}
+            models[name] = ModelEntry(name=name, models_dir=models_dir, kind=str(raw["kind"]), metadata=metadata,
+                                      files=files)
+        except (KeyError, TypeError, ValueError) as error:
+            raise ModelError(f"{path}: entry {name!r} is malformed: {error!r}") from error
+    return Manifest(models_dir=models_dir, models=models)
+
+
+def manifest_file_entry(models_dir: Path, filename: str) -> dict[str, object]:
+    """The manifest record of one file in models_dir (used by the export scripts)."""
+    path = models_dir / filename
+    return {"path": filename, "sha256": file_sha256(path), "bytes": path.stat().st_size}

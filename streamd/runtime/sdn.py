@@ -1,0 +1,139 @@
+"""SDN inference on aligned face crops, through any ModelRunner (no torch needed with onnxruntime).
+
+`SdnCodec.anonymize` turns aligned crops into surrogates for per-face passwords and attributes;
+`SdnCodec.restore` is the inverse with the same password and attributes. All faces of a frame go
+through one batched call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from streamd.errors import ModelError
+from streamd.runtime.base import ModelRunner
+from streamd.runtime.manifest import load_manifest
+
+logger = logging.getLogger(__name__)
+
+ENCODER_INPUTS = ("crop", "password_bits", "attributes")
+ENCODER_OUTPUT = "surrogate"
+DECODER_INPUTS = ("surrogate", "password_bits", "attributes")
+DECODER_OUTPUT = "restored"
+DEFAULT_SDN_MODEL = "sdn-tiny"
+
+
+@dataclasses.dataclass(frozen=True)
+class SdnSpec:
+    resolution: int
+    password_bits: int
+    attribute_names: tuple[str, ...]
+
+
+def crops_bgr_to_nchw(crops_bgr: np.ndarray) -> np.ndarray:
+    """(N, S, S, 3) uint8 BGR -> (N, 3, S, S) float32 RGB in [-1, 1]."""
+    rgb = crops_bgr[..., ::-1].astype(np.float32) / 127.5 - 1.0
+    return np.ascontiguousarray(rgb.transpose(0, 3, 1, 2))
+
+
+def nchw_to_crops_bgr(images: np.ndarray) -> np.ndarray:
+    """(N, 3, S, S) float RGB in [-1, 1] -> (N, S, S, 3) uint8 BGR."""
+    rgb = np.clip(np.rint((images.transpose(0, 2, 3, 1) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(rgb[..., ::-1])
+
+
+class SdnCodec:
+    """Encoder and decoder runners plus the spec they were trained with."""
+
+    def __init__(self, encoder: ModelRunner, decoder: ModelRunner, spec: SdnSpec) -> None:
+        if tuple(s.name for s in encoder.input_specs) != ENCODER_INPUTS or encoder.output_names != (ENCODER_OUTPUT,):
+            raise ModelError(f"the SDN encoder graph must map {ENCODER_INPUTS} -> {ENCODER_OUTPUT}")
+        if tuple(s.name for s in decoder.input_specs) != DECODER_INPUTS or decoder.output_names != (DECODER_OUTPUT,):
+            raise ModelError(f"the SDN decoder graph must map {DECODER_INPUTS} -> {DECODER_OUTPUT}")
+        self.encoder = encoder
+        self.decoder = decoder
+        self.spec = spec
+
+    @classmethod
+    def from_manifest(
+        cls,
+        models_dir: str | Path | None = None,
+        model_name: str = DEFAULT_SDN_MODEL,
+        providers: Sequence[str] = ("CPUExecutionProvider",),
+        intra_op_threads: int = 0,
+    ) -> "SdnCodec":
+        """onnxruntime encoder and decoder of `model_name`, each file checked against its sha256."""
+        from streamd.runtime.onnx_runner import OnnxRunner
+
+        entry = load_manifest(models_dir).model(model_name)
+        if entry.kind != "sdn":
+            raise ModelError(f"model {model_name} is a {entry.kind!r} model, not an SDN")
+        spec = SdnSpec(
+            resolution=int(entry.require("resolution")),  # type: ignore[arg-type]
+            password_bits=int(entry.require("password_bits")),  # type: ignore[arg-type]
+            attribute_names=tuple(entry.require("attribute_names")),  # type: ignore[arg-type]
+        )
+        encoder = OnnxRunner(entry.verified_path("encoder_onnx"), providers, intra_op_threads)
+        decoder = OnnxRunner(entry.verified_path("decoder_onnx"), providers, intra_op_threads)
+        return cls(encoder, decoder, spec)
+
+    def attribute_vector(self, values: dict[str, float]) -> np.ndarray:
+        """(A,) float32 from {attribute name: value in [0, 1]}; every attribute must be given."""
+        missing = [name for name in self.spec.attribute_names if name not in values]
+        unknown = [name for name in values if name not in self.spec.attribute_names]
+        if missing or unknown:
+            raise ValueError(f"attributes missing {missing}, unknown {unknown}; the model has {self.spec.attribute_names}")
+        return np.array([float(values[name]) for name in self.spec.attribute_names], np.float32)
+
+    def _check(self, crops_bgr: np.ndarray, password_bits: np.ndarray, attributes: np.ndarray) -> None:
+        size = self.spec.resolution
+        n = crops_bgr.shape[0] if crops_bgr.ndim == 4 else -1
+        if crops_bgr.shape != (n, size, size, 3) or crops_bgr.dtype != np.uint8:
+            raise ValueError(f"crops must be (N, {size}, {size}, 3) uint8 BGR, got {crops_bgr.shape} {crops_bgr.dtype}")
+        if password_bits.shape != (n, self.spec.password_bits):
+            raise ValueError(f"password_bits must be ({n}, {self.spec.password_bits}), got {password_bits.shape}")
+        if not np.isin(password_bits, (0, 1)).all():
+            raise ValueError("password_bits must hold only 0 and 1")
+        if attributes.shape != (n, len(self.spec.attribute_names)):
+            raise ValueError(f"attributes must be ({n}, {len(self.spec.attribute_names)}), got {attributes.shape}")
+
+    def anonymize(self, crops_bgr: np.ndarray, password_bits: np.ndarray, attributes: np.ndarray) -> np.ndarray:
+        """Aligned crops (N, S, S, 3) uint8 BGR -> surrogate crops, same shape and dtype."""
+        self._check(crops_bgr, password_bits, attributes)
+        if crops_bgr.shape[0] == 0:
+            return crops_bgr.copy()
+        outputs = self.encoder.run({
+            "crop": crops_bgr_to_nchw(crops_bgr),
+            "password_bits": password_bits.astype(np.float32),
+            "attributes": attributes.astype(np.float32),
+        })
+        return nchw_to_crops_bgr(outputs[ENCODER_OUTPUT])
+
+    def restore(self, surrogates_bgr: np.ndarray, password_bits: np.ndarray, attributes: np.ndarray) -> np.ndarray:
+        """Surrogate crops (N, S, S, 3) uint8 BGR -> restored crops (the original face only with the
+        password and attributes used to anonymize)."""
+        self._check(surrogates_bgr, password_bits, attributes)
+        if surrogates_bgr.shape[0] == 0:
+            return surrogates_bgr.copy()
+        outputs = self.decoder.run({
+            "surrogate": crops_bgr_to_nchw(surrogates_bgr),
+            "password_bits": password_bits.astype(np.float32),
+            "attributes": attributes.astype(np.float32),
+        })
+        return nchw_to_crops_bgr(outputs[DECODER_OUTPUT])
+
+    def close(self) -> None:
+        self.encoder.close()
+        self.decoder.close()
+
+
+def password_bits_from_bytes(secret: bytes, num_bits: int) -> np.ndarray:
+    """(num_bits,) float32 0/1 from the first bits of `secret` (e.g. an HKDF output), MSB first."""
+    if len(secret) * 8 < num_bits:
+        raise ValueError(f"{len(secret)} bytes cannot give {num_bits} password bits")
+    bits = np.unpackbits(np.frombuffer(secret, dtype=np.uint8))[:num_bits]
+    return bits.astype(np.float32)
