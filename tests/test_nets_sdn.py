@@ -1,0 +1,164 @@
+"""SDN networks, losses and a few training iterations (CPU, small widths)."""
+
+from __future__ import annotations
+
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))  # export/ is a script folder, not part of the installed package
+
+from export import train_sdn  # noqa: E402
+from streamd.nets.sdn import (  # noqa: E402
+    SdnConfig,
+    SdnGenerators,
+    build_sdn,
+    build_sdn_from_config,
+    load_generators,
+    random_password_bits,
+    save_generators,
+    sdn_config,
+)
+
+
+def _condition(config: SdnConfig, batch: int, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    image = torch.rand(batch, 3, config.resolution, config.resolution, generator=generator) * 2 - 1
+    bits = random_password_bits(batch, config.password_bits, generator)
+    attributes = torch.randint(0, 2, (batch, config.num_attributes), generator=generator).float()
+    return image, bits, attributes
+
+
+@pytest.mark.parametrize("size", ["tiny", "small", pytest.param("paper", marks=pytest.mark.slow)])
+def test_every_network_has_the_documented_shapes(size):
+    network = build_sdn(size, num_identities=7).eval()
+    config = network.config
+    image, bits, attributes = _condition(config, 2)
+    s, latent = config.resolution, config.latent_size
+    with torch.no_grad():
+        features = network.feature_extractor(image)
+        assert features.shape == (2, config.latent_channels, latent, latent)
+        assert network.feature_classifier(features).shape == (2, 7)
+        code = network.encoder.identity_network(bits, attributes)
+        assert code.shape == features.shape
+        surrogate = network.generators.anonymize(image, bits, attributes)
+        restored = network.generators.restore(surrogate, bits, attributes)
+        patch, identity_logits, attribute_logits = network.discriminator(image)
+    assert surrogate.shape == restored.shape == image.shape
+    assert float(surrogate.abs().max()) <= 1.0 and float(restored.abs().max()) <= 1.0
+    assert patch.shape == (2, 1, s // 8, s // 8)
+    assert identity_logits.shape == (2, 7)
+    assert attribute_logits.shape == (2, config.num_attributes)
+
+
+def test_password_shorter_than_32_bits_is_refused():
+    with pytest.raises(ValueError, match="password_bits"):
+        sdn_config("tiny", password_bits=31)
+    with pytest.raises(ValueError, match="unknown SDN size"):
+        sdn_config("huge")
+    config = sdn_config("tiny", password_bits=48, attribute_names=("Male", "Smiling"))
+    assert config.password_bits == 48 and config.num_attributes == 2
+    assert SdnConfig.from_dict(config.to_dict()) == config
+
+
+def test_wrong_condition_shapes_are_refused():
+    network = build_sdn("tiny", width=8)
+    image, bits, attributes = _condition(network.config, 1)
+    with pytest.raises(ValueError, match="password_bits"):
+        network.generators.anonymize(image, bits[:, :16], attributes)
+    with pytest.raises(ValueError, match="attributes"):
+        network.generators.restore(image, bits, attributes[:, :3])
+
+
+def test_identity_code_depends_on_password_and_attributes():
+    network = build_sdn("tiny", width=8).eval()
+    _, bits, attributes = _condition(network.config, 1)
+    identity = network.encoder.identity_network
+    with torch.no_grad():
+        base = identity(bits, attributes)
+        flipped = bits.clone()
+        flipped[0, 0] = 1 - flipped[0, 0]
+        assert not torch.allclose(base, identity(flipped, attributes))
+        assert not torch.allclose(base, identity(bits, 1 - attributes))
+
+
+def test_generator_weights_round_trip_strictly(tmp_path):
+    generators = SdnGenerators(sdn_config("tiny", width=8))
+    path = tmp_path / "generators.pt"
+    save_generators(generators, path)
+    loaded = load_generators(path)
+    for (name, a), (_, b) in zip(generators.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), name
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    payload["state_dict"].pop(next(iter(payload["state_dict"])))
+    torch.save(payload, path)
+    with pytest.raises(RuntimeError, match="Missing key"):
+        load_generators(path)
+    with pytest.raises(FileNotFoundError):
+        load_generators(tmp_path / "absent.pt")
+
+
+def test_losses_on_hand_made_inputs():
+    logits = torch.tensor([[10.0, 0.0, 0.0], [0.0, 10.0, 0.0]])
+    assert float(train_sdn.identity_removal(logits, torch.tensor([1, 0]))) < 0.01  # p(true) tiny
+    assert float(train_sdn.identity_removal(logits, torch.tensor([0, 1]))) > 5.0  # p(true) ~ 1
+    assert float(train_sdn.identity_removal(logits, torch.tensor([-1, -1]))) == 0.0
+    assert float(train_sdn.identity_ce(logits, torch.tensor([0, 1]))) < 1e-3
+    a = torch.zeros(2, 3, 4, 4)
+    assert float(train_sdn.hinge_min_distance(a, a + 0.5, 0.2)) == 0.0
+    assert float(train_sdn.hinge_min_distance(a, a + 0.05, 0.2)) == pytest.approx(0.15)
+    attribute_logits = torch.tensor([[20.0, -20.0]])
+    targets = torch.tensor([[1.0, 1.0]])
+    assert float(train_sdn.masked_bce(attribute_logits, targets, torch.tensor([[1.0, 0.0]]))) < 1e-6
+    assert float(train_sdn.masked_bce(attribute_logits, targets, torch.tensor([[0.0, 1.0]]))) > 10.0
+
+
+def test_wrong_passwords_and_attributes_always_differ():
+    generator = torch.Generator().manual_seed(0)
+    bits = random_password_bits(16, 32, generator)
+    wrong = train_sdn.wrong_passwords(bits, generator)
+    differing = (wrong != bits).sum(dim=1)
+    assert bool((differing >= 1).all())
+    assert bool((differing[1::2] <= 4).all())  # odd rows: 1-4 flipped bits
+    attributes = torch.randint(0, 2, (16, 8), generator=generator).float()
+    assert bool(((train_sdn.wrong_attributes(attributes, generator) != attributes).sum(1) >= 1).all())
+
+
+def test_codec_channel_keeps_gradients_and_quantizes():
+    image = (torch.rand(2, 3, 32, 32) * 2 - 1).requires_grad_(True)
+    settings = train_sdn.ChannelSettings(jpeg_probability=1.0, resize_probability=1.0)
+    out = train_sdn.codec_channel(image, settings, random.Random(0))
+    out.sum().backward()
+    assert image.grad is not None and float(image.grad.abs().sum()) > 0
+    levels = (out.detach() + 1) * 127.5
+    assert torch.allclose(levels, levels.round(), atol=1e-3)
+
+
+def test_a_few_training_iterations_reduce_the_loss():
+    torch.manual_seed(0)
+    config = sdn_config("tiny", width=8, num_residual_blocks=1, identity_hidden=32, num_identities=4)
+    trainer = train_sdn.SdnTrainer(
+        build_sdn_from_config(config), torch.device("cpu"), train_sdn.LossWeights(),
+        train_sdn.ChannelSettings(jpeg_probability=0.0, resize_probability=0.0), generator_every=1,
+        learning_rate=1e-3, use_amp=False, seed=0,
+    )
+    generator = torch.Generator().manual_seed(1)
+
+    def batch():
+        return {
+            "image": torch.rand(4, 3, 64, 64, generator=generator) * 2 - 1,
+            "identity": torch.arange(4),
+            "attributes": torch.zeros(4, config.num_attributes),
+            "attribute_mask": torch.zeros(4, config.num_attributes),
+        }
+
+    x, y, z = batch(), batch(), batch()
+    totals = [trainer.step(x, y, z)["total"] for _ in range(12)]
+    assert sum(totals[-3:]) / 3 < sum(totals[:3]) / 3
+    assert trainer.iteration == 12
