@@ -117,6 +117,7 @@ def update_manifest(out_dir: Path, name: str, generators: SdnGenerators, extra: 
         "resolution": config.resolution,
         "password_bits": config.password_bits,
         "attribute_names": list(config.attribute_names),
+        "default_attributes": {name: 0.0 for name in config.attribute_names},
         "tensor_layout": TENSOR_LAYOUT,
         "opset": OPSET_VERSION,
         "config": config.to_dict(),

@@ -131,9 +131,34 @@ class SdnCodec:
         self.decoder.close()
 
 
-def password_bits_from_bytes(secret: bytes, num_bits: int) -> np.ndarray:
-    """(num_bits,) float32 0/1 from the first bits of `secret` (e.g. an HKDF output), MSB first."""
-    if len(secret) * 8 < num_bits:
-        raise ValueError(f"{len(secret)} bytes cannot give {num_bits} password bits")
-    bits = np.unpackbits(np.frombuffer(secret, dtype=np.uint8))[:num_bits]
-    return bits.astype(np.float32)
+
+class SdnCropRunner:
+    """One crop at a time under a fixed attribute vector: what the evaluation harness plugs in
+    (streamd.evaluation.sdn_adapter.SdnCropRunner). Password bits come from
+    streamd.keys.derive_password_bits."""
+
+    def __init__(self, codec: SdnCodec, attributes: np.ndarray, model_sha256: str) -> None:
+        if attributes.shape != (len(codec.spec.attribute_names),):
+            raise ValueError(f"attributes must be ({len(codec.spec.attribute_names)},), got {attributes.shape}")
+        self.codec = codec
+        self.attributes = attributes.astype(np.float32)
+        self.crop_size = codec.spec.resolution
+        self.password_bits = codec.spec.password_bits
+        self.model_sha256 = model_sha256
+
+    def anonymize(self, crop_bgr: np.ndarray, password_bits: np.ndarray) -> np.ndarray:
+        return self.codec.anonymize(crop_bgr[None], password_bits[None], self.attributes[None])[0]
+
+    def reveal(self, surrogate_bgr: np.ndarray, password_bits: np.ndarray) -> np.ndarray:
+        return self.codec.restore(surrogate_bgr[None], password_bits[None], self.attributes[None])[0]
+
+
+def load_sdn_crop_runner(models_dir: str | Path | None = None, model_name: str = DEFAULT_SDN_MODEL) -> SdnCropRunner:
+    """The default model through onnxruntime on the CPU, with the manifest's default attributes."""
+    codec = SdnCodec.from_manifest(models_dir, model_name)
+    entry = load_manifest(models_dir).model(model_name)
+    defaults = entry.require("default_attributes")
+    if not isinstance(defaults, dict):
+        raise ModelError(f"manifest entry {model_name}: default_attributes must map names to values")
+    model_sha256 = entry.files["encoder_onnx"].sha256
+    return SdnCropRunner(codec, codec.attribute_vector(defaults), model_sha256)
