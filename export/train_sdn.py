@@ -69,6 +69,7 @@ from streamd.nets.sdn import (
     l1_image_distance,
     random_password_bits,
     sdn_config,
+    unique_parameters,
 )
 
 logger = logging.getLogger(__name__)
@@ -216,7 +217,7 @@ class SdnTrainer:
         self.use_amp = use_amp and device.type == "cuda"
         betas = (0.5, 0.999)
         ec_params = list(network.feature_extractor.parameters()) + list(network.feature_classifier.parameters())
-        generator_params = list(network.encoder.parameters()) + list(network.decoder.parameters())
+        generator_params = unique_parameters(network.encoder, network.decoder)
         self.optimizer_ec = torch.optim.Adam(ec_params, lr=learning_rate, betas=betas)
         self.optimizer_d = torch.optim.Adam(network.discriminator.parameters(), lr=learning_rate, betas=betas)
         self.optimizer_g = torch.optim.Adam(generator_params, lr=learning_rate, betas=betas)

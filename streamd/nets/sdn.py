@@ -8,8 +8,9 @@ Paper: ../shared/papers/sdn-secure-dual-network.txt, sections 3.1-3.2 and Figure
   shape as Fext's output, added element-wise to the latent.
 - Erasing Network: latent (+ identity code) -> de-identified face.
 - Reveal Network: de-identified face (+ identity code) -> restored face.
-- Encoder En = Identity Network + Erasing Network; Decoder De = Identity Network + Reveal Network
-  (each with its own Identity Network weights).
+- Encoder En = Identity Network + Erasing Network; Decoder De = Identity Network + Reveal Network.
+  Figure 2 shows one Identity Network in both; by default (`shared_identity_network`) encoder and
+  decoder share its weights, so the decoder sees exactly the code the encoder added.
 - Discriminator D: PatchGAN with an identity head (compared with Fcls) and an attribute head.
 
 How this reads the paper where it leaves a choice (the shipped graphs take only crop, password bits and
@@ -63,6 +64,7 @@ class SdnConfig:
     identity_hidden: int
     identity_grid: int
     num_identities: int
+    shared_identity_network: bool = True
 
     def __post_init__(self) -> None:
         if self.password_bits < MIN_PASSWORD_BITS:
@@ -297,6 +299,8 @@ class SdnGenerators(nn.Module):
         self.feature_extractor = FeatureExtractor(config)
         self.encoder = Encoder(config)
         self.decoder = Decoder(config)
+        if config.shared_identity_network:
+            self.decoder.identity_network = self.encoder.identity_network
 
     def anonymize(self, crop: torch.Tensor, password_bits: torch.Tensor, attributes: torch.Tensor) -> torch.Tensor:
         """crop (N, 3, S, S) RGB in [-1, 1] -> surrogate (N, 3, S, S) in [-1, 1]."""
@@ -362,7 +366,17 @@ def load_generators(path: str | Path) -> SdnGenerators:
 
 
 def count_parameters(module: nn.Module) -> int:
+    """Parameters of `module`, each shared tensor counted once."""
     return sum(p.numel() for p in module.parameters())
+
+
+def unique_parameters(*modules: nn.Module) -> list[nn.Parameter]:
+    """The parameters of all `modules`, each shared tensor once (for optimizers)."""
+    seen: dict[int, nn.Parameter] = {}
+    for module in modules:
+        for parameter in module.parameters():
+            seen.setdefault(id(parameter), parameter)
+    return list(seen.values())
 
 
 def random_password_bits(batch: int, num_bits: int, generator: torch.Generator | None = None) -> torch.Tensor:
