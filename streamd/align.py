@@ -92,6 +92,22 @@ def feathered_mask(crop_size: int, feather: float) -> np.ndarray:
     return np.minimum.outer(ramp, ramp).astype(np.float32)
 
 
+def crop_footprint(matrix: np.ndarray, crop_size: int, frame_wh: tuple[int, int]) -> tuple[int, int, int, int]:
+    """Integer xyxy bounding box, clipped to the frame, of a crop warped back into the frame.
+
+    This is every pixel `paste_back` may change (empty when x1 <= x0 or y1 <= y0).
+    """
+    frame_w, frame_h = frame_wh
+    inverse = cv2.invertAffineTransform(matrix.astype(np.float64))
+    corners = np.array([[0, 0], [crop_size, 0], [0, crop_size], [crop_size, crop_size]], np.float64)
+    frame_corners = corners @ inverse[:, :2].T + inverse[:, 2]
+    x0 = max(0, math.floor(frame_corners[:, 0].min()))
+    y0 = max(0, math.floor(frame_corners[:, 1].min()))
+    x1 = min(frame_w, math.ceil(frame_corners[:, 0].max()))
+    y1 = min(frame_h, math.ceil(frame_corners[:, 1].max()))
+    return x0, y0, x1, y1
+
+
 def paste_back(
     frame_bgr: np.ndarray,
     crop_bgr: np.ndarray,
@@ -111,15 +127,10 @@ def paste_back(
         raise ValueError(f"crop {crop_bgr.shape} and mask {mask.shape} must be the same square size")
     result = frame_bgr.copy() if out is None else out
     frame_h, frame_w = frame_bgr.shape[:2]
-    inverse = cv2.invertAffineTransform(matrix.astype(np.float64))
-    corners = np.array([[0, 0], [crop_size, 0], [0, crop_size], [crop_size, crop_size]], np.float64)
-    frame_corners = corners @ inverse[:, :2].T + inverse[:, 2]
-    x0 = max(0, math.floor(frame_corners[:, 0].min()))
-    y0 = max(0, math.floor(frame_corners[:, 1].min()))
-    x1 = min(frame_w, math.ceil(frame_corners[:, 0].max()))
-    y1 = min(frame_h, math.ceil(frame_corners[:, 1].max()))
+    x0, y0, x1, y1 = crop_footprint(matrix, crop_size, (frame_w, frame_h))
     if x1 <= x0 or y1 <= y0:
         return result
+    inverse = cv2.invertAffineTransform(matrix.astype(np.float64))
     roi_inverse = inverse.copy()
     roi_inverse[:, 2] -= (x0, y0)
     roi_wh = (x1 - x0, y1 - y0)

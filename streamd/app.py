@@ -55,7 +55,9 @@ def open_stream(
         anonymizer = build_anonymizer(camera.anonymizer)
         stack.callback(anonymizer.close)
         stream_epoch = new_stream_epoch()
-        sealer = build_stream_sealer(camera, stream_epoch)
+        sealer = build_stream_sealer(camera, stream_epoch, anonymizer.region_of)
+        if sealer is not None and anonymizer.keyed:
+            anonymizer.use_track_secrets(sealer)
         source = open_source(camera.source)
         stack.callback(source.close)
         sinks = build_sinks(camera, source, stream_epoch) + list(extra_sinks or [])

@@ -97,8 +97,34 @@ class TrackerConfig(StrictModel):
 
 
 # ---------------------------------------------------------------- anonymization
+class SdnMethodConfig(StrictModel):
+    """The Secure Dual Network surrogate: a keyed, reversible replacement of each aligned face crop."""
+
+    model: str = Field("sdn-tiny", pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Model name in models/manifest.json.")
+    models_dir: Path | None = Field(
+        None, description="Folder holding manifest.json and the model files (default: $STREAMD_MODELS_DIR, else models/)."
+    )
+    attributes: dict[str, float] = Field(
+        default_factory=dict,
+        description="Attribute values in [0, 1] for the surrogate, by the model's attribute names; "
+        "attributes not named here are set to 0.5 (neutral).",
+    )
+    providers: list[str] = Field(
+        default_factory=lambda: ["CPUExecutionProvider"], description="onnxruntime execution providers in order."
+    )
+    intra_op_threads: int = Field(1, ge=0, le=256, description="onnxruntime threads (0: one per core).")
+
+    @field_validator("attributes")
+    @classmethod
+    def _attribute_range(cls, values: dict[str, float]) -> dict[str, float]:
+        for name, value in values.items():
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"attribute {name!r} must be between 0 and 1, got {value}")
+        return values
+
+
 class AnonymizerConfig(StrictModel):
-    method: Literal["blur", "mosaic", "solid"] = Field("blur", description="Replacement method.")
+    method: Literal["blur", "mosaic", "solid", "sdn"] = Field("blur", description="Replacement method.")
     margin: float = Field(0.2, ge=0, le=1, description="Grow each face box by this share on every side.")
     feather: float = Field(0.15, ge=0, le=0.5, description="Soft edge width as a share of the mask size.")
     blur_strength: float = Field(
@@ -106,6 +132,7 @@ class AnonymizerConfig(StrictModel):
     )
     mosaic_blocks: int = Field(8, ge=2, le=64, description="Blocks across the face (mosaic).")
     solid_bgr: tuple[int, int, int] = Field((0, 0, 0), description="Fill colour as B, G, R (solid).")
+    sdn: SdnMethodConfig = Field(default_factory=SdnMethodConfig, description="Settings of the sdn method.")
 
     @field_validator("solid_bgr")
     @classmethod

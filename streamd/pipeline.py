@@ -93,6 +93,7 @@ class StreamPipeline:
         self._tracked: queue.Queue = queue.Queue(maxsize=size)
         self._anonymized: queue.Queue = queue.Queue(maxsize=size)
         self._log = logger.getChild(camera.id)
+        self._method_details = anonymizer.method_details()
 
     # ------------------------------------------------------------ control
     def stop(self) -> None:
@@ -236,6 +237,7 @@ class StreamPipeline:
             bgr=bgr,
             faces=item.faces,
             method=self.anonymizer.method,
+            method_details=self._method_details,
             status=status,
             started=item.started,
             ended=item.ended,

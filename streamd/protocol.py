@@ -30,7 +30,7 @@ from streamd.errors import StreamdError
 from streamd.types import AnonymizedFrame
 
 PROTOCOL_MAJOR = 1
-PROTOCOL_VERSION = f"{PROTOCOL_MAJOR}.1"
+PROTOCOL_VERSION = f"{PROTOCOL_MAJOR}.2"
 FRAME_SCHEMA_NAME = "streamd.frame"
 EVENT_SCHEMA_NAME = "streamd.event"
 FRAME_TOPIC_PREFIX = b"frame."
@@ -181,6 +181,7 @@ def build_frame_header(
         "status": anonymized.status,
         "faces": [_face_entry(face) for face in anonymized.faces],
         "payloads": [dict(descriptor) for descriptor in payloads],
+        **({"method_details": dict(anonymized.method_details)} if anonymized.method_details else {}),
     }
 
 

@@ -17,22 +17,23 @@ pixels. Classical methods (blur, mosaic, solid) replace the face box grown by `m
 (`streamd.align.expand_box`), so their payload is that axis-aligned region: geometry `"box"`,
 affine `[[1, 0, -x0], [0, 1, -y0]]`, crop size `(x1 - x0, y1 - y0)`. A crop-based method would seal the
 bounding box of its warped crop with geometry `"box"` as well, or its aligned crop with geometry
-`"affine"`; `region_for_face` is where a method declares which region it changes.
+`"affine"`; `FaceAnonymizer.region_of` is where a method declares which region it changes.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from streamd.align import expand_box
-from streamd.config import AnonymizerConfig, CameraConfig
+from streamd.config import CameraConfig
 from streamd.errors import StreamdError
 from streamd.keys import (
     RestorePublicKey,
+    derive_password_bits,
     derive_payload_key,
     load_public_keys,
     new_track_key,
@@ -44,10 +45,12 @@ from streamd.types import TrackedFace, VideoFrame
 
 logger = logging.getLogger(__name__)
 
+#: The anonymizer's region for a face: (face, frame_wh) -> integer xyxy (`FaceAnonymizer.region_of`).
+RegionOf = Callable[[TrackedFace, tuple[int, int]], tuple[int, int, int, int]]
+
 SEALING_EXTRAS_KEY = "sealing"
 SEALED_FACE_KIND = "sealed_face"
 GEOMETRY_BOX = "box"
-CLASSICAL_METHODS = frozenset({"blur", "mosaic", "solid"})
 
 
 class SealingError(StreamdError):
@@ -67,15 +70,6 @@ class SealedFrame:
     payloads: list[tuple[dict[str, object], bytes]] = field(default_factory=list)
     started_keys: dict[int, list[dict[str, object]]] = field(default_factory=dict)
     repeated_keys: dict[int, list[dict[str, object]]] = field(default_factory=dict)
-
-
-def region_for_face(
-    anonymizer: AnonymizerConfig, face: TrackedFace, frame_wh: tuple[int, int]
-) -> tuple[int, int, int, int]:
-    """The xyxy integer region of the frame that `anonymizer` replaces for `face` (may be empty)."""
-    if anonymizer.method in CLASSICAL_METHODS:
-        return expand_box(face.xyxy, anonymizer.margin, frame_wh)
-    raise SealingError(f"sealed payloads are not defined for anonymization method {anonymizer.method!r}")
 
 
 def box_affine(region_xyxy: Sequence[int]) -> np.ndarray:
@@ -129,6 +123,7 @@ class TrackKeyring:
         self.camera_id = camera_id
         self.stream_epoch = stream_epoch
         self._recipients = list(recipients)
+        self._track_keys: dict[int, bytes] = {}
         self._payload_keys: dict[int, bytes] = {}
         self._wrapped: dict[int, list[dict[str, object]]] = {}
 
@@ -140,11 +135,20 @@ class TrackKeyring:
         context = track_key_context(self.camera_id, self.stream_epoch, track_id)
         self._wrapped[track_id] = [entry.to_dict() for entry in wrap_track_key(track_key, self._recipients, context)]
         self._payload_keys[track_id] = derive_payload_key(track_key)
+        self._track_keys[track_id] = track_key
         return self._wrapped[track_id]
 
     def end_track(self, track_id: int) -> None:
         self._wrapped.pop(track_id, None)
         self._payload_keys.pop(track_id, None)
+        self._track_keys.pop(track_id, None)
+
+    def password_bits(self, track_id: int, n_bits: int) -> np.ndarray:
+        """The keyed anonymizer's password for a live track, derived from its track key."""
+        try:
+            return derive_password_bits(self._track_keys[track_id], n_bits)
+        except KeyError:
+            raise SealingError(f"track {track_id} has no key: it was never started") from None
 
     def wrapped_keys(self, track_id: int) -> list[dict[str, object]]:
         return self._wrapped[track_id]
@@ -169,18 +173,16 @@ class StreamSealer:
         camera_id: str,
         stream_epoch: str,
         recipients: Sequence[RestorePublicKey],
-        anonymizer: AnonymizerConfig,
+        region_of: RegionOf,
         sealed_payloads: bool = True,
         key_repeat_s: float = 2.0,
     ) -> None:
-        if sealed_payloads and anonymizer.method not in CLASSICAL_METHODS:
-            raise SealingError(f"sealed payloads are not defined for anonymization method {anonymizer.method!r}")
         self.camera_id = camera_id
         self.stream_epoch = stream_epoch
         self.recipient_key_ids = [recipient.key_id for recipient in recipients]
         self.sealed_payloads = sealed_payloads
         self.key_repeat_s = float(key_repeat_s)
-        self._anonymizer = anonymizer
+        self._region_of = region_of
         self._keyring = TrackKeyring(camera_id, stream_epoch, recipients)
         self._keys_sent_at_s: dict[int, float] = {}
         self._started_this_frame: dict[int, list[dict[str, object]]] = {}
@@ -192,6 +194,10 @@ class StreamSealer:
         self._keyring.end_track(track_id)
         self._keys_sent_at_s.pop(track_id, None)
 
+    def password_bits(self, track_id: int, n_bits: int) -> np.ndarray:
+        """Track secrets for a keyed anonymizer (`FaceAnonymizer.use_track_secrets`)."""
+        return self._keyring.password_bits(track_id, n_bits)
+
     def seal_frame(self, frame: VideoFrame, faces: Sequence[TrackedFace]) -> SealedFrame:
         """Keys for tracks started since the last call, due key repeats, and (when enabled) one sealed
         payload per face whose region is not empty."""
@@ -199,7 +205,7 @@ class StreamSealer:
         if not self.sealed_payloads:
             return sealed
         for face in faces:
-            region_xyxy = region_for_face(self._anonymizer, face, frame.resolution_wh)
+            region_xyxy = self._region_of(face, frame.resolution_wh)
             x0, y0, x1, y1 = region_xyxy
             if x1 <= x0 or y1 <= y0:
                 continue
@@ -243,8 +249,10 @@ class StreamSealer:
         return sealed
 
 
-def build_stream_sealer(camera: CameraConfig, stream_epoch: str) -> StreamSealer | None:
-    """The sealer `camera.reversible` asks for, with its public keys loaded; None when not reversible."""
+def build_stream_sealer(camera: CameraConfig, stream_epoch: str, region_of: RegionOf) -> StreamSealer | None:
+    """The sealer `camera.reversible` asks for, with its public keys loaded; None when not reversible.
+
+    `region_of` is the anonymizer's own account of the region it replaces for a face."""
     if camera.reversible is None:
         return None
     recipients = load_public_keys(camera.reversible.recipients)
@@ -252,7 +260,7 @@ def build_stream_sealer(camera: CameraConfig, stream_epoch: str) -> StreamSealer
         camera_id=camera.id,
         stream_epoch=stream_epoch,
         recipients=recipients,
-        anonymizer=camera.anonymizer,
+        region_of=region_of,
         sealed_payloads=camera.reversible.sealed_payloads,
         key_repeat_s=camera.reversible.key_repeat_s,
     )

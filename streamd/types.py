@@ -115,6 +115,7 @@ class AnonymizedFrame:
     faces: list[TrackedFace]
     method: str
     status: str = "ok"
+    method_details: dict[str, object] = field(default_factory=dict)
     started: list[int] = field(default_factory=list)
     ended: list[int] = field(default_factory=list)
     stage_seconds: dict[str, float] = field(default_factory=dict)

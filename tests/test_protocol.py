@@ -65,7 +65,7 @@ def test_raw_round_trip_is_exact_and_header_documented() -> None:
     header, bgr, extras = decode_frame_message(parts)
     assert np.array_equal(bgr, anonymized.bgr)
     assert extras == []
-    assert header["schema"] == "streamd.frame" and header["version"] == "1.1"
+    assert header["schema"] == "streamd.frame" and header["version"] == "1.2"
     assert header["camera"] == "cam-1" and header["stream_epoch"] == epoch
     assert (header["frame_index"], header["pts"], header["time_base"]) == (7, 7 * 3600, "1/90000")
     assert header["wallclock"] == 1700000000.25

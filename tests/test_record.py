@@ -107,7 +107,7 @@ def test_wire_carries_keys_repeats_and_sealed_payloads(live_recording):
     assert repeats, "live tracks' keys repeat every key_repeat_s"
     assert {event["track_id"] for event in repeats} <= {event["track_id"] for event in starts}
     header, _, parts = frames[3]
-    assert header["version"] == "1.1"
+    assert header["version"] == "1.2"
     assert len(parts) == len(header["faces"]) and all(part.startswith(b"SDSL") for part in parts)
     assert [d["kind"] for d in header["payloads"]] == ["sealed_face"] * len(parts)
 

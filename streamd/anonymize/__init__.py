@@ -11,6 +11,10 @@ def build_anonymizer(config: AnonymizerConfig) -> FaceAnonymizer:
         from streamd.anonymize.classical import RegionAnonymizer
 
         return RegionAnonymizer(config)
+    if config.method == "sdn":
+        from streamd.anonymize.sdn import SdnAnonymizer
+
+        return SdnAnonymizer(config)
     raise ValueError(f"unknown anonymization method {config.method!r}")
 
 

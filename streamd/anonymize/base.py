@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 
 from streamd.types import TrackedFace
+
+
+class TrackSecrets(Protocol):
+    """Per-track secret material a keyed anonymizer draws on (derived from the track's key)."""
+
+    def password_bits(self, track_id: int, n_bits: int) -> np.ndarray:
+        """(n_bits,) float32 0/1, the same for every call with the same track."""
 
 
 class FaceAnonymizer(abc.ABC):
@@ -18,6 +26,22 @@ class FaceAnonymizer(abc.ABC):
     """
 
     method: str
+    #: True when the surrogate depends on a per-track secret (see `use_track_secrets`).
+    keyed: bool = False
+
+    @abc.abstractmethod
+    def region_of(self, face: TrackedFace, frame_wh: tuple[int, int]) -> tuple[int, int, int, int]:
+        """Integer xyxy region of the frame that `apply` may change for `face` (sealing saves it)."""
+
+    def method_details(self) -> dict[str, object]:
+        """What a reader needs to know about this method beyond its name (model, attributes)."""
+        return {}
+
+    def use_track_secrets(self, secrets: TrackSecrets) -> None:
+        """Draw per-track secrets from `secrets` (the stream's key ring) instead of private ones.
+
+        Methods that are not keyed have no use for secrets and keep none.
+        """
 
     @abc.abstractmethod
     def apply(self, bgr: np.ndarray, faces: Sequence[TrackedFace]) -> np.ndarray:

@@ -73,6 +73,9 @@ class RegionAnonymizer(FaceAnonymizer):
         self.method = config.method
         self._config = config
 
+    def region_of(self, face: TrackedFace, frame_wh: tuple[int, int]) -> tuple[int, int, int, int]:
+        return expand_box(face.xyxy, self._config.margin, frame_wh)
+
     def _replace(self, region_bgr: np.ndarray) -> np.ndarray:
         if self.method == "blur":
             return blur_region(region_bgr, self._config.blur_strength)
@@ -85,7 +88,7 @@ class RegionAnonymizer(FaceAnonymizer):
         frame_wh = (bgr.shape[1], bgr.shape[0])
         for index in paste_order(faces):
             face = faces[index]
-            x0, y0, x1, y1 = expand_box(face.xyxy, self._config.margin, frame_wh)
+            x0, y0, x1, y1 = self.region_of(face, frame_wh)
             if x1 <= x0 or y1 <= y0:
                 continue
             region = out[y0:y1, x0:x1]

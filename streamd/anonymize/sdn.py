@@ -1,0 +1,124 @@
+"""The Secure Dual Network as a daemon method: each face becomes a keyed surrogate.
+
+Every face is aligned to the model's canonical crop by its five landmarks, all faces of a frame go
+through the encoder in one batch, and each surrogate is warped back under a feathered mask, smallest
+face first. The password of a face is derived from its track's key, so one person keeps one surrogate
+for as long as the track lives, and a restore authority holding the key can run the decoder.
+
+Without a stream key ring (a stream with no restore recipients), each track gets a random key that
+lives only in memory: the surrogate is then stable per track but cannot be reversed by anyone.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+
+from streamd.align import (
+    crop_footprint,
+    feathered_mask,
+    paste_back,
+    paste_order,
+    similarity_transform,
+    warp_to_crop,
+)
+from streamd.anonymize.base import FaceAnonymizer, TrackSecrets
+from streamd.config import AnonymizerConfig, SdnMethodConfig
+from streamd.errors import ConfigError
+from streamd.keys import derive_password_bits, new_track_key
+from streamd.runtime.sdn import SdnCodec
+from streamd.types import TrackedFace
+
+logger = logging.getLogger(__name__)
+
+NEUTRAL_ATTRIBUTE_VALUE = 0.5
+
+
+class EphemeralTrackSecrets:
+    """Random per-track keys kept only in memory (nobody can restore these tracks)."""
+
+    def __init__(self) -> None:
+        self._keys: dict[int, bytes] = {}
+
+    def password_bits(self, track_id: int, n_bits: int) -> np.ndarray:
+        key = self._keys.setdefault(track_id, new_track_key())
+        return derive_password_bits(key, n_bits)
+
+    def forget(self, track_id: int) -> None:
+        self._keys.pop(track_id, None)
+
+
+def attribute_values(config: SdnMethodConfig, attribute_names: Sequence[str]) -> dict[str, float]:
+    """The configured attribute values, every model attribute present (unnamed ones neutral)."""
+    unknown = sorted(set(config.attributes) - set(attribute_names))
+    if unknown:
+        raise ConfigError(
+            f"sdn model {config.model} has no attribute {', '.join(unknown)}; its attributes are "
+            f"{', '.join(attribute_names) or 'none'}"
+        )
+    return {name: float(config.attributes.get(name, NEUTRAL_ATTRIBUTE_VALUE)) for name in attribute_names}
+
+
+def load_sdn_codec(config: SdnMethodConfig) -> SdnCodec:
+    """The configured model's encoder and decoder, checked against the manifest (ModelError if not)."""
+    return SdnCodec.from_manifest(config.models_dir, config.model, config.providers, config.intra_op_threads)
+
+
+class SdnAnonymizer(FaceAnonymizer):
+    method = "sdn"
+    keyed = True
+
+    def __init__(self, config: AnonymizerConfig, codec: SdnCodec | None = None) -> None:
+        self._config = config
+        self.codec = codec if codec is not None else load_sdn_codec(config.sdn)
+        self.crop_size = self.codec.spec.resolution
+        self.attributes = attribute_values(config.sdn, self.codec.spec.attribute_names)
+        self._attribute_vector = self.codec.attribute_vector(self.attributes)
+        self._mask = feathered_mask(self.crop_size, config.feather)
+        self._ephemeral = EphemeralTrackSecrets()
+        self._secrets: TrackSecrets = self._ephemeral
+        self._bits_by_track: dict[int, np.ndarray] = {}
+        logger.info("sdn model %s: %dx%d crops, %d password bits, attributes %s", config.sdn.model,
+                    self.crop_size, self.crop_size, self.codec.spec.password_bits, self.attributes)
+
+    def use_track_secrets(self, secrets: TrackSecrets) -> None:
+        self._secrets = secrets
+
+    def method_details(self) -> dict[str, object]:
+        return {"model": self._config.sdn.model, "crop_size": self.crop_size, "attributes": dict(self.attributes)}
+
+    def crop_matrix(self, face: TrackedFace) -> np.ndarray:
+        return similarity_transform(face.kps5, self.crop_size)
+
+    def region_of(self, face: TrackedFace, frame_wh: tuple[int, int]) -> tuple[int, int, int, int]:
+        return crop_footprint(self.crop_matrix(face), self.crop_size, frame_wh)
+
+    def _password_bits(self, track_id: int) -> np.ndarray:
+        bits = self._bits_by_track.get(track_id)
+        if bits is None:
+            bits = self._secrets.password_bits(track_id, self.codec.spec.password_bits)
+            self._bits_by_track[track_id] = bits
+        return bits
+
+    def end_track(self, track_id: int) -> None:
+        self._bits_by_track.pop(track_id, None)
+        self._ephemeral.forget(track_id)
+
+    def apply(self, bgr: np.ndarray, faces: Sequence[TrackedFace]) -> np.ndarray:
+        if not faces:
+            return bgr.copy()
+        matrices = [self.crop_matrix(face) for face in faces]
+        crops = np.stack([warp_to_crop(bgr, matrix, self.crop_size) for matrix in matrices])
+        bits = np.stack([self._password_bits(face.track_id) for face in faces])
+        attributes = np.repeat(self._attribute_vector[None, :], len(faces), axis=0)
+        surrogates = self.codec.anonymize(crops, bits, attributes)
+        out = bgr.copy()
+        for index in paste_order(faces):
+            paste_back(out, surrogates[index], matrices[index], self._mask, out=out)
+        return out
+
+    def close(self) -> None:
+        self.codec.close()
+
