@@ -69,6 +69,8 @@ def frame_record(
         raise SinkError(f"frame {header['frame_index']}: {len(descriptors)} payload descriptors, {len(payload_parts)} parts")
     record: dict[str, Any] = {"record": RECORD_FRAME, "format": RECORDING_FORMAT, "version": RECORDING_VERSION}
     record.update({name: header[name] for name in FRAME_FIELDS})
+    if "method_details" in header:
+        record["method_details"] = header["method_details"]
     record["payloads"] = [
         {**descriptor, "size": len(data), "data": base64.b64encode(data).decode("ascii")}
         for descriptor, data in zip(descriptors, payload_parts)

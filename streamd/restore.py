@@ -172,8 +172,14 @@ class SealedPayloadRestorer(FaceRestorer):
         return RestoredFace(track_id=track_id, region_xyxy=region_xyxy, bgr=crop_bgr)
 
 
-#: Neural restorers by anonymization method: a factory taking {track_id: track_key}.
-NEURAL_RESTORERS: dict[str, Callable[[Mapping[int, bytes]], FaceRestorer]] = {}
+def _sdn_restorer(recording: Recording, track_keys: Mapping[int, bytes]) -> FaceRestorer:
+    from streamd.restore_neural import SdnNeuralRestorer
+
+    return SdnNeuralRestorer(recording.records[0].document.get("method_details", {}), track_keys)
+
+
+#: Neural restorers by anonymization method: a factory taking the recording and {track_id: track_key}.
+NEURAL_RESTORERS: dict[str, Callable[[Recording, Mapping[int, bytes]], FaceRestorer]] = {"sdn": _sdn_restorer}
 
 
 def build_restorer(mode: str, method: str, recording: Recording, track_keys: Mapping[int, bytes]) -> FaceRestorer:
@@ -185,7 +191,7 @@ def build_restorer(mode: str, method: str, recording: Recording, track_keys: Map
         if factory is None:
             raise RestoreError(f"no neural model for method {method!r}: faces anonymized with {method} can only be "
                                "restored from sealed payloads (--mode sealed)")
-        return factory(track_keys)
+        return factory(recording, track_keys)
     raise RestoreError(f"unknown restore mode {mode!r}; one of {', '.join(RESTORE_MODES)}")
 
 

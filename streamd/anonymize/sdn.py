@@ -87,7 +87,8 @@ class SdnAnonymizer(FaceAnonymizer):
         self._secrets = secrets
 
     def method_details(self) -> dict[str, object]:
-        return {"model": self._config.sdn.model, "crop_size": self.crop_size, "attributes": dict(self.attributes)}
+        return {"model": self._config.sdn.model, "crop_size": self.crop_size, "attributes": dict(self.attributes),
+                "feather": self._config.feather}
 
     def crop_matrix(self, face: TrackedFace) -> np.ndarray:
         return similarity_transform(face.kps5, self.crop_size)
