@@ -13,6 +13,7 @@ from pathlib import Path
 
 from streamd import __version__
 from streamd.config import (
+    ANONYMIZATION_METHODS,
     AnonymizerConfig,
     CameraConfig,
     FileSourceConfig,
@@ -264,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     anonymize = commands.add_parser("anonymize", help="anonymize a video, an image or a folder of images")
     anonymize.add_argument("input", type=Path)
     anonymize.add_argument("-o", "--output", type=Path, required=True)
-    anonymize.add_argument("--method", choices=["blur", "mosaic", "solid"])
+    anonymize.add_argument("--method", choices=ANONYMIZATION_METHODS)
     anonymize.add_argument("--config", type=Path, help="take detector, tracker and anonymizer settings from "
                            "the first camera of this file")
     anonymize.add_argument("--recipient", action="append", metavar="PUBLIC_KEY",
@@ -274,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="build a demo clip from bundled faces and anonymize it")
     demo.add_argument("-o", "--output", type=Path, default=Path("demo-output"))
-    demo.add_argument("--method", choices=["blur", "mosaic", "solid"], default="blur")
+    demo.add_argument("--method", choices=ANONYMIZATION_METHODS, default="blur")
     demo.add_argument("--seconds", type=float, default=4.0, help="length of the demo clip")
     demo.set_defaults(handler=cmd_demo)
 
@@ -318,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="measure end-to-end speed and per-stage latency")
     bench.add_argument("input", type=Path, nargs="?", help="video to run (default: the demo clip)")
-    bench.add_argument("--method", choices=["blur", "mosaic", "solid"], default="blur")
+    bench.add_argument("--method", choices=ANONYMIZATION_METHODS, default="blur")
     bench.add_argument("--baseline", choices=["deface"], help="also run this tool on the same clip")
     bench.add_argument("--config", type=Path, help="take settings from the first camera of this file")
     bench.add_argument("-o", "--output", type=Path, default=Path("bench.json"))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -123,8 +123,12 @@ class SdnMethodConfig(StrictModel):
         return values
 
 
+AnonymizationMethod = Literal["blur", "mosaic", "solid", "sdn"]
+ANONYMIZATION_METHODS: tuple[str, ...] = get_args(AnonymizationMethod)
+
+
 class AnonymizerConfig(StrictModel):
-    method: Literal["blur", "mosaic", "solid", "sdn"] = Field("blur", description="Replacement method.")
+    method: AnonymizationMethod = Field("blur", description="Replacement method.")
     margin: float = Field(0.2, ge=0, le=1, description="Grow each face box by this share on every side.")
     feather: float = Field(0.15, ge=0, le=0.5, description="Soft edge width as a share of the mask size.")
     blur_strength: float = Field(
