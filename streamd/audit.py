@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from streamd.errors import StreamdError
+from streamd.hashing import file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,6 @@ ENTRY_FIELDS = (
 )
 OUTCOMES = ("ok", "failed", "partial")
 _READ_CHUNK_BYTES = 64 * 1024
-_HASH_CHUNK_BYTES = 1024 * 1024
 
 
 class AuditLogError(StreamdError):
@@ -65,15 +65,6 @@ class AuditProblem:
 def line_hash(line_bytes: bytes) -> str:
     """SHA-256 hex of one log line, without its trailing newline."""
     return hashlib.sha256(line_bytes).hexdigest()
-
-
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 hex of a file's contents, for the audit entry's `input_sha256`."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as input_file:
-        while chunk := input_file.read(_HASH_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def current_user() -> str:

@@ -11,7 +11,6 @@ import system without importing that package (its import pulls in the deprecated
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import importlib.util
 import logging
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from streamd.errors import ModelError
+from streamd.hashing import file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -39,14 +39,6 @@ def face_recognition_models_dir() -> Path:
     if spec is None or spec.origin is None:
         raise ModelError(f"identity judge: the face-recognition-models package is not installed ({INSTALL_HINT})")
     return Path(spec.origin).parent / "models"
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class DlibIdentityJudge:
@@ -80,8 +72,8 @@ class DlibIdentityJudge:
             "threshold": self.threshold,
             "dlib": self._dlib.__version__,
             "face_recognition_models": _package_version("face-recognition-models"),
-            "recognition_model_sha256": _sha256_file(self.recognition_path),
-            "shape_predictor_sha256": _sha256_file(self.shape_predictor_path),
+            "recognition_model_sha256": file_sha256(self.recognition_path),
+            "shape_predictor_sha256": file_sha256(self.shape_predictor_path),
             "landmarks": "dlib 5-point shape predictor run inside the known box on the judged image",
         }
 
