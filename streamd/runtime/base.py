@@ -32,16 +32,10 @@ class ModelRunner(abc.ABC):
     """
 
     backend: str
-
-    @property
-    @abc.abstractmethod
-    def input_specs(self) -> tuple[TensorSpec, ...]:
-        """The graph's inputs, in order."""
-
-    @property
-    @abc.abstractmethod
-    def output_names(self) -> tuple[str, ...]:
-        """The graph's outputs, in order."""
+    #: The graph's inputs, in order (set by the constructor).
+    input_specs: tuple[TensorSpec, ...]
+    #: The graph's outputs, in order (set by the constructor).
+    output_names: tuple[str, ...]
 
     @abc.abstractmethod
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

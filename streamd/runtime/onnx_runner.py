@@ -50,7 +50,7 @@ class OnnxRunner(ModelRunner):
         except Exception as error:  # onnxruntime raises several unrelated exception types
             raise ModelError(f"onnxruntime cannot load {model_path}: {error}") from error
         self.model_path = model_path
-        self._input_specs = tuple(
+        self.input_specs = tuple(
             TensorSpec(
                 name=node.name,
                 dtype=np.dtype(_ONNX_DTYPES[node.type]),
@@ -58,23 +58,15 @@ class OnnxRunner(ModelRunner):
             )
             for node in self.session.get_inputs()
         )
-        self._output_names = tuple(node.name for node in self.session.get_outputs())
+        self.output_names = tuple(node.name for node in self.session.get_outputs())
         logger.info("loaded %s with providers %s", model_path.name, self.session.get_providers())
         self.warm_up(warm_up_batch)
 
-    @property
-    def input_specs(self) -> tuple[TensorSpec, ...]:
-        return self._input_specs
-
-    @property
-    def output_names(self) -> tuple[str, ...]:
-        return self._output_names
-
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         self.check_inputs(inputs)
-        feeds = {spec.name: np.ascontiguousarray(inputs[spec.name], dtype=spec.dtype) for spec in self._input_specs}
+        feeds = {spec.name: np.ascontiguousarray(inputs[spec.name], dtype=spec.dtype) for spec in self.input_specs}
         try:
-            outputs = self.session.run(list(self._output_names), feeds)
+            outputs = self.session.run(list(self.output_names), feeds)
         except Exception as error:
             raise ModelError(f"onnxruntime failed running {self.model_path.name}: {error}") from error
-        return dict(zip(self._output_names, outputs))
+        return dict(zip(self.output_names, outputs))

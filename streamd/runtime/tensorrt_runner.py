@@ -62,25 +62,18 @@ class TensorRTRunner(ModelRunner):
                 inputs.append(TensorSpec(name=name, dtype=dtype, shape=shape))
             else:
                 outputs.append(TensorSpec(name=name, dtype=dtype, shape=shape))
-        self._input_specs = tuple(inputs)
+        self.input_specs = tuple(inputs)
         self._output_specs = tuple(outputs)
+        self.output_names = tuple(spec.name for spec in outputs)
         self.engine_path = engine_path
         self.warm_up(warm_up_batch)
-
-    @property
-    def input_specs(self) -> tuple[TensorSpec, ...]:
-        return self._input_specs
-
-    @property
-    def output_names(self) -> tuple[str, ...]:
-        return tuple(spec.name for spec in self._output_specs)
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch = self._torch
         self.check_inputs(inputs)
         keep_alive = []
         with torch.cuda.stream(self.stream):
-            for spec in self._input_specs:
+            for spec in self.input_specs:
                 array = np.ascontiguousarray(inputs[spec.name], dtype=spec.dtype)
                 tensor = torch.from_numpy(array).cuda(non_blocking=True)
                 keep_alive.append(tensor)

@@ -29,24 +29,16 @@ class TorchRunner(ModelRunner):
     ) -> None:
         self.device = torch.device(device)
         self.module = module.to(self.device).eval()
-        self._input_specs = tuple(input_specs)
-        self._output_names = tuple(output_names)
+        self.input_specs = tuple(input_specs)
+        self.output_names = tuple(output_names)
         self.warm_up(warm_up_batch)
-
-    @property
-    def input_specs(self) -> tuple[TensorSpec, ...]:
-        return self._input_specs
-
-    @property
-    def output_names(self) -> tuple[str, ...]:
-        return self._output_names
 
     @torch.inference_mode()
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         self.check_inputs(inputs)
         tensors = [
             torch.from_numpy(np.ascontiguousarray(inputs[spec.name], dtype=spec.dtype)).to(self.device)
-            for spec in self._input_specs
+            for spec in self.input_specs
         ]
         try:
             outputs = self.module(*tensors)
@@ -54,6 +46,6 @@ class TorchRunner(ModelRunner):
             raise ModelError(f"torch model failed: {error}") from error
         if isinstance(outputs, torch.Tensor):
             outputs = (outputs,)
-        if len(outputs) != len(self._output_names):
-            raise ModelError(f"torch model returned {len(outputs)} outputs, expected {len(self._output_names)}")
-        return {name: value.detach().float().cpu().numpy() for name, value in zip(self._output_names, outputs)}
+        if len(outputs) != len(self.output_names):
+            raise ModelError(f"torch model returned {len(outputs)} outputs, expected {len(self.output_names)}")
+        return {name: value.detach().float().cpu().numpy() for name, value in zip(self.output_names, outputs)}
