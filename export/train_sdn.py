@@ -68,6 +68,7 @@ from streamd.nets.sdn import (
     count_parameters,
     l1_image_distance,
     random_password_bits,
+    save_generators,
     sdn_config,
     unique_parameters,
 )
@@ -76,6 +77,8 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "checkpoint.pt"
 GENERATOR_WEIGHTS_NAME = "generators.pt"
+BEST_GENERATOR_WEIGHTS_NAME = "generators-best.pt"
+TOTAL_EMA_DECAY = 0.98
 
 
 @dataclasses.dataclass
@@ -453,7 +456,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--learning-rate", type=float, default=2e-4)
     parser.add_argument("--generator-every", type=int, default=10, help="En/De update period (paper: 10)")
     parser.add_argument("--epoch-size", type=int, default=20_000, help="samples per epoch of the offline set")
-    parser.add_argument("--checkpoint-every", type=int, default=500)
+    parser.add_argument("--checkpoint-every", type=int, default=500,
+                        help="save checkpoint.pt and generators.pt; generators-best.pt keeps the lowest L_total EMA")
     parser.add_argument("--eval-every", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
@@ -470,10 +474,7 @@ def save_checkpoint(trainer: SdnTrainer, out: Path) -> None:
     temporary = out / (CHECKPOINT_NAME + ".tmp")
     torch.save(trainer.state_dict(), temporary)
     temporary.replace(out / CHECKPOINT_NAME)
-    torch.save(
-        {"config": trainer.network.config.to_dict(), "state_dict": trainer.network.generators.state_dict()},
-        out / GENERATOR_WEIGHTS_NAME,
-    )
+    save_generators(trainer.network.generators, out / GENERATOR_WEIGHTS_NAME)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -522,12 +523,16 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     metrics_log = (args.out / "metrics.jsonl").open("a")
     last_logs: dict[str, float] = {}
+    total_ema: float | None = None
+    best_total_ema = float("inf")
     while trainer.iteration < args.iterations:
         batch = next(batches)
         parts = [{k: v[i * args.batch_size:(i + 1) * args.batch_size] for k, v in batch.items()} for i in range(3)]
         logs = trainer.step(*parts)
         if "total" in logs:
             last_logs = logs
+            previous = logs["total"] if total_ema is None else total_ema
+            total_ema = TOTAL_EMA_DECAY * previous + (1 - TOTAL_EMA_DECAY) * logs["total"]
         progress.update(1)
         progress.set_postfix({k: f"{v:.3f}" for k, v in last_logs.items() if k in ("total", "reid", "rec", "wrong")})
         iteration = trainer.iteration
@@ -540,6 +545,11 @@ def main(argv: list[str] | None = None) -> int:
             logger.info("iteration %d: %s", iteration, {k: round(v, 3) for k, v in record.items()})
         if iteration % args.checkpoint_every == 0 or out_of_time or iteration >= args.iterations:
             save_checkpoint(trainer, args.out)
+            if total_ema is not None and total_ema < best_total_ema:
+                # Chosen on the training objective L_total only, never on held-out faces.
+                best_total_ema = total_ema
+                save_generators(trainer.network.generators, args.out / BEST_GENERATOR_WEIGHTS_NAME)
+                logger.info("iteration %d: lowest training L_total so far (EMA %.4f)", iteration, total_ema)
         if out_of_time:
             logger.info("stopping after %.1f minutes at iteration %d", args.max_minutes, iteration)
             break
