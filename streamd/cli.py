@@ -308,7 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--tracks", help="comma-separated track ids (default: every track in the span)")
     restore.add_argument("--from", dest="from_s", type=float, help="span start, seconds from the first frame")
     restore.add_argument("--to", dest="to_s", type=float, help="span end, seconds from the first frame")
-    restore.add_argument("--mode", choices=["sealed", "neural"], default="sealed")
+    restore.add_argument("--mode", choices=["sealed", "neural", "cyclegan"], default="sealed",
+                         help="sealed: exact original pixels; neural: the method's network (sdn decoder with the "
+                              "track key); cyclegan: the CycleGAN's F on a cyclegan recording")
     restore.add_argument("--passphrase-file", type=Path, help="passphrase of a protected private key")
     restore.add_argument("--camera", help="refuse a recording from any other camera")
     restore.add_argument("--partial", action="store_true",

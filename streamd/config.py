@@ -123,7 +123,23 @@ class SdnMethodConfig(StrictModel):
         return values
 
 
-AnonymizationMethod = Literal["blur", "mosaic", "solid", "sdn"]
+class CycleganMethodConfig(StrictModel):
+    """The CycleGAN pixelation: G turns each aligned face crop into a pixelated face that F (kept by the
+    restore authority, never needed by the daemon) can turn back. There is no key: F is the secret."""
+
+    model: str = Field(
+        "cyclegan-tiny", pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Model name in models/manifest.json."
+    )
+    models_dir: Path | None = Field(
+        None, description="Folder holding manifest.json and the model files (default: $STREAMD_MODELS_DIR, else models/)."
+    )
+    providers: list[str] = Field(
+        default_factory=lambda: ["CPUExecutionProvider"], description="onnxruntime execution providers in order."
+    )
+    intra_op_threads: int = Field(1, ge=0, le=256, description="onnxruntime threads (0: one per core).")
+
+
+AnonymizationMethod = Literal["blur", "mosaic", "solid", "sdn", "cyclegan"]
 ANONYMIZATION_METHODS: tuple[str, ...] = get_args(AnonymizationMethod)
 
 
@@ -137,6 +153,9 @@ class AnonymizerConfig(StrictModel):
     mosaic_blocks: int = Field(8, ge=2, le=64, description="Blocks across the face (mosaic).")
     solid_bgr: tuple[int, int, int] = Field((0, 0, 0), description="Fill colour as B, G, R (solid).")
     sdn: SdnMethodConfig = Field(default_factory=SdnMethodConfig, description="Settings of the sdn method.")
+    cyclegan: CycleganMethodConfig = Field(
+        default_factory=CycleganMethodConfig, description="Settings of the cyclegan method."
+    )
 
     @field_validator("solid_bgr")
     @classmethod

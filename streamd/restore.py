@@ -6,8 +6,8 @@ restored inside the span and every other face stays anonymized. Where a restored
 overlaps the region of a face that is not restored, the overlap stays anonymized.
 
 How a face is restored is a `FaceRestorer`: `SealedPayloadRestorer` opens the sealed original
-pixels (exact); a neural restorer (the SDN decoder, keyed by the track's password) plugs in through
-`NEURAL_RESTORERS`, keyed by anonymization method.
+pixels (exact); a neural restorer (the SDN decoder, keyed by the track's password, or the CycleGAN's F)
+plugs in through `NEURAL_RESTORERS`, keyed by anonymization method.
 
 Every run appends one entry to the hash-chained audit log (`streamd.audit`), whatever its outcome.
 Nothing is left at the output path after a failure unless `partial` is set.
@@ -42,7 +42,7 @@ from streamd.video_out import VideoFileWriter
 
 logger = logging.getLogger(__name__)
 
-RESTORE_MODES = ("sealed", "neural")
+RESTORE_MODES = ("sealed", "neural", "cyclegan")
 AUDIT_ACTION = "restore"
 AUDIT_LOG_NAME = "audit.jsonl"
 DEFAULT_RESTORE_CRF = 4
@@ -178,15 +178,25 @@ def _sdn_restorer(recording: Recording, track_keys: Mapping[int, bytes]) -> Face
     return SdnNeuralRestorer(recording.records[0].document.get("method_details", {}), track_keys)
 
 
+def _cyclegan_restorer(recording: Recording, track_keys: Mapping[int, bytes]) -> FaceRestorer:
+    from streamd.restore_neural import CycleganRestorer
+
+    return CycleganRestorer(recording.records[0].document.get("method_details", {}))
+
+
 #: Neural restorers by anonymization method: a factory taking the recording and {track_id: track_key}.
-NEURAL_RESTORERS: dict[str, Callable[[Recording, Mapping[int, bytes]], FaceRestorer]] = {"sdn": _sdn_restorer}
+NEURAL_RESTORERS: dict[str, Callable[[Recording, Mapping[int, bytes]], FaceRestorer]] = {
+    "sdn": _sdn_restorer, "cyclegan": _cyclegan_restorer,
+}
 
 
 def build_restorer(mode: str, method: str, recording: Recording, track_keys: Mapping[int, bytes]) -> FaceRestorer:
     if mode == "sealed":
         payload_keys = {track_id: derive_payload_key(track_key) for track_id, track_key in track_keys.items()}
         return SealedPayloadRestorer(recording.camera, recording.stream_epoch, payload_keys)
-    if mode == "neural":
+    if mode == "cyclegan" and method != "cyclegan":
+        raise RestoreError(f"--mode cyclegan restores recordings made with method cyclegan, not {method!r}")
+    if mode in ("neural", "cyclegan"):
         factory = NEURAL_RESTORERS.get(method)
         if factory is None:
             raise RestoreError(f"no neural model for method {method!r}: faces anonymized with {method} can only be "
@@ -455,8 +465,8 @@ def _restore(request: RestoreRequest, progress: object | None) -> RestoreResult:
     recording = read_recording(request.input_path)
     _check_recording(request, recording, problems)
     method = str(recording.records[0].document["method"])
-    if request.mode == "neural":
-        build_restorer("neural", method, recording, {})
+    if request.mode in ("neural", "cyclegan"):
+        build_restorer(request.mode, method, recording, {})
     private_key = load_private_key(request.key_path, request.passphrase)
     track_ids = _select_tracks(request, recording)
     if request.mode == "sealed" and not any(record.payload_descriptors for record in recording.records):

@@ -1,12 +1,17 @@
-"""Neural restore: the SDN decoder turns a recorded surrogate back into the face, given the track key.
+"""Neural restore: a network turns a recorded anonymized crop back into the face.
 
-Used by `streamd restore --mode neural` for recordings made with `method: sdn`. The crop geometry
-comes from the frame's recorded landmarks, the model and attribute values from its `method_details`,
-and the password from the track key (the same derivation the daemon used).
+- `method: sdn` (`streamd restore --mode neural`): the SDN decoder, with the password derived from the
+  track key (the same derivation the daemon used) and the attribute values of `method_details`.
+- `method: cyclegan` (`streamd restore --mode cyclegan`, or `--mode neural`): the CycleGAN's F. F takes
+  no key; the track keys are still unwrapped before it runs, so only a holder of a restore private key
+  for a reversible recording gets a restore (and an audit entry), like every other mode.
+
+The crop geometry comes from the frame's recorded landmarks, the model from its `method_details`.
 """
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Mapping
 
 import numpy as np
@@ -17,6 +22,7 @@ from streamd.errors import StreamdError
 from streamd.keys import derive_password_bits
 from streamd.recording_format import FrameRecord
 from streamd.restore import FaceRestorer, RestoredFace
+from streamd.runtime.cyclegan import CycleganReidentifier, load_cyclegan_reidentifier
 from streamd.runtime.sdn import SdnCodec
 
 DEFAULT_FEATHER = AnonymizerConfig.model_fields["feather"].default
@@ -26,16 +32,57 @@ class NeuralRestoreError(StreamdError):
     """A recorded frame lacks what the neural decoder needs."""
 
 
-class SdnNeuralRestorer(FaceRestorer):
+class AlignedCropRestorer(FaceRestorer):
+    """Warps a recorded face to its aligned crop, runs `restore_crop` and pastes the result back."""
+
+    method: str
+    crop_size: int
+    _mask: np.ndarray
+    _method_details: dict[str, object]
+
+    @abc.abstractmethod
+    def restore_crop(self, crop_bgr: np.ndarray, track_id: int) -> np.ndarray:
+        """One aligned anonymized crop (S, S, 3) uint8 BGR of `track_id` -> the restored crop."""
+
+    def restore_face(self, anonymized_bgr: np.ndarray, record: FrameRecord, track_id: int) -> RestoredFace | None:
+        faces = [face for face in record.document["faces"] if int(face["track_id"]) == track_id]
+        if not faces:
+            return None
+        if record.document.get("method_details", self._method_details) != self._method_details:
+            raise NeuralRestoreError(f"frame {record.frame_index}: {self.method} settings changed within the recording")
+        kps5 = np.asarray(faces[0]["kps5"], np.float32)
+        matrix = similarity_transform(kps5, self.crop_size)
+        crop = warp_to_crop(anonymized_bgr, matrix, self.crop_size)
+        restored = self.restore_crop(crop, track_id)
+        height, width = anonymized_bgr.shape[:2]
+        x0, y0, x1, y1 = crop_footprint(matrix, self.crop_size, (width, height))
+        if x1 <= x0 or y1 <= y0:
+            return None
+        pasted = paste_back(anonymized_bgr, restored, matrix, self._mask)
+        return RestoredFace(track_id=track_id, region_xyxy=(x0, y0, x1, y1), bgr=pasted[y0:y1, x0:x1].copy())
+
+
+def _recorded_model(method: str, method_details: Mapping[str, object]) -> str:
+    model = method_details.get("model")
+    if not isinstance(model, str):
+        raise NeuralRestoreError(f"the recording does not name the {method} model it was made with "
+                                 "(method_details.model)")
+    return model
+
+
+def _recorded_mask(method_details: Mapping[str, object], crop_size: int) -> np.ndarray:
+    return feathered_mask(crop_size, float(method_details.get("feather", DEFAULT_FEATHER)))  # type: ignore[arg-type]
+
+
+class SdnNeuralRestorer(AlignedCropRestorer):
     """Runs the SDN decoder on one recorded face at a time."""
 
     mode = "neural"
+    method = "sdn"
 
     def __init__(self, method_details: Mapping[str, object], track_keys: Mapping[int, bytes],
                  codec: SdnCodec | None = None) -> None:
-        model = method_details.get("model")
-        if not isinstance(model, str):
-            raise NeuralRestoreError("the recording does not name the sdn model it was made with (method_details.model)")
+        model = _recorded_model(self.method, method_details)
         self._method_details = dict(method_details)
         self.codec = codec if codec is not None else SdnCodec.from_manifest(None, model)
         self.crop_size = self.codec.spec.resolution
@@ -47,24 +94,30 @@ class SdnNeuralRestorer(FaceRestorer):
         if not isinstance(attributes, dict):
             raise NeuralRestoreError("method_details.attributes must be an object")
         self._attribute_vector = self.codec.attribute_vector({str(k): float(v) for k, v in attributes.items()})
-        feather = float(method_details.get("feather", DEFAULT_FEATHER))  # type: ignore[arg-type]
-        self._mask = feathered_mask(self.crop_size, feather)
+        self._mask = _recorded_mask(method_details, self.crop_size)
         self._bits = {track_id: derive_password_bits(key, self.codec.spec.password_bits)
                       for track_id, key in track_keys.items()}
 
-    def restore_face(self, anonymized_bgr: np.ndarray, record: FrameRecord, track_id: int) -> RestoredFace | None:
-        faces = [face for face in record.document["faces"] if int(face["track_id"]) == track_id]
-        if not faces:
-            return None
-        if record.document.get("method_details", self._method_details) != self._method_details:
-            raise NeuralRestoreError(f"frame {record.frame_index}: sdn settings changed within the recording")
-        kps5 = np.asarray(faces[0]["kps5"], np.float32)
-        matrix = similarity_transform(kps5, self.crop_size)
-        crop = warp_to_crop(anonymized_bgr, matrix, self.crop_size)
-        restored = self.codec.restore(crop[None], self._bits[track_id][None], self._attribute_vector[None])[0]
-        height, width = anonymized_bgr.shape[:2]
-        x0, y0, x1, y1 = crop_footprint(matrix, self.crop_size, (width, height))
-        if x1 <= x0 or y1 <= y0:
-            return None
-        pasted = paste_back(anonymized_bgr, restored, matrix, self._mask)
-        return RestoredFace(track_id=track_id, region_xyxy=(x0, y0, x1, y1), bgr=pasted[y0:y1, x0:x1].copy())
+    def restore_crop(self, crop_bgr: np.ndarray, track_id: int) -> np.ndarray:
+        return self.codec.restore(crop_bgr[None], self._bits[track_id][None], self._attribute_vector[None])[0]
+
+
+class CycleganRestorer(AlignedCropRestorer):
+    """Runs the CycleGAN's F on one recorded face at a time (F takes no key)."""
+
+    mode = "cyclegan"
+    method = "cyclegan"
+
+    def __init__(self, method_details: Mapping[str, object], reidentifier: CycleganReidentifier | None = None) -> None:
+        model = _recorded_model(self.method, method_details)
+        self._method_details = dict(method_details)
+        self.reidentifier = reidentifier if reidentifier is not None else load_cyclegan_reidentifier(None, model)
+        self.crop_size = self.reidentifier.spec.resolution
+        recorded_size = method_details.get("crop_size")
+        if recorded_size != self.crop_size:
+            raise NeuralRestoreError(f"the recording used {recorded_size}-pixel crops but model {model} has "
+                                     f"{self.crop_size}")
+        self._mask = _recorded_mask(method_details, self.crop_size)
+
+    def restore_crop(self, crop_bgr: np.ndarray, track_id: int) -> np.ndarray:
+        return self.reidentifier.reidentify(crop_bgr[None])[0]

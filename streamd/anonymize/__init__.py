@@ -15,6 +15,10 @@ def build_anonymizer(config: AnonymizerConfig) -> FaceAnonymizer:
         from streamd.anonymize.sdn import SdnAnonymizer
 
         return SdnAnonymizer(config)
+    if config.method == "cyclegan":
+        from streamd.anonymize.cyclegan import CycleganAnonymizer
+
+        return CycleganAnonymizer(config)
     raise ValueError(f"unknown anonymization method {config.method!r}")
 
 

@@ -16,15 +16,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from streamd.align import (
-    crop_footprint,
-    feathered_mask,
-    paste_back,
-    paste_order,
-    similarity_transform,
-    warp_to_crop,
-)
-from streamd.anonymize.base import FaceAnonymizer, TrackSecrets
+from streamd.anonymize.base import TrackSecrets
+from streamd.anonymize.crops import AlignedCropAnonymizer
 from streamd.config import AnonymizerConfig, SdnMethodConfig
 from streamd.errors import ConfigError
 from streamd.keys import derive_password_bits, new_track_key
@@ -66,17 +59,16 @@ def load_sdn_codec(config: SdnMethodConfig) -> SdnCodec:
     return SdnCodec.from_manifest(config.models_dir, config.model, config.providers, config.intra_op_threads)
 
 
-class SdnAnonymizer(FaceAnonymizer):
+class SdnAnonymizer(AlignedCropAnonymizer):
     method = "sdn"
     keyed = True
 
     def __init__(self, config: AnonymizerConfig, codec: SdnCodec | None = None) -> None:
         self._config = config
         self.codec = codec if codec is not None else load_sdn_codec(config.sdn)
-        self.crop_size = self.codec.spec.resolution
+        super().__init__(self.codec.spec.resolution, config.feather)
         self.attributes = attribute_values(config.sdn, self.codec.spec.attribute_names)
         self._attribute_vector = self.codec.attribute_vector(self.attributes)
-        self._mask = feathered_mask(self.crop_size, config.feather)
         self._ephemeral = EphemeralTrackSecrets()
         self._secrets: TrackSecrets = self._ephemeral
         self._bits_by_track: dict[int, np.ndarray] = {}
@@ -90,12 +82,6 @@ class SdnAnonymizer(FaceAnonymizer):
         return {"model": self._config.sdn.model, "crop_size": self.crop_size, "attributes": dict(self.attributes),
                 "feather": self._config.feather}
 
-    def crop_matrix(self, face: TrackedFace) -> np.ndarray:
-        return similarity_transform(face.kps5, self.crop_size)
-
-    def region_of(self, face: TrackedFace, frame_wh: tuple[int, int]) -> tuple[int, int, int, int]:
-        return crop_footprint(self.crop_matrix(face), self.crop_size, frame_wh)
-
     def _password_bits(self, track_id: int) -> np.ndarray:
         bits = self._bits_by_track.get(track_id)
         if bits is None:
@@ -107,18 +93,10 @@ class SdnAnonymizer(FaceAnonymizer):
         self._bits_by_track.pop(track_id, None)
         self._ephemeral.forget(track_id)
 
-    def apply(self, bgr: np.ndarray, faces: Sequence[TrackedFace]) -> np.ndarray:
-        if not faces:
-            return bgr.copy()
-        matrices = [self.crop_matrix(face) for face in faces]
-        crops = np.stack([warp_to_crop(bgr, matrix, self.crop_size) for matrix in matrices])
+    def replace_crops(self, crops_bgr: np.ndarray, faces: Sequence[TrackedFace]) -> np.ndarray:
         bits = np.stack([self._password_bits(face.track_id) for face in faces])
         attributes = np.repeat(self._attribute_vector[None, :], len(faces), axis=0)
-        surrogates = self.codec.anonymize(crops, bits, attributes)
-        out = bgr.copy()
-        for index in paste_order(faces):
-            paste_back(out, surrogates[index], matrices[index], self._mask, out=out)
-        return out
+        return self.codec.anonymize(crops_bgr, bits, attributes)
 
     def close(self) -> None:
         self.codec.close()

@@ -1,0 +1,49 @@
+"""The CycleGAN pixelation as a daemon method: G turns each aligned face crop into a pixelated face.
+
+Paper: reversible anonymization by cyclic learning (section 3-4). Faces are aligned to the model's
+canonical crop by their five landmarks, all faces of a frame go through G in one batch, and each
+result is warped back under a feathered mask, smallest face first (`AlignedCropAnonymizer`).
+
+The method has no key: anyone holding F (the `reid_onnx` file of the model) can re-identify every face
+anonymized with the matching G, so F is the secret and never needs to be on a camera host. Restore
+through `streamd restore --mode cyclegan` runs F on the recorded crops (streamd.restore_neural).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+
+from streamd.anonymize.crops import AlignedCropAnonymizer
+from streamd.config import AnonymizerConfig, CycleganMethodConfig
+from streamd.runtime.cyclegan import CycleganDeidentifier, load_cyclegan_deidentifier
+from streamd.types import TrackedFace
+
+logger = logging.getLogger(__name__)
+
+
+def load_deidentifier(config: CycleganMethodConfig) -> CycleganDeidentifier:
+    """The configured model's G, checked against the manifest (ModelError if not)."""
+    return load_cyclegan_deidentifier(config.models_dir, config.model, config.providers, config.intra_op_threads)
+
+
+class CycleganAnonymizer(AlignedCropAnonymizer):
+    method = "cyclegan"
+    keyed = False
+
+    def __init__(self, config: AnonymizerConfig, deidentifier: CycleganDeidentifier | None = None) -> None:
+        self._config = config
+        self.deidentifier = deidentifier if deidentifier is not None else load_deidentifier(config.cyclegan)
+        super().__init__(self.deidentifier.spec.resolution, config.feather)
+        logger.info("cyclegan model %s: %dx%d crops", config.cyclegan.model, self.crop_size, self.crop_size)
+
+    def method_details(self) -> dict[str, object]:
+        return {"model": self._config.cyclegan.model, "crop_size": self.crop_size, "feather": self._config.feather}
+
+    def replace_crops(self, crops_bgr: np.ndarray, faces: Sequence[TrackedFace]) -> np.ndarray:
+        return self.deidentifier.deidentify(crops_bgr)
+
+    def close(self) -> None:
+        self.deidentifier.close()
