@@ -27,6 +27,15 @@ from streamd.nets.sdn import (  # noqa: E402
 )
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Small convolutions run fastest on one thread, and spin-waiting threads crawl on a busy machine."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def _condition(config: SdnConfig, batch: int, seed: int = 0):
     generator = torch.Generator().manual_seed(seed)
     image = torch.rand(batch, 3, config.resolution, config.resolution, generator=generator) * 2 - 1
