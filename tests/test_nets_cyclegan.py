@@ -251,3 +251,20 @@ def test_training_script_parses_its_documented_options():
 
     args = build_parser().parse_args(["--size", "tiny", "--seed", "3", "--max-minutes", "1", "--adversarial", "wgan-gp"])
     assert isinstance(args, argparse.Namespace) and args.seed == 3 and args.adversarial == "wgan-gp"
+
+
+def test_committed_default_model_restores_a_face_it_pixelated():
+    from streamd.runtime.cyclegan import DEFAULT_CYCLEGAN_MODEL
+    from streamd.runtime.manifest import default_models_dir
+
+    models = default_models_dir()
+    deidentifier = load_cyclegan_deidentifier(models, DEFAULT_CYCLEGAN_MODEL)
+    reidentifier = load_cyclegan_reidentifier(models, DEFAULT_CYCLEGAN_MODEL)
+    size = deidentifier.spec.resolution
+    ramp = np.linspace(40, 215, size, dtype=np.float32)
+    face = np.stack([np.add.outer(ramp, ramp) / 2] * 3, axis=-1).astype(np.uint8)[None]
+    pixelated = deidentifier.deidentify(face)
+    restored = reidentifier.reidentify(pixelated)
+    assert pixelated.shape == restored.shape == face.shape
+    error = np.abs(restored.astype(np.float32) - face.astype(np.float32)).mean()
+    assert error < 10.0, error
