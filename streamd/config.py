@@ -113,6 +113,11 @@ class SdnMethodConfig(StrictModel):
         default_factory=lambda: ["CPUExecutionProvider"], description="onnxruntime execution providers in order."
     )
     intra_op_threads: int = Field(1, ge=0, le=256, description="onnxruntime threads (0: one per core).")
+    allow_unprotective_model: bool = Field(
+        False,
+        description="Run a model whose manifest does not show it protects at least 95% of held-out faces. "
+        "Its surrogates may be recognisable: for testing only.",
+    )
 
     @field_validator("attributes")
     @classmethod
@@ -137,6 +142,11 @@ class CycleganMethodConfig(StrictModel):
         default_factory=lambda: ["CPUExecutionProvider"], description="onnxruntime execution providers in order."
     )
     intra_op_threads: int = Field(1, ge=0, le=256, description="onnxruntime threads (0: one per core).")
+    allow_unprotective_model: bool = Field(
+        False,
+        description="Run a model whose manifest does not show it protects at least 95% of held-out faces. "
+        "Its surrogates may be recognisable: for testing only.",
+    )
 
 
 AnonymizationMethod = Literal["blur", "mosaic", "solid", "sdn", "cyclegan"]

@@ -25,11 +25,12 @@ def make_keypair(folder: Path, passphrase: bytes | None = None) -> tuple[Path, P
     return written.private_key_path, written.public_key_path
 
 
-def reversible_camera(clip_path: Path, recipients: list[Path], method: str = "solid", camera_id: str = "cam-a") -> CameraConfig:
+def reversible_camera(clip_path: Path, recipients: list[Path], method: str = "solid", camera_id: str = "cam-a",
+                      anonymizer: AnonymizerConfig | None = None) -> CameraConfig:
     return CameraConfig(
         id=camera_id,
         source=FileSourceConfig(path=clip_path),
-        anonymizer=AnonymizerConfig(method=method),
+        anonymizer=anonymizer if anonymizer is not None else AnonymizerConfig(method=method),
         reversible=ReversibleConfig(recipients=[str(path) for path in recipients]),
     )
 

@@ -41,7 +41,9 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def cyclegan_config_for(models_dir: Path) -> AnonymizerConfig:
-    return AnonymizerConfig(method="cyclegan", cyclegan=CycleganMethodConfig(model=MODEL, models_dir=models_dir))
+    """The test network protects nobody, so it runs only with the explicit testing flag."""
+    return AnonymizerConfig(method="cyclegan", cyclegan=CycleganMethodConfig(
+        model=MODEL, models_dir=models_dir, allow_unprotective_model=True))
 
 
 def test_faces_are_replaced_inside_their_crop_footprint_in_one_batch(models_dir: Path, demo_clip) -> None:
@@ -92,7 +94,8 @@ def test_recording_restores_with_f_and_other_modes_are_checked(models_dir, demo_
 
     monkeypatch.setenv("STREAMD_MODELS_DIR", str(models_dir))
     private_key, public_key = make_keypair(tmp_path / "keys")
-    recording_path = anonymize_reversibly(demo_clip.path, tmp_path / "rec.mkv", [public_key], method="cyclegan")
+    recording_path = anonymize_reversibly(demo_clip.path, tmp_path / "rec.mkv", [public_key],
+                                          anonymizer=cyclegan_config_for(models_dir))
     recording = read_recording(recording_path)
     assert recording.records[0].document["method"] == "cyclegan"
     assert recording.records[0].document["method_details"] == {"model": MODEL, "crop_size": 64, "feather": 0.15}

@@ -39,8 +39,10 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def sdn_config_for(models_dir: Path, **attributes: float) -> AnonymizerConfig:
-    return AnonymizerConfig(method="sdn", sdn=SdnMethodConfig(model=MODEL, models_dir=models_dir, attributes=attributes))
+def sdn_config_for(models_dir: Path, allow_unprotective: bool = True, **attributes: float) -> AnonymizerConfig:
+    """The random test network protects nobody, so it runs only with the explicit testing flag."""
+    return AnonymizerConfig(method="sdn", sdn=SdnMethodConfig(
+        model=MODEL, models_dir=models_dir, attributes=attributes, allow_unprotective_model=allow_unprotective))
 
 
 def face_at(track_id: int, x: float, y: float, size: float = 90.0) -> TrackedFace:
@@ -87,6 +89,28 @@ def test_missing_or_tampered_model_is_an_error(models_dir: Path, tmp_path: Path)
         build_anonymizer(sdn_config_for(copy))
 
 
+def test_a_model_not_shown_to_protect_is_refused_unless_allowed(models_dir: Path, tmp_path: Path) -> None:
+    import json
+
+    with pytest.raises(ModelError, match="no measured protection rate.*allow_unprotective_model"):
+        build_anonymizer(sdn_config_for(models_dir, allow_unprotective=False))
+    copy = tmp_path / "measured"
+    copy.mkdir()
+    for path in models_dir.iterdir():
+        (copy / path.name).write_bytes(path.read_bytes())
+    manifest_path = copy / "manifest.json"
+    for spr, accepted in ((0.5, False), (0.97, True)):
+        manifest = json.loads(manifest_path.read_text())
+        manifest["models"][MODEL]["protection"] = {"spr": spr, "faces": 40}
+        manifest_path.write_text(json.dumps(manifest))
+        config = sdn_config_for(copy, allow_unprotective=False)
+        if accepted:
+            build_anonymizer(config).close()
+        else:
+            with pytest.raises(ModelError, match="protects only 50% of held-out faces"):
+                build_anonymizer(config)
+
+
 def test_unknown_attribute_is_a_config_error(models_dir: Path) -> None:
     with pytest.raises(ConfigError, match="no attribute Wings"):
         build_anonymizer(sdn_config_for(models_dir, Wings=1.0))
@@ -99,7 +123,8 @@ def test_recording_restores_by_sealed_payloads_and_by_the_decoder(models_dir, de
 
     monkeypatch.setenv("STREAMD_MODELS_DIR", str(models_dir))
     private_key, public_key = make_keypair(tmp_path / "keys")
-    recording_path = anonymize_reversibly(demo_clip.path, tmp_path / "rec.mkv", [public_key], method="sdn")
+    recording_path = anonymize_reversibly(demo_clip.path, tmp_path / "rec.mkv", [public_key],
+                                          anonymizer=sdn_config_for(models_dir))
     recording = read_recording(recording_path)
     details = recording.records[0].document["method_details"]
     assert details["model"] == MODEL and details["crop_size"] == 64

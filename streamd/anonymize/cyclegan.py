@@ -18,6 +18,7 @@ import numpy as np
 
 from streamd.anonymize.crops import AlignedCropAnonymizer
 from streamd.config import AnonymizerConfig, CycleganMethodConfig
+from streamd.runtime.manifest import require_protective_model
 from streamd.runtime.cyclegan import CycleganDeidentifier, load_cyclegan_deidentifier
 from streamd.types import TrackedFace
 
@@ -25,7 +26,9 @@ logger = logging.getLogger(__name__)
 
 
 def load_deidentifier(config: CycleganMethodConfig) -> CycleganDeidentifier:
-    """The configured model's G, checked against the manifest (ModelError if not)."""
+    """The configured model's G, checked against the manifest (ModelError if not, or if the model was
+    not shown to protect faces and the configuration does not allow that)."""
+    require_protective_model(config.models_dir, config.model, config.allow_unprotective_model)
     return load_cyclegan_deidentifier(config.models_dir, config.model, config.providers, config.intra_op_threads)
 
 

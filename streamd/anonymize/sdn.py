@@ -21,6 +21,7 @@ from streamd.anonymize.crops import AlignedCropAnonymizer
 from streamd.config import AnonymizerConfig, SdnMethodConfig
 from streamd.errors import ConfigError
 from streamd.keys import derive_password_bits, new_track_key
+from streamd.runtime.manifest import require_protective_model
 from streamd.runtime.sdn import SdnCodec
 from streamd.types import TrackedFace
 
@@ -55,7 +56,9 @@ def attribute_values(config: SdnMethodConfig, attribute_names: Sequence[str]) ->
 
 
 def load_sdn_codec(config: SdnMethodConfig) -> SdnCodec:
-    """The configured model's encoder and decoder, checked against the manifest (ModelError if not)."""
+    """The configured model's encoder and decoder, checked against the manifest (ModelError if not, or if
+    the model was not shown to protect faces and the configuration does not allow that)."""
+    require_protective_model(config.models_dir, config.model, config.allow_unprotective_model)
     return SdnCodec.from_manifest(config.models_dir, config.model, config.providers, config.intra_op_threads)
 
 

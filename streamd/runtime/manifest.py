@@ -21,6 +21,7 @@ Layout (format_version 1):
 from __future__ import annotations
 
 import dataclasses
+import logging
 import json
 import os
 from pathlib import Path
@@ -28,9 +29,14 @@ from pathlib import Path
 from streamd.errors import ModelError
 from streamd.hashing import file_sha256
 
+logger = logging.getLogger(__name__)
+
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT_VERSION = 1
 MODELS_DIR_ENV = "STREAMD_MODELS_DIR"
+#: Successful protection rate (dlib identity distance >= 0.6, SDN paper eq. 22-24) a model must have
+#: shown on held-out faces before the daemon publishes its surrogates (the issue's paper-level target).
+REQUIRED_SPR = 0.95
 
 
 def default_models_dir() -> Path:
@@ -77,6 +83,30 @@ class ModelEntry:
             raise ModelError(f"manifest entry {self.name} lacks {key!r}")
         return self.metadata[key]
 
+    @property
+    def measured_spr(self) -> float | None:
+        """Share of held-out faces this model's surrogates protect (identity distance at or above the
+        judge's threshold), as measured for its model card; None when never measured."""
+        protection = self.metadata.get("protection")
+        if not isinstance(protection, dict) or not isinstance(protection.get("spr"), (int, float)):
+            return None
+        return float(protection["spr"])
+
+    def check_protects(self, allow_unprotective: bool) -> None:
+        """Refuse a model that was not shown to anonymize, unless the operator explicitly allows it.
+
+        A stream anonymized by such a model would publish recognisable faces: fail closed.
+        """
+        spr = self.measured_spr
+        if spr is not None and spr >= REQUIRED_SPR:
+            return
+        finding = "has no measured protection rate" if spr is None else f"protects only {spr:.0%} of held-out faces"
+        message = (f"model {self.name} {finding} (at least {REQUIRED_SPR:.0%} required; see its model card "
+                   f"{self.metadata.get('model_card', '')}): its surrogates may be recognisable")
+        if not allow_unprotective:
+            raise ModelError(message + "; set allow_unprotective_model: true to run it anyway, for testing only")
+        logger.warning("%s; running it because allow_unprotective_model is set", message)
+
 
 @dataclasses.dataclass(frozen=True)
 class Manifest:
@@ -120,3 +150,8 @@ def manifest_file_entry(models_dir: Path, filename: str) -> dict[str, object]:
     """The manifest record of one file in models_dir (used by the export scripts)."""
     path = models_dir / filename
     return {"path": filename, "sha256": file_sha256(path), "bytes": path.stat().st_size}
+
+
+def require_protective_model(models_dir: str | Path | None, model_name: str, allow_unprotective: bool) -> None:
+    """`ModelEntry.check_protects` for a model named in a stream's configuration."""
+    load_manifest(models_dir).model(model_name).check_protects(allow_unprotective)
