@@ -20,14 +20,20 @@ for the wrong-key SPR.
 from __future__ import annotations
 
 import abc
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 
-from streamd.align import expand_box, feathered_mask, paste_back, paste_order, similarity_transform, warp_to_crop
+from streamd.align import (
+    crop_footprint,
+    expand_box,
+    feathered_mask,
+    paste_back,
+    paste_order,
+    similarity_transform,
+    warp_to_crop,
+)
 from streamd.config import AnonymizerConfig
 from streamd.evaluation.dataset import EvalFace, EvalImage
 from streamd.evaluation.errors import EvaluationError
@@ -138,13 +144,8 @@ class CropMethod(EvalMethod):
         return similarity_transform(face.kps5, self.crop_size)
 
     def _crop_region(self, matrix: np.ndarray, frame_hw: tuple[int, int]) -> tuple[int, int, int, int]:
-        inverse = cv2.invertAffineTransform(matrix.astype(np.float64))
-        corners = np.array([[0, 0], [self.crop_size, 0], [0, self.crop_size], [self.crop_size, self.crop_size]],
-                           np.float64)
-        frame_corners = corners @ inverse[:, :2].T + inverse[:, 2]
         height, width = frame_hw
-        return (max(0, math.floor(frame_corners[:, 0].min())), max(0, math.floor(frame_corners[:, 1].min())),
-                min(width, math.ceil(frame_corners[:, 0].max())), min(height, math.ceil(frame_corners[:, 1].max())))
+        return crop_footprint(matrix, self.crop_size, (width, height))
 
     def _replace_crops(self, source_bgr: np.ndarray, faces: Sequence[EvalFace], keys: Sequence[bytes],
                        crop_function) -> np.ndarray:
@@ -225,7 +226,7 @@ class SealedRestoreMethod(EvalMethod):
 
 
 def build_method(name: str, config: AnonymizerConfig | None = None) -> EvalMethod:
-    """The adapter for a method name: blur, mosaic, solid, any of them + "+sealed", or sdn."""
+    """The adapter for a method name: blur, mosaic, solid, any of them + "+sealed", sdn or cyclegan."""
     if name in CLASSICAL_METHODS:
         return ClassicalMethod(name, config)
     if name.endswith(SEALED_SUFFIX) and name[: -len(SEALED_SUFFIX)] in CLASSICAL_METHODS:
@@ -234,9 +235,13 @@ def build_method(name: str, config: AnonymizerConfig | None = None) -> EvalMetho
         from streamd.evaluation.sdn_adapter import build_sdn_method
 
         return build_sdn_method()
+    if name == "cyclegan":
+        from streamd.evaluation.cyclegan_adapter import build_cyclegan_method
+
+        return build_cyclegan_method()
     raise EvaluationError(f"unknown method {name!r} (choose from {', '.join(method_names())})")
 
 
 def method_names() -> list[str]:
-    return [*CLASSICAL_METHODS, *(name + SEALED_SUFFIX for name in CLASSICAL_METHODS), "sdn"]
+    return [*CLASSICAL_METHODS, *(name + SEALED_SUFFIX for name in CLASSICAL_METHODS), "sdn", "cyclegan"]
 
