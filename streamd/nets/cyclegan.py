@@ -1,6 +1,7 @@
 """CycleGAN for reversible pixelation: pure nn.Modules, a builder with named sizes, and the losses.
 
-Paper: ../shared/papers/reversible-anonymization-cyclic-learning.txt, section 4. The parts:
+Paper: Xu, Chang, Nguyen, Echizen, "Reversible anonymization for privacy of facial biometrics via
+cyclic learning", EURASIP J. on Info. Security 2024, section 4. The parts:
 
 - G (De-ID): face -> face pixelated over the face region; F (Re-ID): pixelated face -> face.
   Both are ResNet generators: a 7x7 stride-1 convolution (c7s1), two stride-2 convolutions,

@@ -1,6 +1,7 @@
 """The Secure Dual Network (SDN): pure nn.Modules and a builder with named sizes.
 
-Paper: ../shared/papers/sdn-secure-dual-network.txt, sections 3.1-3.2 and Figure 2. The parts:
+Paper: Pan, Chen, Wu, "Secure Dual Network for Reversible Facial Image Anonymization Through the
+Latent Space Manipulation", Electronics 2024, 13(22), 4398, sections 3.1-3.2 and Figure 2. The parts:
 
 - Feature Extractor Fext (image -> latent feature map) and Feature Classifier Fcls (feature map ->
   identity logits); together the paper's EC.
