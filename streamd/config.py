@@ -97,17 +97,12 @@ class TrackerConfig(StrictModel):
 
 
 # ---------------------------------------------------------------- anonymization
-class SdnMethodConfig(StrictModel):
-    """The Secure Dual Network surrogate: a keyed, reversible replacement of each aligned face crop."""
+class NeuralModelConfig(StrictModel):
+    """Where a neural method's model comes from and how it runs (shared by sdn and cyclegan)."""
 
-    model: str = Field("sdn-tiny", pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Model name in models/manifest.json.")
+    model: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Model name in models/manifest.json.")
     models_dir: Path | None = Field(
         None, description="Folder holding manifest.json and the model files (default: $STREAMD_MODELS_DIR, else models/)."
-    )
-    attributes: dict[str, float] = Field(
-        default_factory=dict,
-        description="Attribute values in [0, 1] for the surrogate, by the model's attribute names; "
-        "attributes not named here are set to 0.5 (neutral).",
     )
     providers: list[str] = Field(
         default_factory=lambda: ["CPUExecutionProvider"], description="onnxruntime execution providers in order."
@@ -117,6 +112,17 @@ class SdnMethodConfig(StrictModel):
         False,
         description="Run a model whose manifest does not show it protects at least 95% of held-out faces. "
         "Its surrogates may be recognisable: for testing only.",
+    )
+
+
+class SdnMethodConfig(NeuralModelConfig):
+    """The Secure Dual Network surrogate: a keyed, reversible replacement of each aligned face crop."""
+
+    model: str = Field("sdn-tiny", pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Model name in models/manifest.json.")
+    attributes: dict[str, float] = Field(
+        default_factory=dict,
+        description="Attribute values in [0, 1] for the surrogate, by the model's attribute names; "
+        "attributes not named here are set to 0.5 (neutral).",
     )
 
     @field_validator("attributes")
@@ -128,24 +134,12 @@ class SdnMethodConfig(StrictModel):
         return values
 
 
-class CycleganMethodConfig(StrictModel):
+class CycleganMethodConfig(NeuralModelConfig):
     """The CycleGAN pixelation: G turns each aligned face crop into a pixelated face that F (kept by the
     restore authority, never needed by the daemon) can turn back. There is no key: F is the secret."""
 
     model: str = Field(
         "cyclegan-tiny", pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Model name in models/manifest.json."
-    )
-    models_dir: Path | None = Field(
-        None, description="Folder holding manifest.json and the model files (default: $STREAMD_MODELS_DIR, else models/)."
-    )
-    providers: list[str] = Field(
-        default_factory=lambda: ["CPUExecutionProvider"], description="onnxruntime execution providers in order."
-    )
-    intra_op_threads: int = Field(1, ge=0, le=256, description="onnxruntime threads (0: one per core).")
-    allow_unprotective_model: bool = Field(
-        False,
-        description="Run a model whose manifest does not show it protects at least 95% of held-out faces. "
-        "Its surrogates may be recognisable: for testing only.",
     )
 
 
