@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from streamd.anonymize import build_anonymizer
 from streamd.config import CameraConfig
 from streamd.detect import build_detector
+from streamd.detect.shared import SharedDetectorPool
 from streamd.file_sink import VideoFileSink
 from streamd.ingest import FrameSource, open_source
 from streamd.pipeline import StreamPipeline
@@ -43,15 +44,22 @@ def open_stream(
     on_frame: Callable[[AnonymizedFrame], None] | None = None,
     extra_sinks: list[FrameSink] | None = None,
     stats: PipelineStats | None = None,
+    detector_pool: SharedDetectorPool | None = None,
 ) -> Iterator[StreamPipeline]:
     """Open source, detector, anonymizer and sinks for `camera`; close them all on exit.
 
+    With `detector_pool`, the camera uses the pool's detector for its configuration (shared with the
+    other cameras of the same configuration, frames batched) instead of a detector of its own.
     The model and the source are opened before any output, so a missing model or an unreadable
     input fails before anything is written.
     """
     with contextlib.ExitStack() as stack:
-        detector = build_detector(camera.detector)
-        stack.callback(detector.close)
+        if detector_pool is not None:
+            detector = detector_pool.acquire(camera.detector)
+            stack.callback(detector_pool.release, camera.detector)
+        else:
+            detector = build_detector(camera.detector)
+            stack.callback(detector.close)
         anonymizer = build_anonymizer(camera.anonymizer)
         stack.callback(anonymizer.close)
         stream_epoch = new_stream_epoch()

@@ -288,6 +288,15 @@ class MetricsConfig(StrictModel):
 class ServiceConfig(StrictModel):
     """How `streamd run` supervises its cameras (docs/service.md)."""
 
+    shared_detector: bool = Field(
+        False,
+        description="Cameras with the same detector settings share one detector and their frames are "
+        "batched into one model run (helps on a GPU; on a CPU it mainly saves memory).",
+    )
+    detector_batch_max: int = Field(4, ge=1, le=64, description="Most frames in one shared detector run.")
+    detector_batch_wait_ms: float = Field(
+        4.0, ge=0, le=100, description="How long the shared detector waits for other cameras' frames."
+    )
     restart_initial_s: float = Field(
         1.0, gt=0, le=60, description="Delay before restarting a camera whose pipeline failed."
     )

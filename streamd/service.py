@@ -25,12 +25,16 @@ import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import ContextManager
 
 from streamd import __version__
 from streamd.config import CameraConfig, StreamdConfig, load_config
+from streamd.detect.shared import SharedDetectorPool
 from streamd.errors import ConfigError, StreamdError
 from streamd.metrics import MetricsServer, ServiceSnapshot, render_metrics
+from streamd.pipeline import StreamPipeline
 from streamd.sdnotify import SystemdNotifier
+from streamd.stats import PipelineStats
 from streamd.supervisor import CameraSnapshot, CameraState, CameraWorker, StreamOpener, open_camera_stream, stop_workers
 
 logger = logging.getLogger(__name__)
@@ -58,6 +62,16 @@ def status_line(cameras: Sequence[CameraSnapshot]) -> str:
     return line
 
 
+def shared_detector_opener(pool: SharedDetectorPool) -> StreamOpener:
+    """An opener whose cameras take their detector from `pool` (frames batched across cameras)."""
+    from streamd.app import open_stream
+
+    def open_with_pool(camera: CameraConfig, stats: PipelineStats) -> ContextManager[StreamPipeline]:
+        return open_stream(camera, stats=stats, detector_pool=pool)
+
+    return open_with_pool
+
+
 class StreamService:
     """Runs the cameras of a config until stopped; see the module doc."""
 
@@ -78,6 +92,12 @@ class StreamService:
         self.metrics_server: MetricsServer | None = None
         self.healthy = True
         self.ready = threading.Event()
+        self.detector_pool: SharedDetectorPool | None = None
+        if config.service.shared_detector and opener is open_camera_stream:
+            self.detector_pool = SharedDetectorPool(
+                config.service.detector_batch_max, config.service.detector_batch_wait_ms / 1000.0
+            )
+            opener = shared_detector_opener(self.detector_pool)
         self._opener = opener
         self._cameras = select_cameras(config, self.camera_ids, str(config_path or "the config"))
         self._stop_requested = threading.Event()

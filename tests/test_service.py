@@ -368,3 +368,18 @@ def test_wedged_camera_stops_watchdog_pings_until_it_recovers(clip: Path, tmp_pa
         collecting.clear()
         collector.join(1)
         receiver.close()
+
+
+# ---------------------------------------------------------------- shared detector
+def test_cameras_share_one_batching_detector_when_configured(server: RtspTestServer) -> None:
+    config = service_config([rtsp_camera("left", server.url), rtsp_camera("right", server.url)],
+                            shared_detector=True, detector_batch_wait_ms=20)
+    with RunningService(config) as running:
+        running.wait_frames("left", 25, timeout_s=8)
+        running.wait_frames("right", 25, timeout_s=8)
+        pool = running.service.detector_pool
+        assert pool is not None
+        [shared] = pool.detectors
+        assert shared.frames_run >= 50
+        assert shared.mean_batch_size > 1.0, "frames of the two cameras should share detector runs"
+    assert pool.detectors == [], "the shared detector closes with its last camera"

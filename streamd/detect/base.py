@@ -25,6 +25,10 @@ class FaceDetector(abc.ABC):
     def detect(self, bgr: np.ndarray) -> Detections:
         """Faces in an HxWx3 uint8 BGR image."""
 
+    def detect_batch(self, images: list[np.ndarray]) -> list[Detections]:
+        """Detections of several frames, in order (backends that batch override this)."""
+        return [self.detect(bgr) for bgr in images]
+
     def close(self) -> None:
         """Release the model session."""
 

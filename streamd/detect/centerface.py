@@ -134,23 +134,31 @@ class CenterFaceDetector(FaceDetector):
             self._session.get_providers()[0],
         )
 
-    def detect(self, bgr: np.ndarray) -> Detections:
+    def _prepare(self, bgr: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+        """The network input of one frame, and (frame_w, frame_h, resized_w, resized_h) to map back."""
         if bgr.ndim != 3 or bgr.shape[2] != 3 or bgr.dtype != np.uint8:
             raise ValueError(f"detect expects an HxWx3 uint8 BGR image, got {bgr.shape} {bgr.dtype}")
-        if self._session is None:
-            raise ModelError("CenterFace detector is closed")
         frame_h, frame_w = bgr.shape[:2]
         scale, (resized_w, resized_h), (padded_w, padded_h) = padded_input_size((frame_w, frame_h), self.limit_wh)
         canvas = np.zeros((padded_h, padded_w, 3), np.uint8)
         interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
         canvas[:resized_h, :resized_w] = cv2.resize(bgr, (resized_w, resized_h), interpolation=interpolation)
         blob = cv2.dnn.blobFromImage(canvas, scalefactor=1.0, swapRB=True)  # RGB, 0..255, NCHW float32
+        return blob, (frame_w, frame_h, resized_w, resized_h)
+
+    def _run(self, blob: np.ndarray) -> list[np.ndarray]:
+        if self._session is None:
+            raise ModelError("CenterFace detector is closed")
         try:
-            heatmap, log_scale, offset, landmarks = self._session.run(list(OUTPUT_NAMES), {INPUT_NAME: blob})
+            return self._session.run(list(OUTPUT_NAMES), {INPUT_NAME: blob})
         except self._ort_errors as exc:
             raise ModelError(f"CenterFace inference failed: {exc}") from exc
+
+    def _finish(self, outputs: list[np.ndarray], index: int, geometry: tuple[int, int, int, int]) -> Detections:
+        heatmap, log_scale, offset, landmarks = outputs
+        frame_w, frame_h, resized_w, resized_h = geometry
         xyxy, kps5, scores = decode_centerface(
-            heatmap[0, 0], log_scale[0], offset[0], landmarks[0], self.config.threshold
+            heatmap[index, 0], log_scale[index], offset[index], landmarks[index], self.config.threshold
         )
         if scores.size == 0:
             return Detections.empty()
@@ -167,6 +175,23 @@ class CenterFaceDetector(FaceDetector):
         return Detections(
             xyxy=xyxy.astype(np.float32), kps5=kps5.astype(np.float32), scores=scores.astype(np.float32)
         )
+
+    def detect(self, bgr: np.ndarray) -> Detections:
+        blob, geometry = self._prepare(bgr)
+        return self._finish(self._run(blob), 0, geometry)
+
+    def detect_batch(self, images: list[np.ndarray]) -> list[Detections]:
+        """Detections of several frames; frames with the same network input size share one run."""
+        prepared = [self._prepare(bgr) for bgr in images]
+        results: list[Detections | None] = [None] * len(images)
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for position, (blob, _) in enumerate(prepared):
+            by_shape.setdefault(blob.shape, []).append(position)
+        for positions in by_shape.values():
+            outputs = self._run(np.concatenate([prepared[p][0] for p in positions]))
+            for index, position in enumerate(positions):
+                results[position] = self._finish(outputs, index, prepared[position][1])
+        return [result for result in results if result is not None]
 
     def close(self) -> None:
         self._session = None
