@@ -42,6 +42,7 @@ from export.sdn_data import (
     AugmentSettings,
     CelebADataset,
     FaceRecord,
+    InMemoryFaceDataset,
     NO_AUGMENT,
     augment_face_bgr,
     bgr_to_tensor,
@@ -70,7 +71,7 @@ GENERATOR_WEIGHTS_NAME = "generators.pt"
 ADVERSARIAL_LOSSES = ("lsgan", "wgan-gp")
 
 
-class PixelationDomainsDataset(Dataset):
+class PixelationDomainsDataset(InMemoryFaceDataset):
     """Unpaired samples of both domains: {"x": a face, "y": another face pixelated}, (3, S, S) in [-1, 1].
 
     Crops come from `records` (aligned BGR crops), augmented on every read with the SDN training
@@ -85,16 +86,8 @@ class PixelationDomainsDataset(Dataset):
         seed: int,
         blocks_per_side: int = PAPER_BLOCKS_PER_SIDE,
     ) -> None:
-        if not records:
-            raise ValueError("the face dataset is empty")
-        self.records = list(records)
-        self.augment = augment
-        self.length = length
-        self.seed = seed
+        super().__init__(records, augment, length, seed)
         self.blocks_per_side = blocks_per_side
-
-    def __len__(self) -> int:
-        return self.length
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng = random.Random(self.seed * 1_000_003 + index)
