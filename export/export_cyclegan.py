@@ -14,7 +14,6 @@ OUT_DIR/manifest.json with their sha256, other entries kept.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 from pathlib import Path
 
@@ -34,7 +33,7 @@ from streamd.runtime.cyclegan import (
     REID_INPUTS,
     REID_OUTPUT,
 )
-from streamd.runtime.manifest import MANIFEST_FORMAT_VERSION, MANIFEST_NAME, manifest_file_entry
+from streamd.runtime.manifest import manifest_file_entry, write_manifest_entry
 
 TENSOR_LAYOUT = "NCHW float32 RGB in [-1, 1]"
 
@@ -101,12 +100,7 @@ def update_cyclegan_manifest(out_dir: Path, name: str, generators: CycleGanGener
         },
     }
     entry.update(extra)
-    manifest_path = out_dir / MANIFEST_NAME
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {
-        "format_version": MANIFEST_FORMAT_VERSION, "models": {}}
-    manifest["models"][name] = entry
-    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    return manifest_path
+    return write_manifest_entry(out_dir, name, entry)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,7 +14,6 @@ NAME.pt) are recorded in OUT_DIR/manifest.json with their sha256.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import torch
 from torch import nn
 
 from streamd.nets.sdn import SdnGenerators, count_parameters, load_generators
-from streamd.runtime.manifest import MANIFEST_FORMAT_VERSION, MANIFEST_NAME, manifest_file_entry
+from streamd.runtime.manifest import manifest_file_entry, write_manifest_entry
 from streamd.runtime.sdn import DECODER_INPUTS, DECODER_OUTPUT, ENCODER_INPUTS, ENCODER_OUTPUT
 
 OPSET_VERSION = 17
@@ -107,9 +106,6 @@ def export_sdn(generators: SdnGenerators, out_dir: Path, name: str, tolerance: f
 
 def update_manifest(out_dir: Path, name: str, generators: SdnGenerators, extra: dict[str, object]) -> Path:
     """Record NAME's files, sizes and hyperparameters in OUT_DIR/manifest.json (other entries kept)."""
-    manifest_path = out_dir / MANIFEST_NAME
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {
-        "format_version": MANIFEST_FORMAT_VERSION, "models": {}}
     config = generators.config
     entry: dict[str, object] = {
         "kind": "sdn",
@@ -133,9 +129,7 @@ def update_manifest(out_dir: Path, name: str, generators: SdnGenerators, extra: 
         },
     }
     entry.update(extra)
-    manifest["models"][name] = entry
-    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    return manifest_path
+    return write_manifest_entry(out_dir, name, entry)
 
 
 def main(argv: list[str] | None = None) -> int:

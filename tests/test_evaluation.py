@@ -161,10 +161,12 @@ def test_key_errors(tmp_path: Path, capsys, key: str, method: str, message: str)
     assert code != 0 and message in err and err.startswith("streamd: error: --key")
 
 
-def test_unknown_method_and_missing_model(tmp_path: Path, capsys) -> None:
+def test_unknown_method_and_missing_model(tmp_path: Path, capsys, monkeypatch) -> None:
     code, _, err = run_cli(capsys, "eval", "--method", "pixelate", "-o", str(tmp_path / "out"))
     assert code != 0 and "unknown method 'pixelate'" in err
     from streamd.evaluation.sdn_adapter import sdn_unavailable_reason
+
+    monkeypatch.setenv("STREAMD_MODELS_DIR", str(tmp_path / "no-models"))
 
     if sdn_unavailable_reason() is not None:
         code, _, err = run_cli(capsys, "eval", "--method", "sdn", "-o", str(tmp_path / "out"))

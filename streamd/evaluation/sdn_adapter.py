@@ -9,8 +9,6 @@ model with its manifest and a runtime runner are installed; it never falls back 
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from pathlib import Path
 from typing import Protocol
 
@@ -18,10 +16,9 @@ import numpy as np
 
 from streamd.errors import ModelError
 from streamd.evaluation.methods import CropMethod
+from streamd.runtime.manifest import load_manifest
+from streamd.runtime.sdn import DEFAULT_SDN_MODEL, load_sdn_crop_runner
 
-MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
-MANIFEST_FILE = "manifest.json"
-RUNNER_MODULE = "streamd.runtime.sdn"
 
 
 class SdnCropRunner(Protocol):
@@ -65,20 +62,19 @@ class SdnCropMethod(CropMethod):
         return self.runner.reveal(crop_bgr, self._bits(key))
 
 
-def sdn_unavailable_reason(models_dir: Path = MODELS_DIR) -> str | None:
-    """None when the SDN model manifest and runner are installed, else what is missing."""
-    manifest = models_dir / MANIFEST_FILE
-    if not manifest.is_file():
-        return f"no trained SDN model: {manifest} not found (train and export one with export/)"
-    if importlib.util.find_spec(RUNNER_MODULE) is None:
-        return f"the SDN runtime runner ({RUNNER_MODULE}) is not installed"
+def sdn_unavailable_reason(models_dir: Path | None = None) -> str | None:
+    """None when a trained SDN model is installed (models_dir, else $STREAMD_MODELS_DIR or models/),
+    else what is missing."""
+    try:
+        load_manifest(models_dir).model(DEFAULT_SDN_MODEL)
+    except ModelError as exc:
+        return f"no trained SDN model: {exc} (train and export one with export/)"
     return None
 
 
-def build_sdn_method(models_dir: Path = MODELS_DIR) -> SdnCropMethod:
-    """The SDN adapter over the installed runner; ModelError when model or runner are missing."""
-    reason = sdn_unavailable_reason(models_dir)
-    if reason is not None:
-        raise ModelError(f"method sdn: {reason}")
-    runner_module = importlib.import_module(RUNNER_MODULE)
-    return SdnCropMethod(runner_module.load_sdn_crop_runner(models_dir))
+def build_sdn_method(models_dir: Path | None = None) -> SdnCropMethod:
+    """The SDN adapter over the installed model; ModelError when it is missing or does not match."""
+    try:
+        return SdnCropMethod(load_sdn_crop_runner(models_dir))
+    except ModelError as exc:
+        raise ModelError(f"method sdn: {exc}") from None

@@ -155,3 +155,17 @@ def manifest_file_entry(models_dir: Path, filename: str) -> dict[str, object]:
 def require_protective_model(models_dir: str | Path | None, model_name: str, allow_unprotective: bool) -> None:
     """`ModelEntry.check_protects` for a model named in a stream's configuration."""
     load_manifest(models_dir).model(model_name).check_protects(allow_unprotective)
+
+
+def write_manifest_entry(models_dir: Path, name: str, entry: dict[str, object]) -> Path:
+    """Set NAME's entry in models_dir/manifest.json, keeping every other model's entry.
+
+    A new entry replaces the old one whole: a measured `protection` of earlier weights does not carry
+    over to new ones, so re-exported weights count as unmeasured until measured again.
+    """
+    manifest_path = models_dir / MANIFEST_NAME
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {
+        "format_version": MANIFEST_FORMAT_VERSION, "models": {}}
+    manifest["models"][name] = entry
+    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return manifest_path
