@@ -30,6 +30,12 @@ this code reads how (the paper leaves choices open; the shipped graphs take one 
   CE(Fcls(Fext(R_z)), FaceID_z) plus a minimum pixel distance of R_z from I_y.
 - Section 4 mutual-information regularizers (optional, default 0): variational moment matching
   of Fext features, surrogate to original (lambda_1) and restored to original (lambda_2).
+- Eigenface guide (optional, `--w-guide`, default 0), after the k-Same-Eigen family of de-identification
+  the paper cites: |Q_y - ((1 - alpha) I_y + alpha T(P))|_1, where T(P) is a face that does not exist,
+  the training faces' mean plus their first K principal components, each added with the sign of one
+  password bit (+-scale standard deviations). It pulls the surrogate most of the way to a
+  password-dependent synthetic face, which a face matcher needs (blending a crop less than about 0.7
+  of the way to another face leaves it recognisable), while the decoder, which knows P, restores I_y.
 """
 
 from __future__ import annotations
@@ -67,6 +73,7 @@ from streamd.nets.sdn import (
     build_sdn_from_config,
     count_parameters,
     l1_image_distance,
+    load_generators,
     random_password_bits,
     save_generators,
     sdn_config,
@@ -98,6 +105,56 @@ class LossWeights:
     wrong_identity: float = 0.1
     mi_surrogate: float = 0.0
     mi_restore: float = 0.0
+    guide: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class GuideSettings:
+    """The eigenface guide target T(P): K components, each +-scale standard deviations, blend alpha."""
+
+    alpha: float = 0.85
+    components: int = 32
+    scale: float = 2.0
+    luma: bool = False
+
+
+class EigenfaceGuide(nn.Module):
+    """T(P) = mean + sum_k (2 P_k - 1) * scale * sd_k * u_k over the first K principal components of a
+    set of face crops, clamped to [-1, 1]: a password-dependent face that is none of the training faces."""
+
+    def __init__(self, mean: torch.Tensor, directions: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("mean", mean)
+        self.register_buffer("directions", directions)
+
+    @classmethod
+    def fit(cls, images: torch.Tensor, components: int, scale: float) -> "EigenfaceGuide":
+        """images (N, 3, S, S) in [-1, 1]; directions are the unit components times scale * their sd."""
+        if images.ndim != 4 or images.shape[0] < 2:
+            raise ValueError("the guide needs at least two face crops (N, 3, S, S)")
+        flat = images.float().flatten(1)
+        mean = flat.mean(0)
+        _, singular, vectors = torch.linalg.svd(flat - mean, full_matrices=False)
+        count = min(components, vectors.shape[0])
+        sd = singular[:count] / math.sqrt(flat.shape[0] - 1)
+        directions = vectors[:count] * (scale * sd).unsqueeze(1)
+        return cls(mean.view(images.shape[1:]), directions.view(count, *images.shape[1:]))
+
+    def forward(self, password_bits: torch.Tensor) -> torch.Tensor:
+        count = self.directions.shape[0]
+        if password_bits.shape[1] < count:
+            raise ValueError(f"the guide uses {count} password bits, got {password_bits.shape[1]}")
+        signs = 2.0 * password_bits[:, :count].float() - 1.0
+        return (self.mean + torch.einsum("nk,kchw->nchw", signs, self.directions)).clamp(-1.0, 1.0)
+
+
+def guide_loss(surrogate: torch.Tensor, image: torch.Tensor, target: torch.Tensor, alpha: float,
+               luma: bool = False) -> torch.Tensor:
+    """|surrogate - ((1 - alpha) image + alpha target)|_1; with luma, on the channel means only."""
+    goal = (1.0 - alpha) * image + alpha * target
+    if luma:
+        return (surrogate.float().mean(1) - goal.float().mean(1)).abs().mean()
+    return (surrogate.float() - goal.float()).abs().mean()
 
 
 @dataclasses.dataclass
@@ -209,6 +266,8 @@ class SdnTrainer:
         learning_rate: float,
         use_amp: bool,
         seed: int,
+        guide: EigenfaceGuide | None = None,
+        guide_settings: GuideSettings = GuideSettings(),
     ) -> None:
         if generator_every < 1:
             raise ValueError("generator_every must be >= 1")
@@ -218,6 +277,10 @@ class SdnTrainer:
         self.channel = channel
         self.generator_every = generator_every
         self.use_amp = use_amp and device.type == "cuda"
+        if weights.guide and guide is None:
+            raise ValueError("the guide loss weight is set but no eigenface guide was given")
+        self.guide = guide.to(device) if guide is not None else None
+        self.guide_settings = guide_settings
         betas = (0.5, 0.999)
         ec_params = list(network.feature_extractor.parameters()) + list(network.feature_classifier.parameters())
         generator_params = unique_parameters(network.encoder, network.decoder)
@@ -304,6 +367,10 @@ class SdnTrainer:
                 other_surrogate = net.encoder(image_y, features_y, other_password.to(self.device), target_attributes)
                 loss_diversity = hinge_min_distance(surrogate, other_surrogate, w.diversity_min_l1)
                 loss_mi_surrogate = F.mse_loss(pooled(features_surrogate), pooled(features_y).detach())
+                loss_guide = surrogate.sum() * 0.0
+                if self.guide is not None:
+                    loss_guide = guide_loss(surrogate, image_y, self.guide(password), self.guide_settings.alpha,
+                                            self.guide_settings.luma)
                 loss_en = (
                     loss_rec
                     + w.attribute * loss_attr
@@ -312,6 +379,7 @@ class SdnTrainer:
                     + w.surrogate_distance * loss_distance
                     + w.diversity * loss_diversity
                     + w.mi_surrogate * loss_mi_surrogate
+                    + w.guide * loss_guide
                 )
 
                 received = codec_channel(surrogate.float(), self.channel, self.py_rng)
@@ -343,6 +411,7 @@ class SdnTrainer:
         named = {
             "total": loss_total, "en": loss_en, "de": loss_de, "rec": loss_rec, "attr": loss_attr,
             "reid": loss_reid, "wrong": loss_wrong, "removal": loss_removal, "diversity": loss_diversity,
+            "guide": loss_guide,
         }
         return {name: float(value.detach()) for name, value in named.items()}
 
@@ -466,8 +535,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     for field in dataclasses.fields(LossWeights):
         parser.add_argument(f"--w-{field.name.replace('_', '-')}", type=float, default=field.default, dest=f"w_{field.name}")
+    parser.add_argument("--guide-alpha", type=float, default=GuideSettings.alpha,
+                        help="eigenface guide: how far the surrogate is pulled toward T(P) (with --w-guide)")
+    parser.add_argument("--guide-components", type=int, default=GuideSettings.components,
+                        help="eigenface guide: principal components, one password bit each")
+    parser.add_argument("--guide-scale", type=float, default=GuideSettings.scale,
+                        help="eigenface guide: standard deviations added along each component")
+    parser.add_argument("--guide-luma", action="store_true", help="eigenface guide on the channel mean only")
+    parser.add_argument("--guide-faces", type=int, default=2000, help="crops the guide's components are fitted on")
+    parser.add_argument("--init-generators", type=Path,
+                        help="start Fext, En and De from these generator weights (same configuration)")
     parser.add_argument("--no-progress", action="store_true")
     return parser.parse_args(argv)
+
+
+def guide_face_crops(dataset: Dataset, max_faces: int) -> torch.Tensor:
+    """Crops to fit the eigenface guide on: the offline set's records unaugmented, else the first samples."""
+    records = getattr(dataset, "records", None)
+    if records is not None:
+        return torch.stack([bgr_to_tensor(record.bgr) for record in records[:max_faces]])
+    return torch.stack([dataset[index]["image"] for index in range(min(max_faces, len(dataset)))])
 
 
 def save_checkpoint(trainer: SdnTrainer, out: Path) -> None:
@@ -496,9 +583,19 @@ def main(argv: list[str] | None = None) -> int:
 
     device = select_device(args.device)
     weights = LossWeights(**{f.name: getattr(args, f"w_{f.name}") for f in dataclasses.fields(LossWeights)})
+    guide_settings = GuideSettings(args.guide_alpha, args.guide_components, args.guide_scale, args.guide_luma)
+    guide = None
+    if weights.guide:
+        guide = EigenfaceGuide.fit(guide_face_crops(dataset, args.guide_faces), guide_settings.components,
+                                   guide_settings.scale)
+        logger.info("eigenface guide: %d components, alpha %.2f", guide.directions.shape[0], guide_settings.alpha)
+    network = build_sdn_from_config(config)
+    if args.init_generators is not None:
+        network.generators.load_state_dict(load_generators(args.init_generators).state_dict(), strict=True)
+        logger.info("generators start from %s", args.init_generators)
     trainer = SdnTrainer(
-        build_sdn_from_config(config), device, weights, ChannelSettings(), args.generator_every,
-        args.learning_rate, use_amp=not args.no_amp, seed=args.seed,
+        network, device, weights, ChannelSettings(), args.generator_every,
+        args.learning_rate, use_amp=not args.no_amp, seed=args.seed, guide=guide, guide_settings=guide_settings,
     )
     checkpoint_path = args.out / CHECKPOINT_NAME
     if args.resume:
@@ -512,6 +609,7 @@ def main(argv: list[str] | None = None) -> int:
     logger.info("device %s, generators %d parameters, all %d", device, count_parameters(trainer.network.generators),
                 count_parameters(trainer.network))
     (args.out / "config.json").write_text(json.dumps({"sdn": config.to_dict(), "weights": dataclasses.asdict(weights),
+                                                      "guide": dataclasses.asdict(guide_settings),
                                                       "args": {k: str(v) for k, v in vars(args).items()}}, indent=2))
 
     loader = DataLoader(dataset, batch_size=3 * args.batch_size, shuffle=True, drop_last=True,

@@ -171,3 +171,54 @@ def test_a_few_training_iterations_reduce_the_loss():
     totals = [trainer.step(x, y, z)["total"] for _ in range(12)]
     assert sum(totals[-3:]) / 3 < sum(totals[:3]) / 3
     assert trainer.iteration == 12
+
+
+def test_guide_loss_on_hand_made_inputs():
+    image = torch.zeros(1, 3, 4, 4)
+    target = torch.full((1, 3, 4, 4), 0.4)
+    goal = 0.15 * image + 0.85 * target
+    assert float(train_sdn.guide_loss(goal, image, target, alpha=0.85)) == pytest.approx(0.0)
+    assert float(train_sdn.guide_loss(image, image, target, alpha=0.85)) == pytest.approx(0.85 * 0.4)
+    # Only colour differs from the goal (same channel mean): zero on luma, not on all channels.
+    tinted = goal + torch.tensor([0.1, -0.1, 0.0]).view(1, 3, 1, 1)
+    assert float(train_sdn.guide_loss(tinted, image, target, alpha=0.85, luma=True)) == pytest.approx(0.0, abs=1e-7)
+    assert float(train_sdn.guide_loss(tinted, image, target, alpha=0.85)) == pytest.approx(0.2 / 3)
+
+
+def test_eigenface_guide_adds_signed_components():
+    faces = torch.stack([torch.full((3, 4, 4), 0.2), torch.full((3, 4, 4), -0.2)])
+    guide = train_sdn.EigenfaceGuide.fit(faces, components=1, scale=1.0)
+    # One component along (a - b) with sd |a - b| / sqrt(2) over 48 values of 0.4: +-0.4 / sqrt(2) per value.
+    high = guide(torch.ones(1, 32))
+    low = guide(torch.zeros(1, 32))
+    assert torch.allclose(high.abs(), torch.full_like(high, 0.4 / 2**0.5), atol=1e-5)
+    assert torch.allclose(high, -low, atol=1e-6)
+    assert float((high[:, 0, 0, 0] * high[:, 2, 3, 3])) > 0  # one direction over the whole crop
+    assert torch.equal(guide(torch.ones(1, 32)), guide(torch.cat([torch.ones(1, 1), torch.zeros(1, 31)], 1)))
+    loud = train_sdn.EigenfaceGuide.fit(faces, components=1, scale=10.0)
+    assert float(loud(torch.ones(1, 32)).abs().max()) == 1.0  # clamped to the image range
+    with pytest.raises(ValueError, match="password bits"):
+        train_sdn.EigenfaceGuide.fit(faces, components=2, scale=1.0)(torch.ones(1, 1))
+    with pytest.raises(ValueError, match="two face crops"):
+        train_sdn.EigenfaceGuide.fit(faces[:1], components=1, scale=1.0)
+
+
+def test_trainer_uses_the_guide_only_when_weighted():
+    torch.manual_seed(0)
+    config = sdn_config("tiny", width=8, num_residual_blocks=1, identity_hidden=32, num_identities=4)
+    channel = train_sdn.ChannelSettings(jpeg_probability=0.0, resize_probability=0.0)
+    weights = train_sdn.LossWeights(guide=1.0)
+    with pytest.raises(ValueError, match="no eigenface guide"):
+        train_sdn.SdnTrainer(build_sdn_from_config(config), torch.device("cpu"), weights, channel, 1, 1e-3,
+                             use_amp=False, seed=0)
+    faces = torch.rand(6, 3, 64, 64) * 2 - 1
+    guide = train_sdn.EigenfaceGuide.fit(faces, components=4, scale=1.0)
+    trainer = train_sdn.SdnTrainer(build_sdn_from_config(config), torch.device("cpu"), weights, channel, 1, 1e-3,
+                                   use_amp=False, seed=0, guide=guide)
+    batch = {"image": faces[:4], "identity": torch.arange(4), "attributes": torch.zeros(4, config.num_attributes),
+             "attribute_mask": torch.zeros(4, config.num_attributes)}
+    logs = trainer.step(batch, batch, batch)
+    assert logs["guide"] > 0
+    plain = train_sdn.SdnTrainer(build_sdn_from_config(config), torch.device("cpu"), train_sdn.LossWeights(),
+                                 channel, 1, 1e-3, use_amp=False, seed=0)
+    assert plain.step(batch, batch, batch)["guide"] == 0.0
