@@ -2,10 +2,12 @@
 
     python -m export.export_onnx --weights runs/sdn-tiny/generators.pt --out-dir models --name sdn-tiny
 
-Writes NAME-encoder.onnx  (crop, password_bits, attributes) -> surrogate
+Writes NAME-encoder.onnx  (crop, password_bits, attributes, latent_shift) -> surrogate
        NAME-decoder.onnx  (surrogate, password_bits, attributes) -> restored
 with a dynamic batch axis and opset 17; crop/surrogate/restored are (N, 3, S, S) float32 RGB in
-[-1, 1], password_bits (N, P) float32 0/1, attributes (N, A) float32 in [0, 1]. Each file is run in
+[-1, 1], password_bits (N, P) float32 0/1, attributes (N, A) float32 in [0, 1], latent_shift
+(N, 4w, S/4, S/4) float32 added to the encoder's bottleneck (zeros: no manipulation; the
+manipulation directions come from export/lsmm.py). Each file is run in
 onnxruntime on random inputs of batch 1 and 3 and compared with torch; the max abs difference is
 printed and must stay under --tolerance. With --manifest, the files (and the weights, copied as
 NAME.pt) are recorded in OUT_DIR/manifest.json with their sha256.
@@ -28,18 +30,20 @@ from streamd.runtime.sdn import DECODER_INPUTS, DECODER_OUTPUT, ENCODER_INPUTS, 
 
 OPSET_VERSION = 17
 DEFAULT_TOLERANCE = 1e-4
-TENSOR_LAYOUT = "NCHW float32 RGB in [-1, 1]; password_bits float32 0/1; attributes float32 in [0, 1]"
+TENSOR_LAYOUT = ("NCHW float32 RGB in [-1, 1]; password_bits float32 0/1; attributes float32 in [0, 1]; "
+                 "latent_shift float32 (N, 4w, S/4, S/4), zeros for no manipulation")
 
 
 class EncoderGraph(nn.Module):
-    """(crop, password_bits, attributes) -> surrogate."""
+    """(crop, password_bits, attributes, latent_shift) -> surrogate."""
 
     def __init__(self, generators: SdnGenerators) -> None:
         super().__init__()
         self.generators = generators
 
-    def forward(self, crop: torch.Tensor, password_bits: torch.Tensor, attributes: torch.Tensor) -> torch.Tensor:
-        return self.generators.anonymize(crop, password_bits, attributes)
+    def forward(self, crop: torch.Tensor, password_bits: torch.Tensor, attributes: torch.Tensor,
+                latent_shift: torch.Tensor) -> torch.Tensor:
+        return self.generators.anonymize(crop, password_bits, attributes, latent_shift)
 
 
 class DecoderGraph(nn.Module):
@@ -62,6 +66,14 @@ def example_inputs(generators: SdnGenerators, batch: int, seed: int) -> tuple[to
     return image, bits, attributes
 
 
+def encoder_example_inputs(generators: SdnGenerators, batch: int, seed: int) -> tuple[torch.Tensor, ...]:
+    """`example_inputs` plus a random latent shift (N, 4w, S/4, S/4), so parity covers the shift too."""
+    config = generators.config
+    generator = torch.Generator().manual_seed(seed + 1000)
+    shape = (batch, config.latent_channels, config.latent_size, config.latent_size)
+    return (*example_inputs(generators, batch, seed), torch.randn(shape, generator=generator) * 0.5)
+
+
 def export_graph(module: nn.Module, inputs: tuple[torch.Tensor, ...], input_names: tuple[str, ...],
                  output_name: str, path: Path) -> None:
     dynamic_axes = {name: {0: "batch"} for name in (*input_names, output_name)}
@@ -71,12 +83,13 @@ def export_graph(module: nn.Module, inputs: tuple[torch.Tensor, ...], input_name
     )
 
 
-def parity_max_abs_diff(module: nn.Module, path: Path, input_names: tuple[str, ...], generators: SdnGenerators) -> float:
+def parity_max_abs_diff(module: nn.Module, path: Path, input_names: tuple[str, ...], generators: SdnGenerators,
+                        make_inputs=example_inputs) -> float:
     """Max |torch - onnxruntime| over random inputs of batch 1 and 3."""
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     worst = 0.0
     for batch, seed in ((1, 11), (3, 12)):
-        inputs = example_inputs(generators, batch, seed)
+        inputs = make_inputs(generators, batch, seed)
         with torch.no_grad():
             expected = module(*inputs).numpy()
         (actual,) = session.run(None, {name: tensor.numpy() for name, tensor in zip(input_names, inputs)})
@@ -93,9 +106,9 @@ def export_sdn(generators: SdnGenerators, out_dir: Path, name: str, tolerance: f
     encoder_path = out_dir / f"{name}-encoder.onnx"
     decoder_path = out_dir / f"{name}-decoder.onnx"
     encoder, decoder = EncoderGraph(generators).eval(), DecoderGraph(generators).eval()
-    export_graph(encoder, example_inputs(generators, 2, 0), ENCODER_INPUTS, ENCODER_OUTPUT, encoder_path)
+    export_graph(encoder, encoder_example_inputs(generators, 2, 0), ENCODER_INPUTS, ENCODER_OUTPUT, encoder_path)
     export_graph(decoder, example_inputs(generators, 2, 1), DECODER_INPUTS, DECODER_OUTPUT, decoder_path)
-    encoder_diff = parity_max_abs_diff(encoder, encoder_path, ENCODER_INPUTS, generators)
+    encoder_diff = parity_max_abs_diff(encoder, encoder_path, ENCODER_INPUTS, generators, encoder_example_inputs)
     decoder_diff = parity_max_abs_diff(decoder, decoder_path, DECODER_INPUTS, generators)
     for path, diff in ((encoder_path, encoder_diff), (decoder_path, decoder_diff)):
         if not diff <= tolerance:

@@ -7,6 +7,7 @@ with the YAML line they come from.
 from __future__ import annotations
 
 import ipaddress
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args
 
@@ -131,6 +132,23 @@ class SdnMethodConfig(NeuralModelConfig):
         for name, value in values.items():
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"attribute {name!r} must be between 0 and 1, got {value}")
+        return values
+
+    manipulations: dict[str, float] = Field(
+        default_factory=dict,
+        description="Latent manipulations of the surrogate (SDN paper section 6.2), by direction name in the "
+        "model's directions file (files.lsmm_directions of its manifest entry), e.g. {smiling: 1.0, "
+        "mouth_open: -0.5}. A degree is a finite number of standard deviations of the model's bottleneck "
+        "along the direction; the sign picks more or less of the attribute. Not the same as `attributes`, "
+        "which are the network's [0, 1] condition inputs. Empty: no manipulation.",
+    )
+
+    @field_validator("manipulations")
+    @classmethod
+    def _finite_degrees(cls, values: dict[str, float]) -> dict[str, float]:
+        for name, degree in values.items():
+            if not math.isfinite(degree):
+                raise ValueError(f"manipulation degree of {name!r} must be a finite number, got {degree}")
         return values
 
 

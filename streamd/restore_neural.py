@@ -1,7 +1,10 @@
 """Neural restore: a network turns a recorded anonymized crop back into the face.
 
 - `method: sdn` (`streamd restore --mode neural`): the SDN decoder, with the password derived from the
-  track key (the same derivation the daemon used) and the attribute values of `method_details`.
+  track key (the same derivation the daemon used) and the attribute values of `method_details`. When
+  the recording was made with a latent manipulation (`method_details.manipulation`), the decoder's
+  output is refined by inverting the encoder with the recorded shift (streamd.runtime.sdn_inversion);
+  the directions file must be the one recorded (same sha256).
 - `method: cyclegan` (`streamd restore --mode cyclegan`, or `--mode neural`): the CycleGAN's F. F takes
   no key; the track keys are still unwrapped before it runs, so only a holder of a restore private key
   for a reversible recording gets a restore (and an audit entry), like every other mode.
@@ -23,7 +26,9 @@ from streamd.keys import derive_password_bits
 from streamd.recording_format import FrameRecord
 from streamd.restore import FaceRestorer, RestoredFace
 from streamd.runtime.cyclegan import CycleganReidentifier, load_cyclegan_reidentifier
+from streamd.runtime.lsmm import load_directions
 from streamd.runtime.sdn import SdnCodec
+from streamd.runtime.sdn_inversion import restore_shifted
 
 DEFAULT_FEATHER = AnonymizerConfig.model_fields["feather"].default
 
@@ -97,9 +102,30 @@ class SdnNeuralRestorer(AlignedCropRestorer):
         self._mask = _recorded_mask(method_details, self.crop_size)
         self._bits = {track_id: derive_password_bits(key, self.codec.spec.password_bits)
                       for track_id, key in track_keys.items()}
+        self._latent_shift = _recorded_shift(method_details, model)
 
     def restore_crop(self, crop_bgr: np.ndarray, track_id: int) -> np.ndarray:
-        return self.codec.restore(crop_bgr[None], self._bits[track_id][None], self._attribute_vector[None])[0]
+        bits, attributes = self._bits[track_id][None], self._attribute_vector[None]
+        if self._latent_shift is None:
+            return self.codec.restore(crop_bgr[None], bits, attributes)[0]
+        return restore_shifted(self.codec, crop_bgr[None], bits, attributes, self._latent_shift)[0]
+
+
+def _recorded_shift(method_details: Mapping[str, object], model: str) -> np.ndarray | None:
+    """The latent shift the recording was made with, from the model's directions file (None: none)."""
+    manipulation = method_details.get("manipulation")
+    if manipulation is None:
+        return None
+    if not isinstance(manipulation, dict) or not isinstance(manipulation.get("degrees"), dict):
+        raise NeuralRestoreError("method_details.manipulation must be an object with degrees")
+    directions = load_directions(None, model)
+    if manipulation.get("directions_sha256") != directions.sha256:
+        raise NeuralRestoreError(f"the recording was manipulated with directions file sha256 "
+                                 f"{manipulation.get('directions_sha256')}, but model {model} has {directions.sha256}")
+    try:
+        return directions.shift({str(name): float(degree) for name, degree in manipulation["degrees"].items()})
+    except (TypeError, ValueError) as error:
+        raise NeuralRestoreError(f"method_details.manipulation: {error}") from None
 
 
 class CycleganRestorer(AlignedCropRestorer):

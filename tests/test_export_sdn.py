@@ -44,15 +44,16 @@ def test_graphs_have_named_inputs_and_a_dynamic_batch(exported):
     generators, _, result = exported
     encoder = OnnxRunner(result["encoder_onnx"])
     decoder = OnnxRunner(result["decoder_onnx"])
-    assert [s.name for s in encoder.input_specs] == ["crop", "password_bits", "attributes"]
+    assert [s.name for s in encoder.input_specs] == ["crop", "password_bits", "attributes", "latent_shift"]
     assert encoder.output_names == ("surrogate",)
     assert [s.name for s in decoder.input_specs] == ["surrogate", "password_bits", "attributes"]
     assert decoder.output_names == ("restored",)
     assert all(spec.shape[0] == -1 for spec in encoder.input_specs)
-    image, bits, attributes = export_onnx.example_inputs(generators, 5, seed=3)
-    outputs = encoder.run({"crop": image.numpy(), "password_bits": bits.numpy(), "attributes": attributes.numpy()})
+    image, bits, attributes, shift = export_onnx.encoder_example_inputs(generators, 5, seed=3)
+    outputs = encoder.run({"crop": image.numpy(), "password_bits": bits.numpy(), "attributes": attributes.numpy(),
+                           "latent_shift": shift.numpy()})
     with torch.no_grad():
-        expected = generators.anonymize(image, bits, attributes).numpy()
+        expected = generators.anonymize(image, bits, attributes, shift).numpy()
     assert outputs["surrogate"].shape == (5, 3, 64, 64)
     assert np.max(np.abs(outputs["surrogate"] - expected)) <= 1e-4
 

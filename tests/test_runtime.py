@@ -162,8 +162,8 @@ def test_torch_runner_matches_onnxruntime_on_the_committed_weights():
             super().__init__()
             self.generators = generators
 
-        def forward(self, crop, password_bits, attributes):
-            return self.generators.anonymize(crop, password_bits, attributes)
+        def forward(self, crop, password_bits, attributes, latent_shift):
+            return self.generators.anonymize(crop, password_bits, attributes, latent_shift)
 
     specs = [TensorSpec(s.name, s.dtype, s.shape) for s in onnx_runner.input_specs]
     torch_runner = TorchRunner(Encode(), specs, ["surrogate"])

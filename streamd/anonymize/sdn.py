@@ -5,6 +5,10 @@ through the encoder in one batch, and each surrogate is warped back under a feat
 face first. The password of a face is derived from its track's key, so one person keeps one surrogate
 for as long as the track lives, and a restore authority holding the key can run the decoder.
 
+With `manipulations` configured, every face's bottleneck is shifted along the model's latent
+directions (streamd.runtime.lsmm) inside the encoder graph; the directions, degrees and the
+directions file's sha256 go into the frame header's method_details so a restore can undo the shift.
+
 Without a stream key ring (a stream with no restore recipients), each track gets a random key that
 lives only in memory: the surrogate is then stable per track but cannot be reversed by anyone.
 """
@@ -21,6 +25,7 @@ from streamd.anonymize.crops import AlignedCropAnonymizer
 from streamd.config import AnonymizerConfig, SdnMethodConfig
 from streamd.errors import ConfigError
 from streamd.keys import derive_password_bits, new_track_key
+from streamd.runtime.lsmm import load_directions
 from streamd.runtime.manifest import require_protective_model
 from streamd.runtime.sdn import SdnCodec
 from streamd.types import TrackedFace
@@ -55,6 +60,20 @@ def attribute_values(config: SdnMethodConfig, attribute_names: Sequence[str]) ->
     return {name: float(config.attributes.get(name, NEUTRAL_ATTRIBUTE_VALUE)) for name in attribute_names}
 
 
+def latent_shift(config: SdnMethodConfig) -> tuple[np.ndarray | None, dict[str, object]]:
+    """The configured manipulation as one face's latent shift and its method_details record
+    ((None, {}) without manipulations); ConfigError for an unknown direction or a non-finite degree."""
+    if not config.manipulations:
+        return None, {}
+    directions = load_directions(config.models_dir, config.model)
+    try:
+        shift = directions.shift(config.manipulations)
+    except ValueError as error:
+        raise ConfigError(f"sdn model {config.model}: {error}") from None
+    return shift, {"degrees": {name: float(degree) for name, degree in config.manipulations.items()},
+                   "directions_sha256": directions.sha256}
+
+
 def load_sdn_codec(config: SdnMethodConfig) -> SdnCodec:
     """The configured model's encoder and decoder, checked against the manifest (ModelError if not, or if
     the model was not shown to protect faces and the configuration does not allow that)."""
@@ -72,18 +91,23 @@ class SdnAnonymizer(AlignedCropAnonymizer):
         super().__init__(self.codec.spec.resolution, config.feather)
         self.attributes = attribute_values(config.sdn, self.codec.spec.attribute_names)
         self._attribute_vector = self.codec.attribute_vector(self.attributes)
+        self._latent_shift, self._manipulation = latent_shift(config.sdn)
         self._ephemeral = EphemeralTrackSecrets()
         self._secrets: TrackSecrets = self._ephemeral
         self._bits_by_track: dict[int, np.ndarray] = {}
-        logger.info("sdn model %s: %dx%d crops, %d password bits, attributes %s", config.sdn.model,
-                    self.crop_size, self.crop_size, self.codec.spec.password_bits, self.attributes)
+        logger.info("sdn model %s: %dx%d crops, %d password bits, attributes %s, manipulations %s", config.sdn.model,
+                    self.crop_size, self.crop_size, self.codec.spec.password_bits, self.attributes,
+                    config.sdn.manipulations or "none")
 
     def use_track_secrets(self, secrets: TrackSecrets) -> None:
         self._secrets = secrets
 
     def method_details(self) -> dict[str, object]:
-        return {"model": self._config.sdn.model, "crop_size": self.crop_size, "attributes": dict(self.attributes),
-                "feather": self._config.feather}
+        details: dict[str, object] = {"model": self._config.sdn.model, "crop_size": self.crop_size,
+                                      "attributes": dict(self.attributes), "feather": self._config.feather}
+        if self._manipulation:
+            details["manipulation"] = dict(self._manipulation)
+        return details
 
     def _password_bits(self, track_id: int) -> np.ndarray:
         bits = self._bits_by_track.get(track_id)
@@ -99,7 +123,7 @@ class SdnAnonymizer(AlignedCropAnonymizer):
     def replace_crops(self, crops_bgr: np.ndarray, faces: Sequence[TrackedFace]) -> np.ndarray:
         bits = np.stack([self._password_bits(face.track_id) for face in faces])
         attributes = np.repeat(self._attribute_vector[None, :], len(faces), axis=0)
-        return self.codec.anonymize(crops_bgr, bits, attributes)
+        return self.codec.anonymize(crops_bgr, bits, attributes, self._latent_shift)
 
     def close(self) -> None:
         self.codec.close()

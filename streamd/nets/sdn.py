@@ -242,14 +242,25 @@ class Encoder(nn.Module):
         features: torch.Tensor,
         password_bits: torch.Tensor | None,
         attributes: torch.Tensor | None,
+        latent_shift: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """`password_bits=None` (and `attributes=None`) is the identity-code-free path S_y."""
+        """`password_bits=None` (and `attributes=None`) is the identity-code-free path S_y.
+
+        `latent_shift` (N, 4w, S/4, S/4) is added to the latent before the Erasing Network: the
+        manipulation of the paper's section 6.2 (Figure 12, i = De(f + v))."""
+        latent = self.latent(features, password_bits, attributes)
+        if latent_shift is not None:
+            latent = latent + latent_shift
+        return torch.clamp(image + self.erasing_network(latent), -1.0, 1.0)
+
+    def latent(self, features: torch.Tensor, password_bits: torch.Tensor | None,
+               attributes: torch.Tensor | None) -> torch.Tensor:
+        """The bottleneck the Erasing Network reads: Fext(face) + identity code."""
         if (password_bits is None) != (attributes is None):
             raise ValueError("give both password_bits and attributes, or neither")
-        latent = features
         if password_bits is not None and attributes is not None:
-            latent = latent + self.identity_network(password_bits, attributes)
-        return torch.clamp(image + self.erasing_network(latent), -1.0, 1.0)
+            return features + self.identity_network(password_bits, attributes)
+        return features
 
 
 class Decoder(nn.Module):
@@ -303,9 +314,15 @@ class SdnGenerators(nn.Module):
         if config.shared_identity_network:
             self.decoder.identity_network = self.encoder.identity_network
 
-    def anonymize(self, crop: torch.Tensor, password_bits: torch.Tensor, attributes: torch.Tensor) -> torch.Tensor:
-        """crop (N, 3, S, S) RGB in [-1, 1] -> surrogate (N, 3, S, S) in [-1, 1]."""
-        return self.encoder(crop, self.feature_extractor(crop), password_bits, attributes)
+    def anonymize(self, crop: torch.Tensor, password_bits: torch.Tensor, attributes: torch.Tensor,
+                  latent_shift: torch.Tensor | None = None) -> torch.Tensor:
+        """crop (N, 3, S, S) RGB in [-1, 1] -> surrogate (N, 3, S, S) in [-1, 1]; `latent_shift`
+        (N, 4w, S/4, S/4) moves the bottleneck along manipulation directions (None: no manipulation)."""
+        return self.encoder(crop, self.feature_extractor(crop), password_bits, attributes, latent_shift)
+
+    def bottleneck(self, crop: torch.Tensor, password_bits: torch.Tensor, attributes: torch.Tensor) -> torch.Tensor:
+        """The encoder latent Fext(crop) + IdentityNetwork(password, attributes), (N, 4w, S/4, S/4)."""
+        return self.encoder.latent(self.feature_extractor(crop), password_bits, attributes)
 
     def restore(self, surrogate: torch.Tensor, password_bits: torch.Tensor, attributes: torch.Tensor) -> torch.Tensor:
         """surrogate (N, 3, S, S) in [-1, 1] -> restored face (N, 3, S, S) in [-1, 1]."""
