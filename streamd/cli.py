@@ -163,6 +163,7 @@ def cmd_record(args: argparse.Namespace) -> int:
         print(path)
     print(f"{summary.frames} frames in {len(summary.files)} segment(s); "
           f"{summary.faces_without_keys} faces seen before their track keys, "
+          f"{summary.frames_missing} frames missing (never received), "
           f"{summary.invalid_messages} invalid messages", file=sys.stderr)
     return 0
 

@@ -195,11 +195,12 @@ class ZmqOutputConfig(StrictModel):
     jpeg_quality: int = Field(85, ge=10, le=100)
     linger_ms: int = Field(500, ge=0, le=60000, description="How long close waits to flush pending messages.")
     count_drops: bool = Field(
-        True,
+        False,
         description=(
-            "True: when any subscriber's queue is full the frame is refused for all subscribers and counted "
-            "(ZMQ_XPUB_NODROP). False: ZeroMQ drops silently for the slow subscriber only; drops then show "
-            "only as frame_index gaps at that subscriber."
+            "False (default): ZeroMQ drops only for a slow subscriber, the others get every frame; the loss "
+            "shows as frame_index gaps at that subscriber (tail and record count them). True: when any "
+            "subscriber's queue is full the frame is refused for all subscribers and counted "
+            "(ZMQ_XPUB_NODROP), so one stalled subscriber makes every subscriber miss frames."
         ),
     )
 

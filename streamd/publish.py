@@ -3,13 +3,14 @@
 Sends never block: every message goes out with NOBLOCK. What happens when a subscriber cannot keep
 up depends on `ZmqOutputConfig.count_drops`:
 
-- True (default): the PUB socket runs with ZMQ_XPUB_NODROP. When any subscriber's queue holds
-  `send_hwm` messages, ZeroMQ refuses the whole message with EAGAIN (the high-water mark counts
-  whole messages, so a multipart message is refused at its first part, never half sent); the frame
-  then reaches no subscriber and is counted in `dropped`. The count is exact, at the price that one
-  stalled subscriber makes every subscriber miss those frames until it reads again or disconnects.
-- False: plain PUB. ZeroMQ drops silently for the slow subscriber only and never reports it, so
-  `dropped` stays 0; subscribers see the loss as gaps in `frame_index` (`streamd tail` reports them).
+- False (default): plain PUB. ZeroMQ drops for the slow subscriber only and never reports it, so
+  `dropped` stays 0; every other subscriber (a recorder, say) still gets every frame. Subscribers see
+  the loss as gaps in `frame_index` (`streamd tail` and `streamd record` count them).
+- True: the PUB socket runs with ZMQ_XPUB_NODROP. When any subscriber's queue holds `send_hwm`
+  messages, ZeroMQ refuses the whole message with EAGAIN (the high-water mark counts whole messages,
+  so a multipart message is refused at its first part, never half sent); the frame then reaches no
+  subscriber and is counted in `dropped`. The count is exact, at the price that one stalled
+  subscriber makes every subscriber miss those frames until it reads again or disconnects.
 
 Measured on loopback TCP with 100 KB frames, SNDHWM 32, one subscriber that never reads and one that
 reads everything, 3000 sends: plain PUB raised EAGAIN 0 times and the reader got all 3000;

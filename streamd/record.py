@@ -23,6 +23,7 @@ from typing import Any
 import zmq
 
 from streamd.errors import SinkError, SourceError
+from streamd.frame_gaps import FrameGapCounter
 from streamd.protocol import (
     EVENT_TOPIC_PREFIX,
     FRAME_TOPIC_PREFIX,
@@ -47,6 +48,7 @@ class RecordSummary:
     frames: int = 0
     faces_without_keys: int = 0
     frames_skipped: int = 0
+    frames_missing: int = 0
     invalid_messages: int = 0
     other_camera_messages: int = 0
 
@@ -95,6 +97,7 @@ class Recorder:
         self._average_rate: dict[tuple[str, str], Fraction] = {}
         self._segment: _Segment | None = None
         self._segment_counter = 0
+        self._gaps = FrameGapCounter()
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -131,6 +134,11 @@ class Recorder:
     def handle_frame(self, header: dict[str, Any], bgr: Any, payload_parts: list[bytes]) -> None:
         if not self._accept_camera(header["camera"]):
             return
+        missing, _ = self._gaps.update(header["camera"], header["stream_epoch"], header["frame_index"])
+        if missing:
+            self.summary.frames_missing += missing
+            logger.warning("%d frame(s) before frame %d never arrived (the publisher or ZeroMQ dropped them)",
+                           missing, header["frame_index"])
         seconds = _media_seconds(header)
         if seconds is None:
             self.summary.frames_skipped += 1

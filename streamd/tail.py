@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import zmq
 
 from streamd.errors import SourceError
+from streamd.frame_gaps import FrameGapCounter
 from streamd.protocol import (
     EVENT_TOPIC_PREFIX,
     FRAME_TOPIC_PREFIX,
@@ -88,21 +89,6 @@ def format_stats(stats: TailStats) -> str:
     return line
 
 
-class _GapCounter:
-    """Missing frame indices per (camera, stream epoch)."""
-
-    def __init__(self) -> None:
-        self._last_index: dict[str, tuple[str, int]] = {}
-
-    def update(self, camera: str, stream_epoch: str, frame_index: int) -> tuple[int, bool]:
-        """(frames missing before this one, whether this frame starts a new epoch)."""
-        previous = self._last_index.get(camera)
-        self._last_index[camera] = (stream_epoch, frame_index)
-        if previous is None or previous[0] != stream_epoch:
-            return 0, True
-        return max(0, frame_index - previous[1] - 1), False
-
-
 def tail(
     endpoint: str,
     duration_s: float | None = None,
@@ -135,7 +121,7 @@ def tail(
 
     totals = TailStats()
     window = TailStats()
-    gaps = _GapCounter()
+    gaps = FrameGapCounter()
     started = time.monotonic()
     window_started = started
     messages = 0
@@ -175,7 +161,7 @@ def tail(
     return totals
 
 
-def _account(parts: list[bytes], window: TailStats, gaps: _GapCounter) -> None:
+def _account(parts: list[bytes], window: TailStats, gaps: FrameGapCounter) -> None:
     window.bytes += sum(len(part) for part in parts)
     topic = parts[0]
     try:

@@ -11,6 +11,7 @@ import zmq
 
 from streamd.config import ZmqOutputConfig
 from streamd.errors import SinkError
+from streamd.frame_gaps import FrameGapCounter
 from streamd.protocol import decode_event, decode_frame_message
 from streamd.publish import ZmqPublisher
 from streamd.types import AnonymizedFrame, TrackedFace, VideoFrame
@@ -40,6 +41,10 @@ def subscriber(context: zmq.Context, endpoint: str, rcvhwm: int = 1000) -> zmq.S
     socket.setsockopt(zmq.SUBSCRIBE, b"event.")
     socket.connect(endpoint)
     return socket
+
+
+def frame_indices(messages: list[list[bytes]]) -> list[int]:
+    return [decode_frame_message(parts)[0]["frame_index"] for parts in messages if parts[0].startswith(b"frame.")]
 
 
 def wait_until_subscribed(publisher: ZmqPublisher, socket: zmq.Socket, timeout_s: float = 5.0) -> None:
@@ -93,8 +98,8 @@ def test_subscriber_that_keeps_up_receives_every_frame(image_format: str) -> Non
 
 
 @pytest.mark.timeout(30)
-def test_stalled_subscriber_drops_are_counted_and_publish_never_blocks() -> None:
-    config = ZmqOutputConfig(endpoint="tcp://127.0.0.1:*", image_format="raw", send_hwm=8)
+def test_with_count_drops_a_stalled_subscriber_drops_are_counted_and_publish_never_blocks() -> None:
+    config = ZmqOutputConfig(endpoint="tcp://127.0.0.1:*", image_format="raw", send_hwm=8, count_drops=True)
     context = zmq.Context()
     attempts = 600
     with ZmqPublisher(config, CAMERA) as publisher:
@@ -127,22 +132,42 @@ def test_stalled_subscriber_drops_are_counted_and_publish_never_blocks() -> None
     context.term()
 
 
-@pytest.mark.timeout(20)
-def test_without_count_drops_zeromq_drops_silently_for_the_slow_subscriber() -> None:
-    config = ZmqOutputConfig(endpoint="tcp://127.0.0.1:*", image_format="raw", send_hwm=8, count_drops=False)
+@pytest.mark.timeout(30)
+def test_by_default_a_stalled_subscriber_loses_frames_alone() -> None:
+    config = ZmqOutputConfig(endpoint="tcp://127.0.0.1:*", image_format="raw", send_hwm=100)
+    assert config.count_drops is False
     context = zmq.Context()
+    attempts = 600
     with ZmqPublisher(config, CAMERA) as publisher:
         stalled = subscriber(context, publisher.endpoint, rcvhwm=8)
+        reader = subscriber(context, publisher.endpoint)
         wait_until_subscribed(publisher, stalled)
-        for index in range(600):
+        wait_until_subscribed(publisher, reader)
+        read_indices = []
+        for index in range(attempts):
             assert publisher.publish_frame(make_anonymized(index, height=240, width=320))
+            time.sleep(0.001)  # a camera's pace, far above what a reader needs
+            while reader.poll(0):
+                read_indices.extend(frame_indices([reader.recv_multipart()]))
+        deadline = time.monotonic() + 5
+        while len(read_indices) < attempts and time.monotonic() < deadline:
+            if reader.poll(50):
+                read_indices.extend(frame_indices([reader.recv_multipart()]))
         assert publisher.dropped == 0
-        received = []
+        assert read_indices == list(range(attempts)), "the reading subscriber gets every frame, in order"
+        stalled_indices = []
         while stalled.poll(200):
-            header, _, _ = decode_frame_message(stalled.recv_multipart())
-            received.append(header["frame_index"])
-        assert 0 < len(received) < 600
+            stalled_indices.extend(frame_indices([stalled.recv_multipart()]))
+        assert 0 < len(stalled_indices) < attempts
+        publisher.publish_frame(make_anonymized(attempts, height=240, width=320))
+        assert stalled.poll(2000)
+        stalled_indices.extend(frame_indices([stalled.recv_multipart()]))
+        assert stalled_indices[-1] == attempts, "once it reads again the stalled subscriber gets new frames"
+        gaps = FrameGapCounter()
+        missing = sum(gaps.update(CAMERA, "epoch", index)[0] for index in stalled_indices)
+        assert missing == stalled_indices[-1] + 1 - len(stalled_indices) > 0
     stalled.close()
+    reader.close()
     context.term()
 
 

@@ -122,3 +122,18 @@ def test_no_original_face_bytes_on_the_wire_or_in_segments(live_recording, demo_
     stored = b"".join(path.read_bytes() for path in live_recording["summary"].files)
     assert not [window for window in fingerprints if window in wire]
     assert not [window for window in fingerprints if window in stored]
+
+
+def test_recorder_counts_frames_that_never_arrived(live_recording, tmp_path):
+    recorder = Recorder("tcp://127.0.0.1:1", tmp_path / "segments", segment_seconds=60)
+    lost = {5, 6, 7, 12}
+    for parts in live_recording["messages"]:
+        if parts[0].startswith(b"frame."):
+            header, bgr, payload_parts = decode_frame_message(parts)
+            if header["frame_index"] not in lost:
+                recorder.handle_frame(header, bgr, payload_parts)
+        else:
+            recorder.handle_event(decode_event(parts))
+    recorder.close_segment()
+    assert recorder.summary.frames == 25 - len(lost)
+    assert recorder.summary.frames_missing == len(lost)

@@ -162,7 +162,7 @@ def test_dead_camera_leaves_the_other_running_and_shows_down(
 def test_absent_and_stalled_subscribers_do_not_stall_the_pipeline(server: RtspTestServer) -> None:
     endpoint = zmq_endpoint()
     camera = rtsp_camera("cam", server.url)
-    camera["outputs"] = {"zmq": {"endpoint": endpoint, "send_hwm": 1, "image_format": "raw"}}
+    camera["outputs"] = {"zmq": {"endpoint": endpoint, "send_hwm": 1, "image_format": "raw", "count_drops": True}}
     with RunningService(service_config([camera])) as running:
         elapsed = running.wait_frames("cam", 25, timeout_s=8)  # nobody subscribed
         assert elapsed < 4.0, f"25 frames (1 s of video) took {elapsed:.1f} s with no subscriber"
