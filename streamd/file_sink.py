@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from streamd.config import FileOutputConfig
 from streamd.ingest import FrameSource
-from streamd.sinks import FrameSink
+from streamd.sinks import FrameSink, keep_written_frames
 from streamd.types import AnonymizedFrame
 from streamd.video_out import VideoFileWriter
 
@@ -42,4 +42,4 @@ class VideoFileSink(FrameSink):
 
     def abort(self) -> None:
         if self._writer is not None:
-            self._writer.abort()
+            keep_written_frames(self._writer, self._config.path)

@@ -33,6 +33,7 @@ from streamd.protocol import (
     parse_time_base,
 )
 from streamd.recording_format import DEFAULT_AVERAGE_RATE, RecordingWriter
+from streamd.sinks import keep_written_frames
 
 logger = logging.getLogger(__name__)
 
@@ -188,9 +189,12 @@ class Recorder:
         self.summary.files.append(segment.path)
 
     def abort_segment(self) -> None:
+        """The recorder failed: keep what the open segment holds under an incomplete name."""
         segment, self._segment = self._segment, None
         if segment is not None:
-            segment.writer.abort()
+            kept = keep_written_frames(segment.writer, segment.path)
+            if kept is not None:
+                self.summary.files.append(kept)
 
     # ------------------------------------------------------------ loop
     def run(self, stop: threading.Event | None = None, duration_s: float | None = None,

@@ -31,7 +31,7 @@ from streamd.errors import SinkError, StreamdError
 from streamd.ingest import FrameSource
 from streamd.protocol import build_frame_header, parse_time_base
 from streamd.sealing import SEALING_EXTRAS_KEY, SealedFrame
-from streamd.sinks import FrameSink
+from streamd.sinks import FrameSink, keep_written_frames
 from streamd.types import AnonymizedFrame
 from streamd.video_out import VideoFileWriter
 
@@ -136,8 +136,8 @@ class RecordingWriter:
         self._last_pts = header["pts"]
         self.frames_written += 1
 
-    def close(self) -> None:
-        """Write the end record and finish the file."""
+    def close(self, final_path: Path | None = None) -> None:
+        """Write the end record and finish the file (under `final_path` if given)."""
         if self._identity is not None and self._last_pts is not None:
             end = {
                 "record": RECORD_END, "format": RECORDING_FORMAT, "version": RECORDING_VERSION,
@@ -145,7 +145,7 @@ class RecordingWriter:
             }
             ticks = max(1, round(1 / (self._video.average_rate * self._video.time_base)))
             self._video.write_text_packet(self._metadata_stream, _dump(end), self._last_pts + ticks, self._video.time_base)
-        self._video.close()
+        self._video.close(final_path)
 
     def abort(self) -> None:
         self._video.abort()
@@ -203,7 +203,7 @@ class RecordingFileSink(FrameSink):
 
     def abort(self) -> None:
         if self._writer is not None:
-            self._writer.abort()
+            keep_written_frames(self._writer, self._config.path)
 
 
 # ---------------------------------------------------------------- reading

@@ -3,7 +3,8 @@
 `VideoFileWriter` encodes BGR frames with the pts they came with, so a clip decoded again has the
 same number of frames at the same times as its input. It writes to a hidden temporary file beside
 the target and renames it on `close()`; `abort()` (or an exception inside a `with` block) removes the
-temporary file, so a failed run never leaves a half-written video behind.
+temporary file, so a failed run never leaves a half-written video behind. What a failed live run had
+already written is kept by finishing it under an `incomplete_sibling` name instead (see `sinks`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -31,6 +33,17 @@ SUBTITLE_TIME_BASE = Fraction(1, 1000)
 def _temporary_sibling(path: Path) -> Path:
     """A hidden name in the target's folder that keeps the suffix (FFmpeg and OpenCV read it)."""
     return path.with_name(f".{path.stem}.partial-{secrets.token_hex(4)}{path.suffix}")
+
+
+def incomplete_sibling(path: Path) -> Path:
+    """Where the frames of a run that failed are kept: `<stem>.incomplete-<UTC time><suffix>`."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    candidate = path.with_name(f"{path.stem}.incomplete-{stamp}{path.suffix}")
+    counter = 1
+    while candidate.exists():
+        counter += 1
+        candidate = path.with_name(f"{path.stem}.incomplete-{stamp}-{counter}{path.suffix}")
+    return candidate
 
 
 def _check_output_dir(path: Path) -> None:
@@ -210,10 +223,12 @@ class VideoFileWriter:
         self._last_pts = pts
         self.frames_written += 1
 
-    def close(self) -> None:
-        """Flush the encoder, finish the file and move it into place. Safe to call twice."""
+    def close(self, final_path: Path | None = None) -> None:
+        """Flush the encoder, finish the file and move it into place (`final_path`, by default the
+        target path). Safe to call twice."""
         if self._finished:
             return
+        final_path = self.path if final_path is None else final_path
         if self.frames_written == 0:
             self.abort()
             raise SinkError(f"{self.path}: no frames were written; no output file created")
@@ -226,11 +241,11 @@ class VideoFileWriter:
             raise SinkError(f"{self.path}: cannot finish the output file: {exc}") from None
         self._finished = True
         try:
-            os.replace(self._temporary_path, self.path)
+            os.replace(self._temporary_path, final_path)
         except OSError as exc:
             self._remove_temporary()
-            raise SinkError(f"{self.path}: cannot move the finished file into place: {exc.strerror}") from None
-        logger.info("wrote %s: %d frames", self.path, self.frames_written)
+            raise SinkError(f"{final_path}: cannot move the finished file into place: {exc.strerror}") from None
+        logger.info("wrote %s: %d frames", final_path, self.frames_written)
 
     def abort(self) -> None:
         """Stop without producing output: the temporary file is removed. Safe to call twice."""

@@ -22,17 +22,21 @@ from streamd.config import (
     FileSourceConfig,
     OutputsConfig,
     PipelineConfig,
+    ReversibleConfig,
     TrackerConfig,
     ZmqOutputConfig,
 )
 from streamd.detect import build_detector
 from streamd.detect.base import FaceDetector
+from streamd.errors import SourceError
 from streamd.ingest import FrameSource
 from streamd.pipeline import StreamPipeline
 from streamd.protocol import decode_event, decode_frame_message
+from streamd.recording_format import read_recording
 from streamd.types import Detections, VideoFrame
 
 from conftest import decode_all
+from restore_helpers import make_keypair
 
 MISSED_FRAMES = {5, 6, 7}
 MARGIN = 0.2
@@ -221,3 +225,56 @@ def test_subscriber_receives_every_frame_with_the_documented_header(demo_clip) -
     ended = {event["track_id"] for event in events if event["type"] == "track_end"}
     assert started == track_ids == ended
     assert events[0]["type"] == "stream_up"
+
+
+class CameraLostAfter(FrameSource):
+    """A file source that fails with a SourceError after `frames_before_failure` frames."""
+
+    def __init__(self, inner: FrameSource, frames_before_failure: int) -> None:
+        self.inner = inner
+        self.frames_before_failure = frames_before_failure
+
+    def frames(self) -> Iterator[VideoFrame]:
+        for count, frame in enumerate(self.inner.frames()):
+            if count == self.frames_before_failure:
+                raise SourceError("camera lost")
+            yield frame
+
+    @property
+    def time_base(self) -> Fraction:
+        return self.inner.time_base
+
+    @property
+    def average_rate(self) -> Fraction:
+        return self.inner.average_rate
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@pytest.mark.parametrize("suffix, reversible", [(".mp4", False), (".mkv", True)])
+def test_a_failed_run_keeps_the_frames_it_wrote_under_an_incomplete_name(
+        demo_clip, tmp_path, suffix, reversible) -> None:
+    from streamd.app import build_sinks
+    from streamd.ingest import open_source
+
+    output = tmp_path / f"out{suffix}"
+    updates: dict[str, object] = {"anonymizer": AnonymizerConfig(method="solid", margin=MARGIN)}
+    if reversible:
+        _, public_key = make_keypair(tmp_path / "keys")
+        updates["reversible"] = ReversibleConfig(recipients=[str(public_key)])
+    camera = camera_for(demo_clip.path, output, **updates)
+    source = CameraLostAfter(open_source(camera.source), frames_before_failure=12)
+    detector = build_detector(camera.detector)
+    pipeline = StreamPipeline(camera, source, detector, build_anonymizer(camera.anonymizer), build_sinks(camera, source))
+    with pytest.raises(SourceError, match="camera lost"):
+        pipeline.run()
+    source.close()
+    detector.close()
+    assert not output.exists()
+    kept = list(tmp_path.glob(f"out.incomplete-*{suffix}"))
+    assert len(kept) == 1
+    assert len(decode_all(kept[0])) == pipeline.stats.frames_out > 0
+    if reversible:
+        recording = read_recording(kept[0])
+        assert not recording.truncated and len(recording.records) == pipeline.stats.frames_out
