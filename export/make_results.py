@@ -22,7 +22,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from streamd.bench import format_bench_table, run_bench  # noqa: E402
 from streamd.evaluation import DEFAULT_METHODS, run_evaluation  # noqa: E402
-from streamd.evaluation.report import summary_table  # noqa: E402
+from streamd.evaluation.report import perceptual_lines, summary_table  # noqa: E402
 
 logger = logging.getLogger("export.make_results")
 
@@ -102,8 +102,9 @@ def render_results(report: dict, bench: dict, load_before: str, load_after: str,
         "different people (the embeddings are not centred), so compare it across methods, not with the cyclic-"
         "learning paper's FaceNet values.",
         "",
-        "LPIPS, FID, PieAPP: " + "; ".join(f"{name} {reason}" for name, reason in report["perceptual_metrics"].items())
-        + ".",
+        "LPIPS, FID and PieAPP (original vs anonymized face crops, and vs the right-key restore):",
+        "",
+        *perceptual_lines(report),
         "",
         f"![contact sheet](images/{sheet_name})",
         "",

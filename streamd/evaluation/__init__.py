@@ -2,7 +2,7 @@
 
 `run_evaluation` is what `streamd eval` calls. Modules: `metrics` (pure functions), `identity` (the
 dlib judge), `dataset` (inputs), `methods` and `sdn_adapter` (pluggable method adapters), `runner`
-(the loop), `report` and `plots` (the files), `perceptual` (LPIPS/FID/PieAPP availability).
+(the loop), `report` and `plots` (the files), `perceptual` (LPIPS, FID and PieAPP through their packages).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ def run_evaluation(input_path: Path | None, method_names: Sequence[str], out_dir
     from streamd.evaluation.dataset import evaluation_detector, load_dataset
     from streamd.evaluation.identity import DlibIdentityJudge
     from streamd.evaluation.methods import build_method
+    from streamd.evaluation.perceptual.harness import score_perceptual
     from streamd.evaluation.report import build_report, write_report
 
     if not method_names:
@@ -73,7 +74,8 @@ def run_evaluation(input_path: Path | None, method_names: Sequence[str], out_dir
         "methods": [method.name for method in methods], "seed": seed, "key": "given" if key_hex else "from seed",
         "diversity_keys": diversity_keys, "frame_step": frame_step, "max_frames": max_frames,
     }
-    report = build_report(results, dataset, judge.describe(), options_description)
+    perceptual_statuses = score_perceptual(results)
+    report = build_report(results, dataset, judge.describe(), options_description, perceptual_statuses)
     files = write_report(out_dir, report, results)
     return EvaluationOutcome(report=report, files=files)
 

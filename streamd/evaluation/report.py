@@ -17,7 +17,8 @@ from streamd import __version__
 from streamd.contact_sheet import write_contact_sheet
 from streamd.evaluation import metrics
 from streamd.evaluation.dataset import EvalDataset
-from streamd.evaluation.perceptual import perceptual_status
+from streamd.evaluation.perceptual import PerceptualStatus, perceptual_status
+from streamd.evaluation.perceptual.harness import describe_statuses
 from streamd.evaluation.runner import RETENTION_IOU, MethodResult, finite_mean
 
 logger = logging.getLogger(__name__)
@@ -30,6 +31,10 @@ PACKAGES_REPORTED = ("numpy", "opencv-python-headless", "onnxruntime", "dlib-bin
 NOT_APPLICABLE_IRREVERSIBLE = "not applicable: the method is irreversible"
 NOT_APPLICABLE_UNKEYED = "not applicable: the surrogate does not depend on a key"
 NOT_APPLICABLE_NOT_PIXELATION = "not applicable: not a pixelation method"
+# Per-method perceptual aggregates, for the surrogate and (reversible methods) the restore.
+PERCEPTUAL_KEYS = ("lpips_mean", "pieapp_mean", "fid")
+PERCEPTUAL_COLUMNS = (("lpips", "lpips_mean", "LPIPS", 3), ("pieapp", "pieapp_mean", "PieAPP", 3),
+                      ("fid", "fid", "FID", 1))
 
 
 def _values(rows: Sequence[dict], key: str) -> list:
@@ -55,6 +60,7 @@ def aggregate(result: MethodResult, threshold: float) -> dict[str, object]:
         "detector_retention": float(np.mean(_values(rows, "detector_retained"))) if rows else None,
         "background_changed_share_max": max((b["changed_share"] or 0.0 for b in result.background), default=None),
         "background_max_abs_difference": max((b["max_abs_difference"] for b in result.background), default=None),
+        **{key: result.perceptual.get(key) for key in PERCEPTUAL_KEYS},
     }
     if result.method.pixelation:
         summary["anonymization_accuracy_mean"] = finite_mean(_values(rows, "anonymization_accuracy"))
@@ -73,6 +79,7 @@ def aggregate(result: MethodResult, threshold: float) -> dict[str, object]:
             "recognized_share": float(np.mean([r["recognized"] for r in restores])) if restores else None,
             "wrong_key_spr": float(np.mean([r["wrong_key_protected"] for r in restores])) if restores else None,
             "wrong_key_refused": sum(1 for r in restores if r["wrong_key"] == "refused"),
+            **{key: result.perceptual.get("restore", {}).get(key) for key in PERCEPTUAL_KEYS},
         }
     else:
         summary["restore"] = NOT_APPLICABLE_IRREVERSIBLE
@@ -106,7 +113,9 @@ def _json_safe(value: object) -> object:
 
 
 def build_report(results: Sequence[MethodResult], dataset: EvalDataset, judge_description: dict[str, object],
-                 options_description: dict[str, object]) -> dict[str, object]:
+                 options_description: dict[str, object],
+                 perceptual_statuses: Sequence[PerceptualStatus] | None = None) -> dict[str, object]:
+    """The report as a dict; `perceptual_statuses` from `perceptual.harness.score_perceptual` (default: look up)."""
     threshold = float(judge_description["threshold"])
     failed_anywhere = bool(dataset.failures) or any(result.failures for result in results)
     return {
@@ -138,7 +147,8 @@ def build_report(results: Sequence[MethodResult], dataset: EvalDataset, judge_de
                                       f"{metrics.PIXEL_COMPLEXITY_THRESHOLD:g}) in the original and smooth after, out "
                                       "of the complex ones (cyclic-learning paper section 5.1)",
         },
-        "perceptual_metrics": {status.metric: status.reason for status in perceptual_status()},
+        "perceptual_metrics": describe_statuses(perceptual_statuses if perceptual_statuses is not None
+                                                else perceptual_status()),
         "methods": {
             result.method.name: {
                 "description": result.method.describe(),
@@ -192,6 +202,54 @@ def summary_table(report: dict[str, object]) -> str:
     return "\n".join(lines)
 
 
+def _perceptual_cell(value: object, digits: int) -> str:
+    if isinstance(value, str):
+        return "skipped" if value.startswith("skipped") else "n/a"
+    return _format(value, digits)
+
+
+def perceptual_table(report: dict[str, object]) -> str:
+    """LPIPS, PieAPP and FID per method in Markdown: original vs surrogate, and original vs restored."""
+    unverified = set(unverified_perceptual(report))
+
+    def header(metric: str, label: str, against: str) -> str:
+        return f"{label} {against}" + (" *" if metric in unverified else "")
+
+    headers = [header(metric, label, against) for against in ("surrogate", "restored")
+               for metric, _, label, _ in PERCEPTUAL_COLUMNS]
+    lines = ["| method | " + " | ".join(headers) + " |", "|---" * (len(headers) + 1) + "|"]
+    for name, method in report["methods"].items():
+        summary = method["aggregate"]
+        restore = summary["restore"] if isinstance(summary["restore"], dict) else {}
+        cells = [_perceptual_cell(summary.get(key), digits) for _, key, _, digits in PERCEPTUAL_COLUMNS]
+        cells += [_perceptual_cell(restore.get(key, "n/a"), digits) for _, key, _, digits in PERCEPTUAL_COLUMNS]
+        lines.append("| " + " | ".join([name, *cells]) + " |")
+    return "\n".join(lines)
+
+
+def unverified_perceptual(report: dict[str, object]) -> list[str]:
+    """The perceptual metrics computed with weights whose hash does not match the published file."""
+    return [name for name, entry in report["perceptual_metrics"].items()
+            if entry["status"] == "computed" and not entry["comparable_with_published"]]
+
+
+def perceptual_lines(report: dict[str, object]) -> list[str]:
+    """The perceptual metrics in Markdown: the table when any metric ran, then each metric's status."""
+    metrics_section = report["perceptual_metrics"]
+    lines = []
+    if any(entry["status"] == "computed" for entry in metrics_section.values()):
+        lines += [perceptual_table(report), "",
+                  "Surrogate: original vs anonymized face crop; restored: original vs right-key restore. "
+                  "skipped: the metric does not run here (below); n/a: not applicable. FID on a handful of "
+                  "faces is high-variance: compare methods on the same faces only."]
+        if unverified_perceptual(report):
+            lines.append("\\* unverified weights, not comparable with published numbers.")
+        lines.append("")
+    for name, entry in metrics_section.items():
+        lines.append(f"- **{name}**: {entry['reason']}")
+    return lines
+
+
 def render_markdown(report: dict[str, object], image_links: Sequence[str]) -> str:
     data = report["data"]
     judge = report["identity_judge"]
@@ -212,10 +270,10 @@ def render_markdown(report: dict[str, object], image_links: Sequence[str]) -> st
         lines += ["**Partial results:** some inputs failed; see the failures below.", ""]
     lines += [summary_table(report), "",
               "n/a: not applicable (irreversible methods have no restore; unkeyed methods have no diversity; "
-              "anonymization accuracy applies to pixelation methods only).", "", "## Definitions", ""]
+              "anonymization accuracy applies to pixelation methods only).", "", "## Perceptual metrics", "",
+              *perceptual_lines(report), "", "## Definitions", ""]
     lines += [f"- **{name}**: {text}" for name, text in report["definitions"].items()]
-    lines += ["", "## Perceptual metrics", ""]
-    lines += [f"- **{name}**: {text}" for name, text in report["perceptual_metrics"].items()]
+    lines += [f"- **{name}**: {entry['definition']}" for name, entry in report["perceptual_metrics"].items()]
     failures = dict(data["failed_inputs"])
     for name, method in report["methods"].items():
         failures.update({f"{name} on {image}": reason for image, reason in method["failed_images"].items()})

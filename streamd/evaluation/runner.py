@@ -26,6 +26,7 @@ from streamd.evaluation.dataset import EvalDataset, EvalFace, EvalImage
 from streamd.evaluation.errors import EvaluationKeyError, NoFacesError
 from streamd.evaluation.identity import DlibIdentityJudge
 from streamd.evaluation.methods import Anonymized, EvalMethod, RestoreRefused
+from streamd.evaluation.perceptual.harness import FaceCrops, perceptual_crop
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +81,9 @@ class MethodResult:
     failures: dict[str, str] = field(default_factory=dict)
     background: list[dict[str, object]] = field(default_factory=list)
     tiles: list[list[tuple[str, np.ndarray | None]]] = field(default_factory=list)
+    # Per face id, the crops the perceptual metrics compare; their per-method aggregates.
+    face_crops: dict[str, FaceCrops] = field(default_factory=dict)
+    perceptual: dict[str, object] = field(default_factory=dict)
 
 
 def keys_for(image: EvalImage, options: EvalOptions, variant: int) -> list[bytes]:
@@ -138,6 +142,9 @@ class Evaluator:
             row["restore"] = self._restore_row(image, face, restored, wrong_restored, refused_reason)
             row["diversity_mean_distance"] = self._diversity(image, face, surrogates)
             result.rows.append(row)
+            result.face_crops[face.face_id] = FaceCrops(
+                original=perceptual_crop(image.bgr, face.xyxy), anonymized=perceptual_crop(anonymized.bgr, face.xyxy),
+                restored=perceptual_crop(restored, face.xyxy) if restored is not None else None)
             if len(result.tiles) < self.options.keep_tiles:
                 result.tiles.append(self._tile_row(method, image, face, anonymized, restored, wrong_restored,
                                                    refused_reason))
