@@ -181,23 +181,17 @@ def _parse_tracks(text: str | None) -> frozenset[int] | None:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from streamd.restore import EXIT_PARTIAL, RestoreRequest, list_tracks, restore_recording
+    from streamd.restore import EXIT_PARTIAL, RestoreRequest, restore_recording
 
     if args.list:
-        recording, summaries = list_tracks(args.input)
-        print(f"{args.input}: camera {recording.camera}, stream epoch {recording.stream_epoch}, "
-              f"{len(recording.records)} frames, method {recording.records[0].document['method']}"
-              + (f" ({'; '.join(recording.problems)})" if recording.problems else ""))
-        print(f"{'track':>5}  {'from s':>8}  {'to s':>8}  {'frames':>6}  {'sealed':>6}  key ids")
-        for summary in summaries:
-            print(f"{summary.track_id:>5}  {summary.first_s:>8.3f}  {summary.last_s:>8.3f}  {summary.frames:>6}  "
-                  f"{summary.payloads:>6}  {', '.join(summary.key_ids) or '-'}")
+        for path in args.input:
+            _list_recording(path)
         return 0
     missing = [name for name, value in (("--key", args.key), ("-o/--output", args.output)) if value is None]
     if missing:
         raise StreamdError(f"restore needs {' and '.join(missing)} (or --list to show the tracks)")
     request = RestoreRequest(
-        input_path=args.input, output_path=args.output, key_path=args.key,
+        input_path=args.input[0], more_inputs=tuple(args.input[1:]), output_path=args.output, key_path=args.key,
         passphrase=_read_passphrase(args.passphrase_file), tracks=_parse_tracks(args.tracks),
         from_s=args.from_s, to_s=args.to_s, mode=args.mode, partial=args.partial,
         expect_camera=args.camera, audit_log_path=args.audit_log,
@@ -209,6 +203,19 @@ def cmd_restore(args: argparse.Namespace) -> int:
     for problem in result.problems:
         print(f"streamd: not restored: {problem}", file=sys.stderr)
     return EXIT_PARTIAL if result.problems else 0
+
+
+def _list_recording(path: Path) -> None:
+    from streamd.restore import list_tracks
+
+    recording, summaries = list_tracks(path)
+    print(f"{path}: camera {recording.camera}, stream epoch {recording.stream_epoch}, "
+          f"{len(recording.records)} frames, method {recording.records[0].document['method']}"
+          + (f" ({'; '.join(recording.problems)})" if recording.problems else ""))
+    print(f"{'track':>5}  {'from s':>8}  {'to s':>8}  {'frames':>6}  {'sealed':>6}  key ids")
+    for summary in summaries:
+        print(f"{summary.track_id:>5}  {summary.first_s:>8.3f}  {summary.last_s:>8.3f}  {summary.frames:>6}  "
+              f"{summary.payloads:>6}  {', '.join(summary.key_ids) or '-'}")
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -302,7 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
     record.set_defaults(handler=cmd_record)
 
     restore = commands.add_parser("restore", help="restore chosen tracks of a recording (needs a private key)")
-    restore.add_argument("input", type=Path, help="a recording file (.mkv)")
+    restore.add_argument("input", type=Path, nargs="+",
+                         help="a recording file (.mkv), or consecutive segments of one camera's stream epoch, "
+                              "restored into one output in time order")
     restore.add_argument("--list", action="store_true", help="show tracks and their spans; needs no key")
     restore.add_argument("--key", type=Path, help="restore private key (restore.key, mode 0600)")
     restore.add_argument("-o", "--output", type=Path, help="restored video (.mkv or .mp4)")

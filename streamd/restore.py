@@ -1,15 +1,17 @@
 """The privileged restore path: put original faces back into a recording, for chosen tracks and a span.
 
-`restore_recording` reads a recording (docs/recording.md), unwraps the track keys of the selected
-tracks with a restore private key, and writes a copy of the video in which those tracks' faces are
-restored inside the span and every other face stays anonymized. Where a restored face's region
+`restore_recording` reads a recording (docs/recording.md), or several consecutive segments of one
+camera's stream epoch joined into one output, unwraps the track keys of the selected tracks with a
+restore private key, and writes a copy of the video in which those tracks' faces are restored inside
+the span and every other face stays anonymized. Where a restored face's region
 overlaps the region of a face that is not restored, the overlap stays anonymized.
 
 How a face is restored is a `FaceRestorer`: `SealedPayloadRestorer` opens the sealed original
 pixels (exact); a neural restorer (the SDN decoder, keyed by the track's password, or the CycleGAN's F)
 plugs in through `NEURAL_RESTORERS`, keyed by anonymization method.
 
-Every run appends one entry to the hash-chained audit log (`streamd.audit`), whatever its outcome.
+Every run appends one entry per input file to the hash-chained audit log (`streamd.audit`), whatever
+its outcome.
 Nothing is left at the output path after a failure unless `partial` is set.
 """
 
@@ -77,6 +79,12 @@ class RestoreRequest:
     expect_camera: str | None = None
     audit_log_path: Path | None = None
     crf: int = DEFAULT_RESTORE_CRF
+    #: Further segments of the same camera and stream epoch, restored into the same output in time order.
+    more_inputs: tuple[Path, ...] = ()
+
+    @property
+    def input_paths(self) -> tuple[Path, ...]:
+        return (self.input_path, *self.more_inputs)
 
 
 @dataclass
@@ -268,19 +276,22 @@ def composite_restored(
     return out
 
 
-def _select_tracks(request: RestoreRequest, recording: Recording) -> list[int]:
+def _select_tracks(request: RestoreRequest, segments: "Segments") -> list[int]:
     present: set[int] = set()
-    for record in recording.records:
-        if _in_span(recording.seconds_of(record), request.from_s, request.to_s):
-            present.update(int(face["track_id"]) for face in record.document["faces"])
-    all_tracks = {int(face["track_id"]) for record in recording.records for face in record.document["faces"]}
+    all_tracks: set[int] = set()
+    for recording in segments.recordings:
+        for record in recording.records:
+            tracks = {int(face["track_id"]) for face in record.document["faces"]}
+            all_tracks.update(tracks)
+            if _in_span(segments.seconds_of(record), request.from_s, request.to_s):
+                present.update(tracks)
     if request.tracks is None:
         if not present:
-            raise RestoreError(f"{request.input_path}: no face appears in the selected span")
+            raise RestoreError(f"{segments.label}: no face appears in the selected span")
         return sorted(present)
     unknown = sorted(request.tracks - all_tracks)
     if unknown:
-        raise RestoreError(f"track(s) {', '.join(map(str, unknown))} not in {request.input_path} "
+        raise RestoreError(f"track(s) {', '.join(map(str, unknown))} not in {segments.label} "
                            f"(tracks present: {', '.join(map(str, sorted(all_tracks))) or 'none'})")
     outside = sorted(request.tracks - present)
     if outside:
@@ -289,16 +300,18 @@ def _select_tracks(request: RestoreRequest, recording: Recording) -> list[int]:
 
 
 def _unwrap_keys(
-    recording: Recording, track_ids: Sequence[int], private_key: RestorePrivateKey, partial: bool, problems: list[str]
+    segments: "Segments", track_ids: Sequence[int], private_key: RestorePrivateKey, partial: bool, problems: list[str]
 ) -> dict[int, bytes]:
     track_keys: dict[int, bytes] = {}
+    first = segments.recordings[0]
     for track_id in track_ids:
-        wrapped = recording.wrapped_keys.get(track_id)
+        wrapped = next((recording.wrapped_keys[track_id] for recording in segments.recordings
+                        if recording.wrapped_keys.get(track_id)), None)
         try:
             if not wrapped:
-                raise RestoreError(f"{recording.path}: no wrapped key for track {track_id} in this file "
+                raise RestoreError(f"{segments.label}: no wrapped key for track {track_id} "
                                    "(the recording started after the track and before its keys repeated, or was cut)")
-            context = track_key_context(recording.camera, recording.stream_epoch, track_id)
+            context = track_key_context(first.camera, first.stream_epoch, track_id)
             track_keys[track_id] = unwrap_track_key(wrapped, private_key, context)
         except StreamdError as exc:
             if not partial:
@@ -311,67 +324,128 @@ def _unwrap_keys(
 
 def _check_recording(request: RestoreRequest, recording: Recording, problems: list[str]) -> None:
     if request.expect_camera is not None and recording.camera != request.expect_camera:
-        raise RestoreError(f"{request.input_path} is from camera {recording.camera!r}, "
+        raise RestoreError(f"{recording.path} is from camera {recording.camera!r}, "
                            f"not the expected camera {request.expect_camera!r}")
     if recording.problems:
-        message = f"{request.input_path}: truncated or damaged recording: {'; '.join(recording.problems)}"
+        message = f"{recording.path}: truncated or damaged recording: {'; '.join(recording.problems)}"
         if not request.partial:
             raise RecordingError(message)
         problems.append(message)
     methods = {str(record.document["method"]) for record in recording.records}
     if len(methods) > 1:
-        raise RecordingError(f"{request.input_path}: mixes anonymization methods {', '.join(sorted(methods))}")
+        raise RecordingError(f"{recording.path}: mixes anonymization methods {', '.join(sorted(methods))}")
+
+
+@dataclass(frozen=True)
+class Segments:
+    """The recordings of one restore in time order; seconds count from the first frame of the first."""
+
+    recordings: tuple[Recording, ...]
+
+    @classmethod
+    def join(cls, recordings: Sequence[Recording]) -> "Segments":
+        """Check that the recordings are one camera's stream epoch, in non-overlapping time ranges."""
+        if not recordings:
+            raise RestoreError("no recording to restore")
+        ordered = sorted(recordings, key=lambda recording: recording.first_seconds)
+        first = ordered[0]
+        for recording in ordered[1:]:
+            if (recording.camera, recording.stream_epoch) != (first.camera, first.stream_epoch):
+                raise RestoreError(
+                    f"{recording.path} is camera {recording.camera!r}, stream epoch {recording.stream_epoch}; "
+                    f"{first.path} is camera {first.camera!r}, stream epoch {first.stream_epoch}: only segments of "
+                    "one camera's stream epoch can be restored into one output (track keys belong to an epoch)")
+        first_record = next((recording.records[0] for recording in ordered if recording.records), None)
+        for recording in ordered:
+            if not recording.records or first_record is None:
+                continue
+            record = recording.records[0]
+            if record.time_base != first_record.time_base or _frame_size(record) != _frame_size(first_record):
+                raise RestoreError(
+                    f"{recording.path} has frames of {_frame_size(record)} in time base {record.time_base}, "
+                    f"{ordered[0].path} of {_frame_size(first_record)} in {first_record.time_base}: "
+                    "restore these segments into separate outputs")
+        for earlier, later in zip(ordered, ordered[1:]):
+            if earlier.records and later.records and _absolute_seconds(later.records[0]) <= _absolute_seconds(earlier.records[-1]):
+                raise RestoreError(f"{earlier.path} and {later.path} overlap in time; give each segment once")
+        methods = {str(recording.records[0].document["method"]) for recording in ordered if recording.records}
+        if len(methods) > 1:
+            raise RecordingError(f"the segments use different anonymization methods: {', '.join(sorted(methods))}")
+        return cls(tuple(ordered))
+
+    @property
+    def label(self) -> str:
+        paths = [str(recording.path) for recording in self.recordings]
+        return paths[0] if len(paths) == 1 else f"{paths[0]} (and {len(paths) - 1} more segment(s))"
+
+    @property
+    def frame_count(self) -> int:
+        return sum(len(recording.records) for recording in self.recordings)
+
+    def seconds_of(self, record: FrameRecord) -> float:
+        return _absolute_seconds(record) - self.recordings[0].first_seconds
+
+
+def _frame_size(record: FrameRecord) -> tuple[int, int]:
+    return int(record.document["width"]), int(record.document["height"])
+
+
+def _absolute_seconds(record: FrameRecord) -> float:
+    return float(record.pts * record.time_base)
 
 
 def _restore_frames(
     request: RestoreRequest,
-    recording: Recording,
-    restorer: FaceRestorer,
+    segments: Segments,
+    restorers: Sequence[FaceRestorer],
     track_ids: Sequence[int],
     problems: list[str],
     progress: object | None,
 ) -> RestoreResult:
     selected = set(track_ids)
-    records = recording.records
-    first = records[0]
     writer: RestoredVideoWriter | None = None
     faces_restored = 0
     restored_tracks: set[int] = set()
-    decoded_count = 0
+    decoded_total = 0
     try:
-        for position, (pts, time_base, bgr) in enumerate(decode_video_frames(request.input_path)):
-            if position >= len(records):
-                message = (f"{request.input_path}: the video has more frames than metadata records "
-                           f"({len(records)}): the file is truncated or damaged")
+        for recording, restorer in zip(segments.recordings, restorers):
+            records = recording.records
+            decoded_count = 0
+            for position, (pts, time_base, bgr) in enumerate(decode_video_frames(recording.path)):
+                if position >= len(records):
+                    message = (f"{recording.path}: the video has more frames than metadata records "
+                               f"({len(records)}): the file is truncated or damaged")
+                    if not request.partial:
+                        raise RecordingError(message)
+                    problems.append(f"{message}; frames after the last record are left out")
+                    break
+                record = records[position]
+                if pts is not None and time_base is not None:
+                    difference = abs(float(pts * time_base) - _absolute_seconds(record))
+                    if difference > PTS_MATCH_TOLERANCE_S:
+                        raise RecordingError(f"{recording.path}: video frame {position} is at {float(pts * time_base):.3f} s "
+                                             f"but its record says {_absolute_seconds(record):.3f} s")
+                if writer is None:
+                    writer = RestoredVideoWriter(request.output_path, (bgr.shape[1], bgr.shape[0]), record.time_base,
+                                                 _average_rate(recording), crf=request.crf)
+                out_bgr = bgr
+                if _in_span(segments.seconds_of(record), request.from_s, request.to_s):
+                    out_bgr, count = _restore_one(bgr, record, restorer, selected, request.partial, problems,
+                                                  restored_tracks)
+                    faces_restored += count
+                writer.write(out_bgr, pts=record.pts)
+                decoded_count += 1
+                if progress is not None:
+                    progress.update(1)  # type: ignore[attr-defined]
+            if decoded_count < len(records):
+                message = (f"{recording.path}: the video ends after {decoded_count} frames but the metadata "
+                           f"describes {len(records)}: the file is truncated")
                 if not request.partial:
                     raise RecordingError(message)
-                problems.append(f"{message}; frames after the last record are left out")
-                break
-            record = records[position]
-            if pts is not None and time_base is not None:
-                difference = abs(float(pts * time_base) - float(record.pts * record.time_base))
-                if difference > PTS_MATCH_TOLERANCE_S:
-                    raise RecordingError(f"{request.input_path}: video frame {position} is at {float(pts * time_base):.3f} s "
-                                         f"but its record says {float(record.pts * record.time_base):.3f} s")
-            if writer is None:
-                writer = RestoredVideoWriter(request.output_path, (bgr.shape[1], bgr.shape[0]), first.time_base,
-                                         _average_rate(recording), crf=request.crf)
-            out_bgr = bgr
-            if _in_span(recording.seconds_of(record), request.from_s, request.to_s):
-                out_bgr, count = _restore_one(bgr, record, restorer, selected, request.partial, problems, restored_tracks)
-                faces_restored += count
-            writer.write(out_bgr, pts=record.pts)
-            decoded_count += 1
-            if progress is not None:
-                progress.update(1)  # type: ignore[attr-defined]
-        if decoded_count < len(records):
-            message = (f"{request.input_path}: the video ends after {decoded_count} frames but the metadata "
-                       f"describes {len(records)}: the file is truncated")
-            if not request.partial:
-                raise RecordingError(message)
-            problems.append(message)
+                problems.append(message)
+            decoded_total += decoded_count
         if writer is None:
-            raise RecordingError(f"{request.input_path}: no video frame could be decoded")
+            raise RecordingError(f"{segments.label}: no video frame could be decoded")
         if faces_restored == 0:
             raise RestoreError("no face could be restored" + (f": {problems[0]}" if problems else ""))
         writer.close()
@@ -379,7 +453,7 @@ def _restore_frames(
         if writer is not None:
             writer.abort()
         raise
-    return RestoreResult(request.output_path, decoded_count, faces_restored, sorted(restored_tracks), problems)
+    return RestoreResult(request.output_path, decoded_total, faces_restored, sorted(restored_tracks), problems)
 
 
 def _average_rate(recording: Recording) -> Fraction:
@@ -429,25 +503,30 @@ def _restore_one(
 
 
 def restore_recording(request: RestoreRequest, progress: object | None = None) -> RestoreResult:
-    """Restore as `request` asks; appends the audit entry whatever happens. Raises StreamdError on failure."""
+    """Restore as `request` asks; appends one audit entry per input whatever happens. Raises StreamdError
+    on failure."""
     audit_log_path = request.audit_log_path or default_audit_log_path()
     audit_log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    input_sha256 = file_sha256(request.input_path) if request.input_path.is_file() else None
+    input_hashes = {path: file_sha256(path) if path.is_file() else None for path in request.input_paths}
     span = None if request.from_s is None and request.to_s is None else (request.from_s, request.to_s)
     audit_tracks = sorted(request.tracks) if request.tracks is not None else None
     try:
         result = _restore(request, progress)
     except StreamdError as exc:
-        append_audit_entry(audit_log_path, action=AUDIT_ACTION, outcome="failed", input_path=request.input_path,
-                           input_sha256=input_sha256, tracks=audit_tracks, span=span, message=str(exc))
+        for path, input_sha256 in input_hashes.items():
+            append_audit_entry(audit_log_path, action=AUDIT_ACTION, outcome="failed", input_path=path,
+                               input_sha256=input_sha256, tracks=audit_tracks, span=span, message=str(exc))
         raise
     summary = (f"{result.faces_restored} faces of tracks {', '.join(map(str, result.tracks_restored))} restored "
                f"into {result.output_path}")
+    if len(input_hashes) > 1:
+        summary += f" from {len(input_hashes)} segments"
     if result.problems:
         summary += f"; {len(result.problems)} problem(s), first: {result.problems[0]}"
     try:
-        append_audit_entry(audit_log_path, action=AUDIT_ACTION, outcome=result.outcome, input_path=request.input_path,
-                           input_sha256=input_sha256, tracks=result.tracks_restored, span=span, message=summary)
+        for path, input_sha256 in input_hashes.items():
+            append_audit_entry(audit_log_path, action=AUDIT_ACTION, outcome=result.outcome, input_path=path,
+                               input_sha256=input_sha256, tracks=result.tracks_restored, span=span, message=summary)
     except StreamdError:
         result.output_path.unlink(missing_ok=True)
         raise
@@ -459,21 +538,26 @@ def _restore(request: RestoreRequest, progress: object | None) -> RestoreResult:
         raise RestoreError(f"unknown restore mode {request.mode!r}; one of {', '.join(RESTORE_MODES)}")
     if request.from_s is not None and request.to_s is not None and request.to_s < request.from_s:
         raise RestoreError(f"--to {request.to_s} is before --from {request.from_s}")
-    if request.output_path.resolve() == request.input_path.resolve():
-        raise RestoreError(f"{request.output_path}: the output must not overwrite the input")
+    if len(set(path.resolve() for path in request.input_paths)) < len(request.input_paths):
+        raise RestoreError("the same recording is given twice")
+    if any(request.output_path.resolve() == path.resolve() for path in request.input_paths):
+        raise RestoreError(f"{request.output_path}: the output must not overwrite an input")
     problems: list[str] = []
-    recording = read_recording(request.input_path)
-    _check_recording(request, recording, problems)
-    method = str(recording.records[0].document["method"])
+    recordings = [read_recording(path) for path in request.input_paths]
+    for recording in recordings:
+        _check_recording(request, recording, problems)
+    segments = Segments.join(recordings)
+    method = str(segments.recordings[0].records[0].document["method"])
     if request.mode in ("neural", "cyclegan"):
-        build_restorer(request.mode, method, recording, {})
+        build_restorer(request.mode, method, segments.recordings[0], {})
     private_key = load_private_key(request.key_path, request.passphrase)
-    track_ids = _select_tracks(request, recording)
-    if request.mode == "sealed" and not any(record.payload_descriptors for record in recording.records):
-        raise RestoreError(f"{request.input_path} holds no sealed payloads (recorded with sealed_payloads off); "
+    track_ids = _select_tracks(request, segments)
+    if request.mode == "sealed" and not any(record.payload_descriptors for recording in segments.recordings
+                                            for record in recording.records):
+        raise RestoreError(f"{segments.label} holds no sealed payloads (recorded with sealed_payloads off); "
                            "only --mode neural could restore it")
-    track_keys = _unwrap_keys(recording, track_ids, private_key, request.partial, problems)
-    restorer = build_restorer(request.mode, method, recording, track_keys)
+    track_keys = _unwrap_keys(segments, track_ids, private_key, request.partial, problems)
+    restorers = [build_restorer(request.mode, method, recording, track_keys) for recording in segments.recordings]
     if progress is not None:
-        progress.total = len(recording.records)  # type: ignore[attr-defined]
-    return _restore_frames(request, recording, restorer, sorted(track_keys), problems, progress)
+        progress.total = segments.frame_count  # type: ignore[attr-defined]
+    return _restore_frames(request, segments, restorers, sorted(track_keys), problems, progress)

@@ -15,7 +15,7 @@ from streamd.config import AnonymizerConfig, CameraConfig, FileSourceConfig, Out
 from streamd.protocol import decode_event, decode_frame_message
 from streamd.record import Recorder
 from streamd.recording_format import read_recording
-from streamd.restore import RestoreRequest, restore_recording
+from streamd.restore import RestoreError, RestoreRequest, restore_recording
 
 SLOW_JOINER_S = 0.5
 
@@ -137,3 +137,42 @@ def test_recorder_counts_frames_that_never_arrived(live_recording, tmp_path):
     recorder.close_segment()
     assert recorder.summary.frames == 25 - len(lost)
     assert recorder.summary.frames_missing == len(lost)
+
+
+def test_segments_restore_into_one_output_in_time_order(live_recording, demo_clip, tmp_path):
+    first, second = live_recording["summary"].files
+    output, audit = tmp_path / "joined.mkv", tmp_path / "audit.jsonl"
+    result = restore_recording(RestoreRequest(input_path=second, more_inputs=(first,), output_path=output,
+                                              key_path=live_recording["private_key"], tracks=frozenset({2}),
+                                              from_s=0.3, audit_log_path=audit))
+    assert result.tracks_restored == [2] and result.problems == [] and result.frames_written == 25
+    entries = read_audit(audit)
+    assert [entry["input_path"] for entry in entries] == [str(second), str(first)]
+    assert all(entry["outcome"] == "ok" and entry["input_sha256"] for entry in entries)
+    originals = decode_frames(demo_clip.path)
+    records = read_recording(first).records + read_recording(second).records
+    restored = decode_frames(output)
+    assert len(restored) == len(records) == 25
+    checked_before = checked_after = 0
+    for record, frame in zip(records, restored):
+        face = next((face for face in record.document["faces"] if face["track_id"] == 2), None)
+        if face is None:
+            continue
+        x0, y0, x1, y1 = inner_box(face["xyxy"])
+        seconds = float(record.pts * record.time_base) - float(records[0].pts * records[0].time_base)
+        quality = psnr(originals[record.frame_index][y0:y1, x0:x1], frame[y0:y1, x0:x1])
+        if seconds >= 0.3 + 1e-6:
+            assert quality >= 40.0, "restored inside the span, in both segments"
+            checked_after += 1
+        elif seconds < 0.3 - 1e-6:
+            assert quality < 30.0, "before --from the face stays anonymized"
+            checked_before += 1
+    assert checked_before > 0 and checked_after > 12
+
+
+def test_the_same_segment_twice_is_refused(live_recording, tmp_path):
+    segment = live_recording["summary"].files[0]
+    with pytest.raises(RestoreError, match="given twice"):
+        restore_recording(RestoreRequest(input_path=segment, more_inputs=(segment,), output_path=tmp_path / "x.mkv",
+                                         key_path=live_recording["private_key"], audit_log_path=tmp_path / "a.jsonl"))
+    assert not (tmp_path / "x.mkv").exists()
