@@ -33,7 +33,7 @@ from streamd.contact_sheet import write_contact_sheet
 from streamd.evaluation.metrics import psnr, ssim
 from streamd.runtime.lsmm import load_directions
 from streamd.runtime.sdn import SdnCodec
-from streamd.runtime.sdn_inversion import restore_shifted
+from streamd.runtime.sdn_inversion import restore_by_inversion
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def _mean(values: np.ndarray) -> float | None:
 
 def _restore_psnr(codec: SdnCodec, crops, surrogates, bits, attributes, shift) -> dict[str, float]:
     plain = codec.restore(surrogates, bits, attributes)
-    refined = restore_shifted(codec, surrogates, bits, attributes, shift)
+    refined = restore_by_inversion(codec, surrogates, bits, attributes, shift)
     return {"decoder_only_db": round(float(np.mean([psnr(c, r) for c, r in zip(crops, plain)])), 2),
             "shift_aware_refinement_db": round(float(np.mean([psnr(c, r) for c, r in zip(crops, refined)])), 2)}
 

@@ -1,10 +1,10 @@
 """Neural restore: a network turns a recorded anonymized crop back into the face.
 
 - `method: sdn` (`streamd restore --mode neural`): the SDN decoder, with the password derived from the
-  track key (the same derivation the daemon used) and the attribute values of `method_details`. When
-  the recording was made with a latent manipulation (`method_details.manipulation`), the decoder's
-  output is refined by inverting the encoder with the recorded shift (streamd.runtime.sdn_inversion);
-  the directions file must be the one recorded (same sha256).
+  track key (the same derivation the daemon used) and the attribute values of `method_details`, its
+  output refined by inverting the encoder under the same password (streamd.runtime.sdn_inversion).
+  When the recording was made with a latent manipulation (`method_details.manipulation`) the
+  inversion uses the recorded shift; the directions file must be the one recorded (same sha256).
 - `method: cyclegan` (`streamd restore --mode cyclegan`, or `--mode neural`): the CycleGAN's F. F takes
   no key; the track keys are still unwrapped before it runs, so only a holder of a restore private key
   for a reversible recording gets a restore (and an audit entry), like every other mode.
@@ -28,7 +28,7 @@ from streamd.restore import FaceRestorer, RestoredFace
 from streamd.runtime.cyclegan import CycleganReidentifier, load_cyclegan_reidentifier
 from streamd.runtime.lsmm import load_directions
 from streamd.runtime.sdn import SdnCodec
-from streamd.runtime.sdn_inversion import restore_shifted
+from streamd.runtime.sdn_inversion import restore_by_inversion
 
 DEFAULT_FEATHER = AnonymizerConfig.model_fields["feather"].default
 
@@ -80,7 +80,7 @@ def _recorded_mask(method_details: Mapping[str, object], crop_size: int) -> np.n
 
 
 class SdnNeuralRestorer(AlignedCropRestorer):
-    """Runs the SDN decoder on one recorded face at a time."""
+    """Runs the SDN decoder, refined by encoder inversion, on one recorded face at a time."""
 
     mode = "neural"
     method = "sdn"
@@ -106,9 +106,7 @@ class SdnNeuralRestorer(AlignedCropRestorer):
 
     def restore_crop(self, crop_bgr: np.ndarray, track_id: int) -> np.ndarray:
         bits, attributes = self._bits[track_id][None], self._attribute_vector[None]
-        if self._latent_shift is None:
-            return self.codec.restore(crop_bgr[None], bits, attributes)[0]
-        return restore_shifted(self.codec, crop_bgr[None], bits, attributes, self._latent_shift)[0]
+        return restore_by_inversion(self.codec, crop_bgr[None], bits, attributes, self._latent_shift)[0]
 
 
 def _recorded_shift(method_details: Mapping[str, object], model: str) -> np.ndarray | None:

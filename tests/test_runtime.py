@@ -184,3 +184,24 @@ def test_tensorrt_runner_says_how_to_get_tensorrt(tmp_path):
 
     with pytest.raises(ModelError, match="tensorrt"):
         TensorRTRunner(tmp_path / "model.engine")
+
+
+def test_neural_restore_inverts_the_encoder_only_with_the_right_password(codec):
+    from export.measure_sdn import jpeg_round_trip_bgr, psnr
+    from export.sdn_data import build_offline_faces
+    from streamd.runtime.sdn_inversion import restore_by_inversion
+
+    _, held_out = build_offline_faces(codec.spec.resolution, len(codec.spec.attribute_names))
+    crops = np.stack([record.bgr for record in held_out[:8]])
+    attributes = np.zeros((len(crops), len(codec.spec.attribute_names)), np.float32)
+    right, wrong = _bits(codec, len(crops), 3), _bits(codec, len(crops), 4)
+    stored = np.stack([jpeg_round_trip_bgr(surrogate, 90) for surrogate in codec.anonymize(crops, right, attributes)])
+
+    def mean_psnr(restored: np.ndarray) -> float:
+        return float(np.mean([psnr(crop, face) for crop, face in zip(crops, restored)]))
+
+    decoder_only = mean_psnr(codec.restore(stored, right, attributes))
+    inverted = mean_psnr(restore_by_inversion(codec, stored, right, attributes, None))
+    inverted_wrong = mean_psnr(restore_by_inversion(codec, stored, wrong, attributes, None))
+    assert inverted > decoder_only + 5 and inverted > 30, (decoder_only, inverted)
+    assert inverted_wrong < inverted - 10, (inverted, inverted_wrong)

@@ -187,7 +187,10 @@ class SdnCropRunner:
         return self.codec.anonymize(crop_bgr[None], password_bits[None], self.attributes[None])[0]
 
     def reveal(self, surrogate_bgr: np.ndarray, password_bits: np.ndarray) -> np.ndarray:
-        return self.codec.restore(surrogate_bgr[None], password_bits[None], self.attributes[None])[0]
+        """What `streamd restore --mode neural` does: the decoder, refined by inverting the encoder."""
+        from streamd.runtime.sdn_inversion import restore_by_inversion
+
+        return restore_by_inversion(self.codec, surrogate_bgr[None], password_bits[None], self.attributes[None], None)[0]
 
 
 def load_sdn_crop_runner(models_dir: str | Path | None = None, model_name: str = DEFAULT_SDN_MODEL) -> SdnCropRunner:

@@ -1,14 +1,17 @@
-"""Restore a surrogate that was made with a latent shift, by inverting the encoder.
+"""SDN restore by inverting the encoder: the decoder's estimate, refined until it re-encodes to the surrogate.
 
-The decoder was trained on unshifted surrogates only. Whoever holds the key also holds the encoder,
-so a manipulated surrogate s = En(x, password, attributes, shift) can be inverted by the fixed-point
-iteration
+Whoever holds a track's key holds its password, and the encoder ships with the model, so a surrogate
+s = En(x, password, attributes, shift) can be inverted by the fixed-point iteration
 
     x_0 = De(s, password, attributes)
     x_{k+1} = clip(x_k + step * (s - En(x_k, password, attributes, shift)), -1, 1)
 
 which converges where the encoder's residual changes slowly with its input image (the encoder adds a
 residual to its input, so En(x) - x varies much less than x). Each iteration is one encoder run.
+It serves unshifted surrogates (shift None) as well as those made with a latent manipulation (the
+decoder never saw shifted surrogates). With a wrong password the iteration converges to a face that
+re-encodes to s under that password, not to the original: the key still decides what comes back
+(measured numbers in models/sdn-tiny.md).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ def invert_encoder(codec: SdnCodec, surrogates: np.ndarray, password_bits: np.nd
     return faces
 
 
-def restore_shifted(codec: SdnCodec, surrogates_bgr: np.ndarray, password_bits: np.ndarray, attributes: np.ndarray,
+def restore_by_inversion(codec: SdnCodec, surrogates_bgr: np.ndarray, password_bits: np.ndarray, attributes: np.ndarray,
                     latent_shift: np.ndarray | None, iterations: int = DEFAULT_ITERATIONS,
                     step: float = DEFAULT_STEP) -> np.ndarray:
     """`invert_encoder` on uint8 BGR crops (N, S, S, 3); returns restored crops the same way."""
