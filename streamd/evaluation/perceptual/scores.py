@@ -64,6 +64,18 @@ def _pairs(a_batch: np.ndarray, b_batch: np.ndarray, channel_order: str, min_sid
     return a, b
 
 
+def _pairwise(score_pairs, a, b) -> np.ndarray:
+    """One float64 score per pair (a[i], b[i]), computed without gradients in chunks of CHUNK."""
+    import torch
+
+    scores = []
+    with torch.no_grad():
+        for start in range(0, a.shape[0], CHUNK):
+            chunk = score_pairs(a[start:start + CHUNK], b[start:start + CHUNK])
+            scores.append(chunk.reshape(-1).double().numpy())
+    return np.concatenate(scores) if scores else np.zeros(0)
+
+
 def lpips_status() -> networks.PerceptualStatus:
     """Whether `lpips_distance` computes here, and why (not)."""
     return networks.load("lpips")[0]
@@ -76,35 +88,21 @@ def lpips_distance(a_batch: np.ndarray, b_batch: np.ndarray, *, channel_order: s
     `channel_order="bgr"`. None when LPIPS cannot run here: `lpips_status().reason` says why.
     Raises ValueError for malformed batches.
     """
-    import torch
-
-    status, network = networks.load("lpips")
+    _, network = networks.load("lpips")
     if network is None:
         return None
     a, b = _pairs(a_batch, b_batch, channel_order, LPIPS_MIN_SIDE, "LPIPS")
-    distances = []
-    with torch.no_grad():
-        for start in range(0, a.shape[0], CHUNK):
-            chunk = network(a[start:start + CHUNK], b[start:start + CHUNK], normalize=True)
-            distances.append(chunk.reshape(-1).double().numpy())
-    return np.concatenate(distances) if distances else np.zeros(0)
+    return _pairwise(lambda x, y: network(x, y, normalize=True), a, b)
 
 
 def pieapp_score(distorted_batch: np.ndarray, reference_batch: np.ndarray, *,
                  channel_order: str = "rgb") -> np.ndarray | None:
     """PieAPP of distorted_batch[i] against reference_batch[i] (N scores; lower is closer); None if unavailable."""
-    import torch
-
     _, network = networks.load("pieapp")
     if network is None:
         return None
     distorted, reference = _pairs(distorted_batch, reference_batch, channel_order, PIEAPP_MIN_SIDE, "PieAPP")
-    scores = []
-    with torch.no_grad():
-        for start in range(0, distorted.shape[0], CHUNK):
-            chunk = network(distorted[start:start + CHUNK], reference[start:start + CHUNK])
-            scores.append(chunk.reshape(-1).double().numpy())
-    return np.concatenate(scores) if scores else np.zeros(0)
+    return _pairwise(network, distorted, reference)
 
 
 def inception_features(batch: np.ndarray, *, channel_order: str = "rgb") -> np.ndarray | None:
