@@ -268,7 +268,9 @@ class SdnTrainer:
         seed: int,
         guide: EigenfaceGuide | None = None,
         guide_settings: GuideSettings = GuideSettings(),
+        generator_trains_fext: bool = False,
     ) -> None:
+        """`generator_trains_fext`: L_total also updates Fext (the encoder graph's first half), not only L_EC."""
         if generator_every < 1:
             raise ValueError("generator_every must be >= 1")
         self.network = network.to(device)
@@ -283,7 +285,13 @@ class SdnTrainer:
         self.guide_settings = guide_settings
         betas = (0.5, 0.999)
         ec_params = list(network.feature_extractor.parameters()) + list(network.feature_classifier.parameters())
-        generator_params = unique_parameters(network.encoder, network.decoder)
+        generator_modules = [network.encoder, network.decoder]
+        if generator_trains_fext:
+            generator_modules.insert(0, network.feature_extractor)
+        generator_params = unique_parameters(*generator_modules)
+        self.frozen_in_generator_step = [network.feature_classifier, network.discriminator]
+        if not generator_trains_fext:
+            self.frozen_in_generator_step.insert(0, network.feature_extractor)
         self.optimizer_ec = torch.optim.Adam(ec_params, lr=learning_rate, betas=betas)
         self.optimizer_d = torch.optim.Adam(network.discriminator.parameters(), lr=learning_rate, betas=betas)
         self.optimizer_g = torch.optim.Adam(generator_params, lr=learning_rate, betas=betas)
@@ -346,7 +354,7 @@ class SdnTrainer:
         net = self.network
         w = self.weights
         image_y = y["image"]
-        for module in (net.feature_extractor, net.feature_classifier, net.discriminator):
+        for module in self.frozen_in_generator_step:
             module.requires_grad_(False)
         try:
             with self._autocast():
@@ -406,7 +414,7 @@ class SdnTrainer:
             loss_total.backward()
             self.optimizer_g.step()
         finally:
-            for module in (net.feature_extractor, net.feature_classifier, net.discriminator):
+            for module in self.frozen_in_generator_step:
                 module.requires_grad_(True)
         named = {
             "total": loss_total, "en": loss_en, "de": loss_de, "rec": loss_rec, "attr": loss_attr,
@@ -543,6 +551,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="eigenface guide: standard deviations added along each component")
     parser.add_argument("--guide-luma", action="store_true", help="eigenface guide on the channel mean only")
     parser.add_argument("--guide-faces", type=int, default=2000, help="crops the guide's components are fitted on")
+    parser.add_argument("--generator-trains-fext", action="store_true",
+                        help="L_total updates Fext too (default: only L_EC trains Fext)")
     parser.add_argument("--init-generators", type=Path,
                         help="start Fext, En and De from these generator weights (same configuration)")
     parser.add_argument("--no-progress", action="store_true")
@@ -596,6 +606,7 @@ def main(argv: list[str] | None = None) -> int:
     trainer = SdnTrainer(
         network, device, weights, ChannelSettings(), args.generator_every,
         args.learning_rate, use_amp=not args.no_amp, seed=args.seed, guide=guide, guide_settings=guide_settings,
+        generator_trains_fext=args.generator_trains_fext,
     )
     checkpoint_path = args.out / CHECKPOINT_NAME
     if args.resume:

@@ -222,3 +222,16 @@ def test_trainer_uses_the_guide_only_when_weighted():
     plain = train_sdn.SdnTrainer(build_sdn_from_config(config), torch.device("cpu"), train_sdn.LossWeights(),
                                  channel, 1, 1e-3, use_amp=False, seed=0)
     assert plain.step(batch, batch, batch)["guide"] == 0.0
+
+
+def test_generator_step_trains_fext_only_when_asked():
+    config = sdn_config("tiny", width=8, num_residual_blocks=1, identity_hidden=32, num_identities=4)
+    channel = train_sdn.ChannelSettings(jpeg_probability=0.0, resize_probability=0.0)
+    for flag in (False, True):
+        network = build_sdn_from_config(config)
+        trainer = train_sdn.SdnTrainer(network, torch.device("cpu"), train_sdn.LossWeights(), channel, 1, 1e-3,
+                                       use_amp=False, seed=0, generator_trains_fext=flag)
+        optimized = {id(p) for group in trainer.optimizer_g.param_groups for p in group["params"]}
+        fext = {id(p) for p in network.feature_extractor.parameters()}
+        assert (fext <= optimized) is flag and bool(fext & optimized) is flag
+        assert (network.feature_extractor in trainer.frozen_in_generator_step) is not flag
