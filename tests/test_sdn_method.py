@@ -151,3 +151,29 @@ def test_recording_restores_by_sealed_payloads_and_by_the_decoder(models_dir, de
     # changes it: the plumbing is exercised; the trained model's fidelity is in its model card.
     neural = [bgr for _, _, bgr in decode_video_frames(tmp_path / "restored-neural.mkv")]
     assert not np.array_equal(neural[0][y0:y1, x0:x1], anonymized[0][y0:y1, x0:x1])
+
+
+def test_cameras_running_the_same_model_share_one_loaded_copy(models_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from streamd.anonymize.neural_models import shared_model_key
+    from streamd.runtime.shared import SHARED_MODELS
+
+    models_dir = Path(shutil.copytree(models_dir, tmp_path / "models"))  # a model no other test holds
+    config = sdn_config_for(models_dir)
+    key = shared_model_key("sdn", config.sdn)
+    first, second = build_anonymizer(config), build_anonymizer(config)
+    assert isinstance(first, SdnAnonymizer) and isinstance(second, SdnAnonymizer)
+    assert first.codec is second.codec and SHARED_MODELS.users(key) == 2
+    with pytest.raises(ModelError):
+        build_anonymizer(sdn_config_for(models_dir, allow_unprotective=False))  # sharing skips no check
+    first.close()
+    crops = np.zeros((1, 64, 64, 3), np.uint8)
+    bits = np.zeros((1, second.codec.spec.password_bits), np.float32)
+    attributes = np.zeros((1, len(second.codec.spec.attribute_names)), np.float32)
+    assert second.codec.anonymize(crops, bits, attributes).shape == crops.shape, "still open for the other camera"
+    second.close()
+    assert SHARED_MODELS.users(key) == 0
+    third = build_anonymizer(config)
+    assert isinstance(third, SdnAnonymizer) and third.codec is not second.codec
+    third.close()

@@ -17,19 +17,12 @@ from collections.abc import Sequence
 import numpy as np
 
 from streamd.anonymize.crops import AlignedCropAnonymizer
-from streamd.config import AnonymizerConfig, CycleganMethodConfig
-from streamd.runtime.manifest import require_protective_model
+from streamd.anonymize.neural_models import SharedModelKey, acquire_model, release_model
+from streamd.config import AnonymizerConfig
 from streamd.runtime.cyclegan import CycleganDeidentifier, load_cyclegan_deidentifier
 from streamd.types import TrackedFace
 
 logger = logging.getLogger(__name__)
-
-
-def load_deidentifier(config: CycleganMethodConfig) -> CycleganDeidentifier:
-    """The configured model's G, checked against the manifest (ModelError if not, or if the model was
-    not shown to protect faces and the configuration does not allow that)."""
-    require_protective_model(config.models_dir, config.model, config.allow_unprotective_model)
-    return load_cyclegan_deidentifier(config.models_dir, config.model, config.providers, config.intra_op_threads)
 
 
 class CycleganAnonymizer(AlignedCropAnonymizer):
@@ -38,7 +31,12 @@ class CycleganAnonymizer(AlignedCropAnonymizer):
 
     def __init__(self, config: AnonymizerConfig, deidentifier: CycleganDeidentifier | None = None) -> None:
         self._config = config
-        self.deidentifier = deidentifier if deidentifier is not None else load_deidentifier(config.cyclegan)
+        self._shared_key: SharedModelKey | None = None
+        if deidentifier is None:
+            model = config.cyclegan
+            deidentifier, self._shared_key = acquire_model("cyclegan", model, lambda: load_cyclegan_deidentifier(
+                model.models_dir, model.model, model.providers, model.intra_op_threads))
+        self.deidentifier = deidentifier
         super().__init__(self.deidentifier.spec.resolution, config.feather)
         logger.info("cyclegan model %s: %dx%d crops", config.cyclegan.model, self.crop_size, self.crop_size)
 
@@ -49,4 +47,7 @@ class CycleganAnonymizer(AlignedCropAnonymizer):
         return self.deidentifier.deidentify(crops_bgr)
 
     def close(self) -> None:
-        self.deidentifier.close()
+        if self._shared_key is None:
+            self.deidentifier.close()
+        else:
+            release_model(self._shared_key)

@@ -22,11 +22,11 @@ import numpy as np
 
 from streamd.anonymize.base import TrackSecrets
 from streamd.anonymize.crops import AlignedCropAnonymizer
+from streamd.anonymize.neural_models import SharedModelKey, acquire_model, release_model
 from streamd.config import AnonymizerConfig, SdnMethodConfig
 from streamd.errors import ConfigError
 from streamd.keys import derive_password_bits, new_track_key
 from streamd.runtime.lsmm import load_directions
-from streamd.runtime.manifest import require_protective_model
 from streamd.runtime.sdn import SdnCodec
 from streamd.types import TrackedFace
 
@@ -74,20 +74,18 @@ def latent_shift(config: SdnMethodConfig) -> tuple[np.ndarray | None, dict[str, 
                    "directions_sha256": directions.sha256}
 
 
-def load_sdn_codec(config: SdnMethodConfig) -> SdnCodec:
-    """The configured model's encoder and decoder, checked against the manifest (ModelError if not, or if
-    the model was not shown to protect faces and the configuration does not allow that)."""
-    require_protective_model(config.models_dir, config.model, config.allow_unprotective_model)
-    return SdnCodec.from_manifest(config.models_dir, config.model, config.providers, config.intra_op_threads)
-
-
 class SdnAnonymizer(AlignedCropAnonymizer):
     method = "sdn"
     keyed = True
 
     def __init__(self, config: AnonymizerConfig, codec: SdnCodec | None = None) -> None:
         self._config = config
-        self.codec = codec if codec is not None else load_sdn_codec(config.sdn)
+        self._shared_key: SharedModelKey | None = None
+        if codec is None:
+            sdn = config.sdn
+            codec, self._shared_key = acquire_model("sdn", sdn, lambda: SdnCodec.from_manifest(
+                sdn.models_dir, sdn.model, sdn.providers, sdn.intra_op_threads))
+        self.codec = codec
         super().__init__(self.codec.spec.resolution, config.feather)
         self.attributes = attribute_values(config.sdn, self.codec.spec.attribute_names)
         self._attribute_vector = self.codec.attribute_vector(self.attributes)
@@ -126,5 +124,8 @@ class SdnAnonymizer(AlignedCropAnonymizer):
         return self.codec.anonymize(crops_bgr, bits, attributes, self._latent_shift)
 
     def close(self) -> None:
-        self.codec.close()
+        if self._shared_key is None:
+            self.codec.close()
+        else:
+            release_model(self._shared_key)
 
