@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 logger = logging.getLogger(__name__)
+_REPORTED_REASONS: set[str] = set()
 
 STAND_IN_NAME = "gradient-pyramid distance (offline stand-in, not LPIPS)"
 PYRAMID_LEVELS = 3
@@ -60,5 +61,7 @@ def perceptual_distance(a_bgr: np.ndarray, b_bgr: np.ndarray) -> tuple[np.ndarra
         if distances is not None:
             return distances, DistanceMetric("LPIPS (v0.1, AlexNet)", True, "lpips package with its AlexNet weights")
         reason = lpips_status().reason
-    logger.info("LPIPS unavailable (%s); using the %s", reason, STAND_IN_NAME)
+    if reason not in _REPORTED_REASONS:
+        _REPORTED_REASONS.add(reason)
+        logger.info("LPIPS unavailable (%s); using the %s", reason, STAND_IN_NAME)
     return gradient_pyramid_distance(a_bgr, b_bgr), DistanceMetric(STAND_IN_NAME, False, f"LPIPS unavailable: {reason}")

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
 import platform
 import statistics
@@ -33,6 +32,7 @@ import cv2
 import numpy as np
 
 from export.measure_sdn import IdentityJudge, is_grey
+from export.report_output import emit_report
 from export.sdn_data import align_face_bgr, build_offline_faces, detect_faces_centerface, jpeg_round_trip_bgr
 from streamd.anonymize.pixelate import canonical_face_box, pixelate_face_crop
 from streamd.evaluation.metrics import anonymization_accuracy, cosine_similarity, psnr, ssim
@@ -157,10 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.save_sheet:
         rows = [np.concatenate([crops[i], target[i], deid[i], reid[i], reid_jpeg[i]], axis=1) for i in range(n)]
         cv2.imwrite(str(args.save_sheet), np.concatenate(rows, axis=0))
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit_report(report, args.out)
     return 0
 
 

@@ -7,7 +7,9 @@ Held-out faces: the offline set's held-out faces (export.sdn_data: two faces of 
 and 20 grey skimage lfw_subset faces), plus every face CenterFace finds in --photos. For each face:
 surrogates under two random passwords; the first stored as JPEG (--jpeg-quality, default 90), then
 restored with the right password, a random wrong password, the right password with one bit flipped,
-and the right password with wrong attributes. Reported:
+and the right password with wrong attributes, each the way `streamd restore --mode neural` does it
+(decoder, then encoder inversion under that password: streamd.runtime.sdn_inversion), plus the
+decoder alone with the right password (`right_decoder_only`). Reported:
 - PSNR and SSIM (Gaussian 11x11, sigma 1.5) of each restore against the original crop;
 - with dlib (the `eval` extra), 128-D identity distances at threshold 0.6 on crops upscaled to
   150x150 with the whole crop as the face box: protection rate (surrogate >= 0.6 from original),
@@ -20,7 +22,6 @@ and the right password with wrong attributes. Reported:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -30,8 +31,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from export.report_output import emit_report
 from export.sdn_data import align_face_bgr, build_offline_faces, detect_faces_centerface, jpeg_round_trip_bgr
+from streamd.runtime.manifest import record_protection
 from streamd.runtime.sdn import SdnCodec
+from streamd.runtime.sdn_inversion import restore_by_inversion
 
 DLIB_THRESHOLD = 0.6
 DLIB_CROP = 150
@@ -102,8 +106,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--record-protection", action="store_true",
+                        help="write the measured protection rate into the model's manifest entry (needs --out, "
+                             "the details file, in the models folder)")
     parser.add_argument("--save-sheet", type=Path, help="write a PNG: original, surrogate A, B, restored, wrong")
     args = parser.parse_args(argv)
+    if args.record_protection and (args.out is None or args.out.resolve().parent != args.models_dir.resolve()):
+        parser.error("--record-protection needs --out with a file in --models-dir (the manifest points to it)")
 
     codec = SdnCodec.from_manifest(args.models_dir, args.name, intra_op_threads=args.threads)
     size = codec.spec.resolution
@@ -131,10 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     surrogate_b = codec.anonymize(crops, bits_b, attributes)
     stored = np.stack([jpeg_round_trip_bgr(s, args.jpeg_quality) for s in surrogate_a])
     restored = {
-        "right": codec.restore(stored, bits_a, attributes),
-        "wrong_password": codec.restore(stored, bits_wrong, attributes),
-        "one_bit_flipped": codec.restore(stored, bits_one_flip, attributes),
-        "wrong_attributes": codec.restore(stored, bits_a, 1.0 - attributes),
+        "right": restore_by_inversion(codec, stored, bits_a, attributes, None),
+        "right_decoder_only": codec.restore(stored, bits_a, attributes),
+        "wrong_password": restore_by_inversion(codec, stored, bits_wrong, attributes, None),
+        "one_bit_flipped": restore_by_inversion(codec, stored, bits_one_flip, attributes, None),
+        "wrong_attributes": restore_by_inversion(codec, stored, bits_a, 1.0 - attributes, None),
     }
     groups = {"colour": [i for i in range(n) if not is_grey(crops[i])], "grey": [i for i in range(n) if is_grey(crops[i])]}
     report: dict[str, object] = {
@@ -189,10 +199,15 @@ def main(argv: list[str] | None = None) -> int:
                                 restored["wrong_password"][i], restored["one_bit_flipped"][i]], axis=1)
                 for i in range(n) if i in colour]
         cv2.imwrite(str(args.save_sheet), np.concatenate(rows, axis=0))
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit_report(report, args.out)
+    if args.record_protection:
+        identity = report["identity"]
+        if not isinstance(identity, dict) or "spr_surrogate" not in identity:
+            raise SystemExit(f"no protection rate to record: identity {identity}")
+        record_protection(args.models_dir, args.name, {
+            "spr": identity["spr_surrogate"], "faces": identity["faces"], "details": args.out.name,
+            "judge": f"dlib 128-D ResNet, distance threshold {DLIB_THRESHOLD}", "measured_by": "export/measure_sdn.py",
+        })
     return 0
 
 

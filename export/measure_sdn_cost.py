@@ -16,7 +16,6 @@ For the model's own configuration (read from the manifest) and the same configur
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -29,6 +28,7 @@ import onnxruntime
 import torch
 from torch import nn
 
+from export.report_output import emit_report
 from streamd.nets.complexity import count_macs
 from streamd.nets.sdn import SdnConfig, SdnGenerators, count_parameters, unique_parameters
 from streamd.runtime.manifest import load_manifest
@@ -155,10 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     report = measure(args.models_dir, args.name, args.resolution, args.threads, args.repeats)
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit_report(report, args.out)
     return 0
 
 

@@ -68,21 +68,21 @@ def test_directions_file_is_listed_checked_and_tied_to_the_weights(codec, tmp_pa
         load_directions(copy, MODEL)
 
 
-def test_smiling_direction_opens_the_mouth_of_held_out_surrogates(codec, held_out):
-    """Measured on this model (models/sdn-tiny.md): +2 against -2 along `smiling` raises the
-    mouth-opening ratio by about 0.02 on average, for about two thirds of the held-out faces."""
+def test_mouth_open_direction_opens_the_mouth_of_held_out_surrogates(codec, held_out):
+    """Measured on this model (models/sdn-tiny.md): +2 against -2 along `mouth_open` raises the
+    mouth-opening ratio on average (0.106 to 0.143 over the held-out faces)."""
     directions = load_directions(MODELS_DIR, MODEL)
     bits, attributes = _inputs(codec, len(held_out))
     landmarker = CropLandmarker(codec.spec.resolution)
     try:
-        less = measure_attributes(landmarker, codec.anonymize(held_out, bits, attributes, directions.shift({"smiling": -2})))
-        more = measure_attributes(landmarker, codec.anonymize(held_out, bits, attributes, directions.shift({"smiling": 2})))
+        less = measure_attributes(landmarker, codec.anonymize(held_out, bits, attributes, directions.shift({"mouth_open": -2})))
+        more = measure_attributes(landmarker, codec.anonymize(held_out, bits, attributes, directions.shift({"mouth_open": 2})))
     finally:
         landmarker.close()
     change = more["mouth_open"] - less["mouth_open"]
     change = change[np.isfinite(change)]
     assert len(change) >= 15
-    assert change.mean() > 0.008 and np.mean(change > 0) > 0.55, change
+    assert change.mean() > 0.015 and np.mean(change > 0) > 0.6, change
 
 
 def test_manipulation_settings_are_validated(tmp_path):
@@ -121,10 +121,11 @@ def test_daemon_records_the_manipulation_and_restore_uses_it(demo_clip, tmp_path
 
 
 def test_restore_with_the_recorded_shift_beats_ignoring_it(codec, held_out, monkeypatch):
-    """Measured (models/sdn-tiny.md): about 42 dB with the shift-aware refinement, 24 dB without."""
+    """Measured (models/sdn-tiny.md): about 28.4 dB inverting the encoder with the recorded shift, 25.4 dB
+    inverting it without the shift."""
     monkeypatch.setenv("STREAMD_MODELS_DIR", str(MODELS_DIR))
     directions = load_directions(MODELS_DIR, MODEL)
-    degrees = {"smiling": 2.0}
+    degrees = {"mouth_open": 2.0}
     bits, attributes = _inputs(codec, len(held_out), seed=3)
     surrogates = codec.anonymize(held_out, bits, attributes, directions.shift(degrees))
     plain = {"model": MODEL, "crop_size": codec.spec.resolution,
@@ -137,7 +138,7 @@ def test_restore_with_the_recorded_shift_beats_ignoring_it(codec, held_out, monk
         restorer._bits = {index: bits[index] for index in range(len(held_out))}
         scores[label] = np.mean([psnr(face, restorer.restore_crop(surrogate, index))
                                  for index, (face, surrogate) in enumerate(zip(held_out, surrogates))])
-    assert scores["recorded"] > scores["ignoring"] + 8.0, scores
+    assert scores["recorded"] > scores["ignoring"] + 1.5, scores
     stale = dict(recorded, manipulation={"degrees": degrees, "directions_sha256": "0" * 64})
     with pytest.raises(Exception, match="directions file sha256"):
         SdnNeuralRestorer(stale, keys, codec=codec)

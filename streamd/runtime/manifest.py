@@ -169,3 +169,15 @@ def write_manifest_entry(models_dir: Path, name: str, entry: dict[str, object]) 
     manifest["models"][name] = entry
     manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest_path
+
+
+def record_protection(models_dir: Path, name: str, protection: dict[str, object]) -> Path:
+    """Set NAME's measured `protection` in models_dir/manifest.json, leaving the rest of its entry as it is
+    (what export/measure_*.py writes after measuring the exported files)."""
+    manifest_path = models_dir / MANIFEST_NAME
+    manifest = json.loads(manifest_path.read_text())
+    if name not in manifest.get("models", {}):
+        raise ModelError(f"{manifest_path}: no model {name!r} to record a protection rate for")
+    manifest["models"][name]["protection"] = protection
+    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return manifest_path
