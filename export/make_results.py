@@ -102,6 +102,8 @@ def render_results(report: dict, bench: dict, load_before: str, load_after: str,
         "different people (the embeddings are not centred), so compare it across methods, not with the cyclic-"
         "learning paper's FaceNet values.",
         "",
+        "The bundled sdn and cyclegan models were trained on 6 of these 8 faces (all but t1.jpg faces 4 and 5), so their rows flatter them; their model cards in models/ measure them on held-out faces only.",
+        "",
         "LPIPS, FID and PieAPP (original vs anonymized face crops, and vs the right-key restore):",
         "",
         *perceptual_lines(report),
