@@ -20,7 +20,6 @@ the canonical face region, `streamd.anonymize.pixelate`):
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import os
 import platform
@@ -32,7 +31,7 @@ import cv2
 import numpy as np
 
 from export.measure_sdn import IdentityJudge, is_grey
-from export.report_output import emit_report
+from export.measure_cli import emit_report, measurement_parser
 from export.sdn_data import align_face_bgr, build_offline_faces, detect_faces_centerface, jpeg_round_trip_bgr
 from streamd.anonymize.pixelate import canonical_face_box, pixelate_face_crop
 from streamd.evaluation.metrics import anonymization_accuracy, cosine_similarity, psnr, ssim
@@ -55,14 +54,7 @@ def mean(values: list[float]) -> float | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models-dir", type=Path, default=Path("models"))
-    parser.add_argument("--name", default="cyclegan-tiny")
-    parser.add_argument("--photos", type=Path, nargs="*", default=[])
-    parser.add_argument("--jpeg-quality", type=int, default=90)
-    parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
-    parser.add_argument("--repeats", type=int, default=50)
-    parser.add_argument("--out", type=Path)
+    parser = measurement_parser(__doc__, "cyclegan-tiny")
     parser.add_argument("--save-sheet", type=Path, help="write a PNG: ID, target pixelation, De-ID, Re-ID")
     args = parser.parse_args(argv)
 

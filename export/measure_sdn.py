@@ -21,7 +21,6 @@ decoder alone with the right password (`right_decoder_only`). Reported:
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import statistics
@@ -31,7 +30,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from export.report_output import emit_report
+from export.measure_cli import emit_report, measurement_parser
 from export.sdn_data import align_face_bgr, build_offline_faces, detect_faces_centerface, jpeg_round_trip_bgr
 from streamd.runtime.manifest import record_protection
 from streamd.runtime.sdn import SdnCodec
@@ -97,15 +96,8 @@ def latency_ms(codec: SdnCodec, batch: int, repeats: int) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models-dir", type=Path, default=Path("models"))
-    parser.add_argument("--name", default="sdn-tiny")
-    parser.add_argument("--photos", type=Path, nargs="*", default=[])
-    parser.add_argument("--jpeg-quality", type=int, default=90)
-    parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
-    parser.add_argument("--repeats", type=int, default=50)
+    parser = measurement_parser(__doc__, "sdn-tiny")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path)
     parser.add_argument("--record-protection", action="store_true",
                         help="write the measured protection rate into the model's manifest entry (needs --out, "
                              "the details file, in the models folder)")

@@ -28,7 +28,7 @@ import onnxruntime
 import torch
 from torch import nn
 
-from export.report_output import emit_report
+from export.measure_cli import emit_report
 from streamd.nets.complexity import count_macs
 from streamd.nets.sdn import SdnConfig, SdnGenerators, count_parameters, unique_parameters
 from streamd.runtime.manifest import load_manifest
