@@ -31,8 +31,8 @@ import cv2
 import numpy as np
 
 from export.measure_sdn import IdentityJudge, is_grey
-from export.measure_cli import emit_report, measurement_parser
-from export.sdn_data import align_face_bgr, build_offline_faces, detect_faces_centerface, jpeg_round_trip_bgr
+from export.measure_cli import emit_report, held_out_faces, measurement_parser
+from export.sdn_data import jpeg_round_trip_bgr
 from streamd.anonymize.pixelate import canonical_face_box, pixelate_face_crop
 from streamd.evaluation.metrics import anonymization_accuracy, cosine_similarity, psnr, ssim
 from streamd.runtime.cyclegan import load_cyclegan_deidentifier, load_cyclegan_reidentifier
@@ -61,14 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     deidentifier = load_cyclegan_deidentifier(args.models_dir, args.name, intra_op_threads=args.threads)
     reidentifier = load_cyclegan_reidentifier(args.models_dir, args.name, intra_op_threads=args.threads)
     size = deidentifier.spec.resolution
-    _, held_out = build_offline_faces(size, num_attributes=1)
-    faces = [(record.source, record.bgr) for record in held_out]
-    for photo in args.photos:
-        bgr = cv2.imread(str(photo), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise SystemExit(f"cannot read {photo}")
-        for number, kps in enumerate(detect_faces_centerface(bgr)):
-            faces.append((f"{photo.name} face {number}", align_face_bgr(bgr, kps, size)))
+    faces = held_out_faces(size, 1, args.photos)
 
     crops = np.stack([crop for _, crop in faces])
     n = len(crops)

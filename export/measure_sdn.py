@@ -30,8 +30,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from export.measure_cli import emit_report, measurement_parser
-from export.sdn_data import align_face_bgr, build_offline_faces, detect_faces_centerface, jpeg_round_trip_bgr
+from export.measure_cli import emit_report, held_out_faces, measurement_parser
+from export.sdn_data import detect_faces_centerface, jpeg_round_trip_bgr
 from streamd.runtime.manifest import record_protection
 from streamd.runtime.sdn import SdnCodec
 from streamd.runtime.sdn_inversion import restore_by_inversion
@@ -109,14 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     codec = SdnCodec.from_manifest(args.models_dir, args.name, intra_op_threads=args.threads)
     size = codec.spec.resolution
     num_attributes = len(codec.spec.attribute_names)
-    _, held_out = build_offline_faces(size, num_attributes)
-    faces = [(record.source, record.bgr) for record in held_out]
-    for photo in args.photos:
-        bgr = cv2.imread(str(photo), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise SystemExit(f"cannot read {photo}")
-        for number, kps in enumerate(detect_faces_centerface(bgr)):
-            faces.append((f"{photo.name} face {number}", align_face_bgr(bgr, kps, size)))
+    faces = held_out_faces(size, num_attributes, args.photos)
 
     rng = np.random.default_rng(args.seed)
     n = len(faces)
