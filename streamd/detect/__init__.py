@@ -5,11 +5,26 @@ from __future__ import annotations
 from streamd.config import CenterFaceConfig, InsightFaceConfig
 from streamd.detect.base import FaceDetector
 
-__all__ = ["FaceDetector", "build_detector"]
+__all__ = ["FaceDetector", "build_backend", "build_detector", "camera_detector"]
 
 
 def build_detector(config: CenterFaceConfig | InsightFaceConfig) -> FaceDetector:
-    """The detector backend that `config.type` names, loaded and ready to run."""
+    """The detector for one stream: the backend `config.type` names, loaded, behind the pass schedule
+    of `config.profile` (CenterFace)."""
+    return camera_detector(build_backend(config), config)
+
+
+def camera_detector(backend: FaceDetector, config: CenterFaceConfig | InsightFaceConfig) -> FaceDetector:
+    """The per-stream front of a loaded backend (which may be shared between streams)."""
+    if config.type == "centerface":
+        from streamd.detect.schedule import ScheduledDetector
+
+        return ScheduledDetector(backend, config)
+    return backend
+
+
+def build_backend(config: CenterFaceConfig | InsightFaceConfig) -> FaceDetector:
+    """The model that `config.type` names, loaded and ready to run."""
     if config.type == "centerface":
         from streamd.detect.centerface import CenterFaceDetector
 

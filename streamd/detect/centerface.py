@@ -134,15 +134,23 @@ class CenterFaceDetector(FaceDetector):
             self._session.get_providers()[0],
         )
 
-    def _prepare(self, bgr: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:
-        """The network input of one frame, and (frame_w, frame_h, resized_w, resized_h) to map back."""
+    def _prepare(
+        self, bgr: np.ndarray, limit_wh: tuple[int, int] | None = None
+    ) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+        """The network input of one frame scaled to fit `limit_wh` (default: the configured inference
+        size), and (frame_w, frame_h, resized_w, resized_h) to map back."""
         if bgr.ndim != 3 or bgr.shape[2] != 3 or bgr.dtype != np.uint8:
             raise ValueError(f"detect expects an HxWx3 uint8 BGR image, got {bgr.shape} {bgr.dtype}")
         frame_h, frame_w = bgr.shape[:2]
-        scale, (resized_w, resized_h), (padded_w, padded_h) = padded_input_size((frame_w, frame_h), self.limit_wh)
+        scale, (resized_w, resized_h), (padded_w, padded_h) = padded_input_size(
+            (frame_w, frame_h), limit_wh or self.limit_wh
+        )
         canvas = np.zeros((padded_h, padded_w, 3), np.uint8)
-        interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-        canvas[:resized_h, :resized_w] = cv2.resize(bgr, (resized_w, resized_h), interpolation=interpolation)
+        if (resized_w, resized_h) == (frame_w, frame_h):
+            canvas[:resized_h, :resized_w] = bgr
+        else:
+            interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+            canvas[:resized_h, :resized_w] = cv2.resize(bgr, (resized_w, resized_h), interpolation=interpolation)
         blob = cv2.dnn.blobFromImage(canvas, scalefactor=1.0, swapRB=True)  # RGB, 0..255, NCHW float32
         return blob, (frame_w, frame_h, resized_w, resized_h)
 
@@ -182,8 +190,15 @@ class CenterFaceDetector(FaceDetector):
 
     def detect_batch(self, images: list[np.ndarray]) -> list[Detections]:
         """Detections of several frames; frames with the same network input size share one run."""
-        prepared = [self._prepare(bgr) for bgr in images]
-        results: list[Detections | None] = [None] * len(images)
+        return self._detect_prepared([self._prepare(bgr) for bgr in images])
+
+    def detect_native(self, images: list[np.ndarray]) -> list[Detections]:
+        """Detections of several images each run at its own size (padded to multiples of 32, never
+        scaled); images of the same size share one run. Boxes are in each image's pixels."""
+        return self._detect_prepared([self._prepare(bgr, (bgr.shape[1], bgr.shape[0])) for bgr in images])
+
+    def _detect_prepared(self, prepared: list[tuple[np.ndarray, tuple[int, int, int, int]]]) -> list[Detections]:
+        results: list[Detections | None] = [None] * len(prepared)
         by_shape: dict[tuple[int, ...], list[int]] = {}
         for position, (blob, _) in enumerate(prepared):
             by_shape.setdefault(blob.shape, []).append(position)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from streamd.config import CenterFaceConfig, InsightFaceConfig
-from streamd.detect import build_detector
+from streamd.detect import build_backend, camera_detector
 from streamd.detect.base import FaceDetector
 from streamd.errors import ModelError
 from streamd.types import Detections
@@ -32,6 +32,7 @@ QUEUE_POLL_S = 0.1
 class _Request:
     bgr: np.ndarray
     result: Future
+    native: bool = False  # run at the image's own size (a detection pass) rather than the configured size
 
 
 class BatchingDetector(FaceDetector):
@@ -57,6 +58,27 @@ class BatchingDetector(FaceDetector):
         self._requests.put(request)
         return request.result.result()
 
+    def detect_native(self, images: list[np.ndarray]) -> list[Detections]:
+        """Detections of images each run at its own size (the passes of a scheduled detector), batched
+        with other callers' requests."""
+        if self._closed.is_set():
+            raise ModelError("the shared detector is closed")
+        requests = [_Request(bgr, Future(), native=True) for bgr in images]
+        for request in requests:
+            self._requests.put(request)
+        return [request.result.result() for request in requests]
+
+    def _run_batch(self, batch: list[_Request]) -> list[Detections]:
+        """Results of `batch` in order: native requests through `detect_native`, the rest `detect_batch`."""
+        native = [request for request in batch if request.native]
+        scaled = [request for request in batch if not request.native]
+        results: dict[int, Detections] = {}
+        if native:
+            results.update(zip(map(id, native), self.inner.detect_native([r.bgr for r in native])))
+        if scaled:
+            results.update(zip(map(id, scaled), self.inner.detect_batch([r.bgr for r in scaled])))
+        return [results[id(request)] for request in batch]
+
     def _gather(self, first: _Request) -> list[_Request]:
         batch = [first]
         deadline = time.monotonic() + self.max_wait_s
@@ -77,7 +99,7 @@ class BatchingDetector(FaceDetector):
                 continue
             batch = self._gather(first)
             try:
-                results = self.inner.detect_batch([request.bgr for request in batch])
+                results = self._run_batch(batch)
             except Exception as exc:  # every caller in the batch gets the failure and fails its frame closed
                 for request in batch:
                     request.result.set_exception(exc)
@@ -105,7 +127,11 @@ class BatchingDetector(FaceDetector):
 
 
 class SharedDetectorPool:
-    """Hands out one BatchingDetector per distinct detector configuration, counting its users."""
+    """Shares one BatchingDetector per distinct detector configuration, counting its users.
+
+    Each camera gets a front of its own (`camera_detector`): a CenterFace camera keeps its own pass
+    schedule while its passes are batched with the other cameras' in the shared model.
+    """
 
     def __init__(self, max_batch: int, max_wait_s: float) -> None:
         self.max_batch = max_batch
@@ -117,15 +143,16 @@ class SharedDetectorPool:
     def _key(config: CenterFaceConfig | InsightFaceConfig) -> str:
         return config.model_dump_json()
 
-    def acquire(self, config: CenterFaceConfig | InsightFaceConfig) -> BatchingDetector:
+    def acquire(self, config: CenterFaceConfig | InsightFaceConfig) -> FaceDetector:
+        """A detector for one camera, running on the shared model of `config`; `release` when done."""
         key = self._key(config)
         with self._lock:
             detector, users = self._detectors.get(key, (None, 0))
             if detector is None:
-                detector = BatchingDetector(build_detector(config), self.max_batch, self.max_wait_s)
+                detector = BatchingDetector(build_backend(config), self.max_batch, self.max_wait_s)
                 logger.info("shared %s detector started (batches of up to %d)", config.type, self.max_batch)
             self._detectors[key] = (detector, users + 1)
-            return detector
+            return camera_detector(detector, config)
 
     def release(self, config: CenterFaceConfig | InsightFaceConfig) -> None:
         key = self._key(config)

@@ -22,14 +22,14 @@ ASTRONAUT_FACE_XYXY = np.array([180, 60, 270, 180], np.float32)
 
 @pytest.fixture(scope="module")
 def detector_640() -> FaceDetector:
-    detector = build_detector(CenterFaceConfig(input_width=640, input_height=360, intra_op_threads=1))
+    detector = build_detector(CenterFaceConfig(input_width=640, input_height=360, intra_op_threads=1, profile="fast"))
     yield detector
     detector.close()
 
 
 @pytest.fixture(scope="module")
 def detector_1024() -> FaceDetector:
-    detector = build_detector(CenterFaceConfig(input_width=1024, input_height=720, intra_op_threads=1))
+    detector = build_detector(CenterFaceConfig(input_width=1024, input_height=720, intra_op_threads=1, profile="fast"))
     yield detector
     detector.close()
 

@@ -24,7 +24,7 @@ def photos() -> list[np.ndarray]:
 
 
 def test_detect_batch_matches_one_frame_at_a_time(photos) -> None:
-    detector = build_detector(CenterFaceConfig())
+    detector = build_detector(CenterFaceConfig(profile="fast"))
     try:
         single = [detector.detect(bgr) for bgr in photos]
         batched = detector.detect_batch(photos)
@@ -37,7 +37,7 @@ def test_detect_batch_matches_one_frame_at_a_time(photos) -> None:
 
 
 def test_concurrent_callers_are_batched_and_each_gets_its_own_result(photos) -> None:
-    detector = BatchingDetector(build_detector(CenterFaceConfig()), max_batch=4, max_wait_s=0.05)
+    detector = BatchingDetector(build_detector(CenterFaceConfig(profile="fast")), max_batch=4, max_wait_s=0.05)
     results: dict[int, list[Detections]] = {}
     barrier = threading.Barrier(len(photos))
 
@@ -79,11 +79,31 @@ def test_pool_shares_per_configuration_and_closes_with_the_last_user() -> None:
     first = pool.acquire(CenterFaceConfig())
     second = pool.acquire(CenterFaceConfig())
     other = pool.acquire(CenterFaceConfig(threshold=0.6))
-    assert first is second and first is not other
+    # Each camera keeps its own pass schedule on the shared model.
+    assert first is not second and first.backend is second.backend
+    assert first.backend is not other.backend
     pool.release(CenterFaceConfig())
-    assert first in pool.detectors
+    assert first.backend in pool.detectors
     pool.release(CenterFaceConfig())
     pool.release(CenterFaceConfig(threshold=0.6))
     assert pool.detectors == []
     with pytest.raises(ModelError, match="closed"):
         first.detect(np.zeros((32, 32, 3), np.uint8))
+
+
+def test_cameras_keep_their_own_schedule_on_a_shared_model(photos) -> None:
+    pool = SharedDetectorPool(max_batch=4, max_wait_s=0.001)
+    config = CenterFaceConfig(profile="balanced")
+    cameras = [pool.acquire(config), pool.acquire(config)]
+    frame = np.zeros((720, 1280, 3), np.uint8)
+    try:
+        # Camera 0 sees three frames, camera 1 one: each is at its own place in the cycle.
+        for _ in range(3):
+            cameras[0].detect(frame)
+        cameras[1].detect(frame)
+        assert cameras[0].last_frame_complete and cameras[1].last_frame_complete
+        cameras[0].detect(frame)
+        assert not cameras[0].last_frame_complete
+    finally:
+        pool.release(config)
+        pool.release(config)

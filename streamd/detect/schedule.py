@@ -1,0 +1,153 @@
+"""Which passes run on which frame, per detector profile, and the detector that runs them.
+
+One pass over the frame at the inference size (640x360 by default) finds faces down to about 40 px
+wide at 720p. Smaller faces need the full resolution, which costs four times as much per frame; tilted
+heads need a turned input. Rather than paying for everything on every frame, a profile is a cycle of
+slots, each slot the passes run on one frame:
+
+- `fast`: the frame at the inference size, every frame.
+- `balanced` (default): the inference-size pass on every other frame; on the frames between, one
+  full-resolution tile or one tilted pass (±TILT_DEG), in turn. Every tile is searched every few
+  frames; the tracker carries each face found by image motion in between, so a face found once stays
+  masked. Costs about one inference-size pass per frame.
+- `thorough`: the inference-size pass, every full-resolution tile and both tilted passes on every
+  frame (about seven passes per frame).
+
+Every profile normalises dark inputs before the network sees them (`streamd.detect.lowlight`).
+Detections of all passes of a frame are mapped to frame pixels and merged by NMS; tile detections
+cut by an inner tile edge are dropped, since a neighbouring tile (the tiles overlap by more than a
+small face) or the inference-size pass sees that face whole.
+
+`Detections` from a frame where the inference-size pass did not run cover only part of the frame;
+`last_frame_complete` says whether the last frame's passes searched the whole frame at every face
+size, so the tracker counts a track as missed only on such frames.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from streamd.config import CenterFaceConfig
+from streamd.detect.base import FaceDetector
+from streamd.detect.lowlight import normalise_dark
+from streamd.detect.passes import (
+    DetectionPass,
+    drop_cut_faces,
+    map_to_frame,
+    merge_detections,
+    render_pass,
+    tile_regions,
+)
+from streamd.types import Detections
+
+logger = logging.getLogger(__name__)
+
+# Full-resolution tiles: a 1280x720 frame is covered by 2x2 tiles of this size.
+TILE_WH = (704, 416)
+# Neighbouring tiles overlap by this much, so a face up to this wide lies whole inside one tile.
+TILE_OVERLAP_PX = 64
+# A tile detection this close to an inner tile edge is taken as cut by it.
+TILE_EDGE_MARGIN_PX = 2.0
+# Tilted passes turn the input by this much each way: CenterFace finds faces up to about 20 degrees
+# from upright on its own, so turned inputs reach heads tilted up to about 50 degrees.
+TILT_DEG = 30.0
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The cycle of slots for one frame size; slot `i % len(slots)` runs on frame `i`."""
+
+    slots: tuple[tuple[DetectionPass, ...], ...]
+
+    def passes_for(self, frame_number: int) -> tuple[DetectionPass, ...]:
+        return self.slots[frame_number % len(self.slots)]
+
+    @property
+    def mean_pixels_per_frame(self) -> float:
+        return sum(p.pixels for slot in self.slots for p in slot) / len(self.slots)
+
+
+def global_pass(frame_wh: tuple[int, int], limit_wh: tuple[int, int], angle_deg: float = 0.0) -> DetectionPass:
+    """The whole frame scaled to fit `limit_wh` (never enlarged)."""
+    frame_w, frame_h = frame_wh
+    scale = min(limit_wh[0] / frame_w, limit_wh[1] / frame_h, 1.0)
+    return DetectionPass("tilted" if angle_deg else "global", (0, 0, frame_w, frame_h), scale, angle_deg)
+
+
+def full_resolution_tiles(frame_wh: tuple[int, int], limit_wh: tuple[int, int]) -> list[DetectionPass]:
+    """Tiles at scale 1, or none when the inference-size pass already sees the frame at full size."""
+    if global_pass(frame_wh, limit_wh).scale >= 1.0:
+        return []
+    return [DetectionPass("tile", region, 1.0) for region in tile_regions(frame_wh, TILE_WH, TILE_OVERLAP_PX)]
+
+
+def build_schedule(profile: str, frame_wh: tuple[int, int], limit_wh: tuple[int, int]) -> Schedule:
+    """The slot cycle of `profile` for frames of `frame_wh`."""
+    whole = global_pass(frame_wh, limit_wh)
+    if profile == "fast":
+        return Schedule(((whole,),))
+    extras = full_resolution_tiles(frame_wh, limit_wh) + [
+        global_pass(frame_wh, limit_wh, angle) for angle in (TILT_DEG, -TILT_DEG)
+    ]
+    if profile == "balanced":
+        slots: list[tuple[DetectionPass, ...]] = []
+        for extra in extras:
+            slots += [(whole,), (extra,)]
+        return Schedule(tuple(slots))
+    if profile == "thorough":
+        return Schedule(((whole, *extras),))
+    raise ValueError(f"unknown detector profile {profile!r}")
+
+
+def is_complete(passes: tuple[DetectionPass, ...]) -> bool:
+    """Whether these passes search the whole frame for faces of every size the profile finds."""
+    return any(p.kind == "global" for p in passes)
+
+
+class ScheduledDetector(FaceDetector):
+    """Runs a profile's passes through a backend that detects on images at their own size.
+
+    One instance serves one stream: it counts the frames it has seen to pick each frame's slot.
+    """
+
+    def __init__(self, backend, config: CenterFaceConfig) -> None:
+        self.backend = backend
+        self.config = config
+        self.limit_wh = (config.input_width, config.input_height)
+        self._schedules: dict[tuple[int, int], Schedule] = {}
+        self._frame_number = 0
+        self.last_frame_complete = True
+
+    def schedule_for(self, frame_wh: tuple[int, int]) -> Schedule:
+        schedule = self._schedules.get(frame_wh)
+        if schedule is None:
+            schedule = self._schedules[frame_wh] = build_schedule(self.config.profile, frame_wh, self.limit_wh)
+            logger.info(
+                "detector profile %s at %dx%d: %d slot(s), %d passes, %.0f kpx per frame on average",
+                self.config.profile, frame_wh[0], frame_wh[1], len(schedule.slots),
+                sum(len(slot) for slot in schedule.slots), schedule.mean_pixels_per_frame / 1000,
+            )
+        return schedule
+
+    def detect(self, bgr: np.ndarray) -> Detections:
+        if bgr.ndim != 3 or bgr.shape[2] != 3 or bgr.dtype != np.uint8:
+            raise ValueError(f"detect expects an HxWx3 uint8 BGR image, got {bgr.shape} {bgr.dtype}")
+        frame_wh = (int(bgr.shape[1]), int(bgr.shape[0]))
+        passes = self.schedule_for(frame_wh).passes_for(self._frame_number)
+        self._frame_number += 1
+        inputs = [normalise_dark(render_pass(bgr, detection_pass)) for detection_pass in passes]
+        found = self.backend.detect_native(inputs)
+        parts = []
+        for detection_pass, detections in zip(passes, found):
+            in_frame = map_to_frame(detections, detection_pass, frame_wh)
+            if detection_pass.kind == "tile":
+                in_frame = drop_cut_faces(in_frame, detection_pass, frame_wh, TILE_EDGE_MARGIN_PX)
+            parts.append(in_frame)
+        self.last_frame_complete = is_complete(passes)
+        return merge_detections(parts, self.config.nms_iou)
+
+    def close(self) -> None:
+        self.backend.close()

@@ -1,0 +1,87 @@
+"""Detector profiles: which passes each frame gets, and what the scheduled detector finds."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from streamd import sample_faces
+from streamd.config import CenterFaceConfig
+from streamd.detect import build_detector
+from streamd.detect.lowlight import gamma_for, mean_brightness, normalise_dark
+from streamd.detect.schedule import build_schedule
+
+
+def test_fast_runs_one_pass_per_frame():
+    schedule = build_schedule("fast", (1280, 720), (640, 360))
+    assert [[p.kind for p in slot] for slot in schedule.slots] == [["global"]]
+
+
+def test_balanced_alternates_the_whole_frame_with_tiles_and_tilted_passes():
+    schedule = build_schedule("balanced", (1280, 720), (640, 360))
+    kinds = [[p.kind for p in slot] for slot in schedule.slots]
+    assert kinds[0::2] == [["global"]] * (len(kinds) // 2)
+    assert sorted(slot[0] for slot in kinds[1::2]) == ["tile"] * 4 + ["tilted"] * 2
+    # About one inference-size pass of pixels per frame.
+    assert schedule.mean_pixels_per_frame < 1.3 * 640 * 360
+
+
+def test_thorough_runs_everything_every_frame():
+    schedule = build_schedule("thorough", (1280, 720), (640, 360))
+    assert len(schedule.slots) == 1
+    assert sorted(p.kind for p in schedule.slots[0]) == ["global"] + ["tile"] * 4 + ["tilted"] * 2
+
+
+def test_small_frames_get_no_tiles():
+    schedule = build_schedule("thorough", (640, 360), (640, 360))
+    assert "tile" not in [p.kind for p in schedule.slots[0]]
+
+
+def test_unknown_profile_is_refused():
+    with pytest.raises(ValueError):
+        build_schedule("reckless", (1280, 720), (640, 360))
+
+
+def small_face_frame() -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    """A 1280x720 frame with the astronaut's face drawn about 20 px wide, and its box."""
+    photo = sample_faces.astronaut_bgr()
+    face = photo[30:250, 120:320]  # the head with some context
+    face_small = cv2.resize(face, (40, 44), interpolation=cv2.INTER_AREA)
+    frame = np.full((720, 1280, 3), 120, np.uint8)
+    frame[300:344, 200:240] = face_small
+    return frame, (200, 300, 240, 344)
+
+
+def covers(detections, box) -> bool:
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    return any(x0 <= cx <= x1 and y0 <= cy <= y1 for x0, y0, x1, y1 in detections.xyxy)
+
+
+def test_a_face_too_small_for_the_whole_frame_pass_is_found_by_a_tile():
+    frame, box = small_face_frame()
+    fast = build_detector(CenterFaceConfig(profile="fast"))
+    thorough = build_detector(CenterFaceConfig(profile="thorough"))
+    assert not covers(fast.detect(frame), box)
+    assert covers(thorough.detect(frame), box)
+
+
+def test_a_tilted_face_is_found_by_the_tilted_pass():
+    photo = sample_faces.astronaut_bgr()
+    frame = np.full((720, 1280, 3), 90, np.uint8)
+    head = cv2.resize(photo[0:300, 80:380], (240, 240))
+    matrix = cv2.getRotationMatrix2D((120, 120), 55, 1.0)
+    frame[200:440, 500:740] = cv2.warpAffine(head, matrix, (240, 240), borderMode=cv2.BORDER_REPLICATE)
+    box = (560, 260, 680, 380)
+    thorough = build_detector(CenterFaceConfig(profile="thorough"))
+    assert covers(thorough.detect(frame), box)
+
+
+def test_dark_inputs_are_brightened_and_bright_ones_left_alone():
+    frame, _ = small_face_frame()
+    assert normalise_dark(frame) is frame
+    dark = (frame.astype(np.float32) * 0.15).astype(np.uint8)
+    assert gamma_for(mean_brightness(dark)) is not None
+    lifted = normalise_dark(dark)
+    assert mean_brightness(lifted) > 90
+    assert mean_brightness(dark) < 30
