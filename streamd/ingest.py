@@ -16,6 +16,7 @@ import av
 
 from streamd.config import FileSourceConfig, RtspSourceConfig
 from streamd.errors import SourceError
+from streamd.orientation import UPRIGHT, FrameOrienter, Orientation, RotationSetting, first_frame_orientation
 from streamd.types import VideoFrame
 
 logger = logging.getLogger(__name__)
@@ -73,11 +74,18 @@ class FileVideoSource(FrameSource):
     (measured from the first frame), as a live camera would deliver them. Frames without a pts
     (some elementary streams) get one computed from their index and the average rate. Calling
     `frames()` again starts over from the beginning of the file.
+
+    Frames come out upright. `rotation="auto"` follows the display matrix FFmpeg attaches to each
+    decoded frame (a phone's MP4 rotation, an H.264 display orientation SEI); 0, 90, 180 or 270 turns
+    every stored frame that many degrees clockwise instead, whatever the metadata says (see
+    `streamd.orientation`). `resolution_wh` is the upright size, and outputs are written with upright
+    pixels and no rotation metadata, so every player shows them the same way.
     """
 
     is_live = False
 
-    def __init__(self, path: Path | str, loop: bool = False, realtime: bool = False) -> None:
+    def __init__(self, path: Path | str, loop: bool = False, realtime: bool = False,
+                 rotation: RotationSetting = "auto") -> None:
         self.path = Path(path)
         self.loop = loop
         self.realtime = realtime
@@ -92,17 +100,22 @@ class FileVideoSource(FrameSource):
         if self._time_base is None:
             self._time_base = 1 / self._average_rate
         codec_context = stream.codec_context
-        self._resolution_wh = (int(codec_context.width), int(codec_context.height))
+        self._stored_wh = (int(codec_context.width), int(codec_context.height))
+        self._orienter = FrameOrienter(rotation, str(self.path), initial=self._initial_orientation(rotation))
+        self._resolution_wh = self.orientation.upright_wh(self._stored_wh)
         self._frame_count_hint = self._count_hint(self._container, stream, self._average_rate)
         self._codec_name = codec_context.name
         logger.info(
-            "opened %s: %s %dx%d at %s fps, time base %s",
+            "opened %s: %s %dx%d at %s fps, time base %s; frames %s (%s), upright %dx%d",
             self.path,
             self._codec_name,
-            self._resolution_wh[0],
-            self._resolution_wh[1],
+            self._stored_wh[0],
+            self._stored_wh[1],
             self._average_rate,
             self._time_base,
+            self.orientation.describe(),
+            self._orienter.source_label,
+            *self._resolution_wh,
         )
 
     # ------------------------------------------------------------ opening and checks
@@ -138,6 +151,16 @@ class FileVideoSource(FrameSource):
         if stream.codec_context.name in _TEXT_RENDERING_CODECS:
             raise SourceError(f"{self.path}: not a video file (FFmpeg reads it as text rendered to video)")
 
+    def _initial_orientation(self, rotation: RotationSetting) -> Orientation:
+        """The fixed orientation asked for, or the display orientation of the file's first frame."""
+        if rotation != "auto":
+            return Orientation(int(rotation))
+        try:
+            return first_frame_orientation(self.path) or UPRIGHT
+        except av.FFmpegError as exc:
+            logger.warning("%s: cannot read the display orientation (%s); assuming upright", self.path, exc)
+            return UPRIGHT
+
     def _rate_of(self, stream: av.video.stream.VideoStream) -> Fraction:
         for name in ("average_rate", "guessed_rate", "base_rate"):
             rate = getattr(stream, name)
@@ -169,8 +192,18 @@ class FileVideoSource(FrameSource):
 
     @property
     def resolution_wh(self) -> tuple[int, int]:
-        """Width and height the container declares for the stream."""
+        """Width and height of the upright frames: the container's size, turned with `orientation`."""
         return self._resolution_wh
+
+    @property
+    def stored_resolution_wh(self) -> tuple[int, int]:
+        """Width and height the container declares for the stored frames."""
+        return self._stored_wh
+
+    @property
+    def orientation(self) -> Orientation:
+        """How the stored frames are turned upright (from the first frame, or the `rotation` setting)."""
+        return self._orienter.current
 
     @property
     def frame_count_hint(self) -> int | None:
@@ -246,7 +279,7 @@ class FileVideoSource(FrameSource):
                     if pass_number > 0 and next_free_pts is not None:
                         pts_offset = next_free_pts - source_pts
                 pts = source_pts + pts_offset
-                bgr = decoded.to_ndarray(format="bgr24")
+                bgr = self._orienter.upright_bgr(decoded)
                 if self.realtime:
                     pace_start = self._pace(pts, pace_start)
                 frames_in_pass += 1
@@ -285,7 +318,7 @@ class FileVideoSource(FrameSource):
 def open_source(config: FileSourceConfig | RtspSourceConfig) -> FrameSource:
     """The source a camera's `source:` section describes."""
     if isinstance(config, FileSourceConfig):
-        return FileVideoSource(config.path, loop=config.loop, realtime=config.realtime)
+        return FileVideoSource(config.path, loop=config.loop, realtime=config.realtime, rotation=config.rotation)
     if isinstance(config, RtspSourceConfig):
         from streamd.rtsp import RtspVideoSource
 

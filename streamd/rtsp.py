@@ -9,6 +9,11 @@ A live camera never ends: end of stream, a read that stalls past `read_timeout_s
 are all disconnects. The reader waits a random delay between `reconnect_initial_s` and an
 exponentially growing cap (at most `reconnect_max_s`) and tries again, until `close()`. Frame
 indices keep counting across reconnects and pts are rebased so they stay strictly increasing.
+
+Frames come out upright: with `rotation: auto` as the display matrix FFmpeg attaches to decoded
+frames says (an H.264 display orientation SEI; RTSP carries no container metadata), otherwise turned
+the configured number of degrees clockwise (`streamd.orientation`). The orientation is worked out
+again on every connection and logged with the first frame.
 """
 
 from __future__ import annotations
@@ -24,10 +29,12 @@ from fractions import Fraction
 from urllib.parse import urlsplit, urlunsplit
 
 import av
+import numpy as np
 
 from streamd.config import RtspSourceConfig
 from streamd.errors import SourceError
 from streamd.ingest import FrameSource
+from streamd.orientation import FrameOrienter
 from streamd.types import VideoFrame
 
 logger = logging.getLogger(__name__)
@@ -195,6 +202,7 @@ class RtspVideoSource(FrameSource):
             # concealed frames, and cameras are isolated from each other anyway.
             stream.codec_context.thread_count = 1
             rate = stream.average_rate or stream.guessed_rate
+            orienter = FrameOrienter(config.rotation, self.display_url)
             pts_offset: int | None = None
             packets = container.demux(stream)
             while True:
@@ -219,10 +227,14 @@ class RtspVideoSource(FrameSource):
                     logger.debug("RTSP %s: packet skipped: %s", self.display_url, error)
                     decoded = []
                 for frame in decoded:
+                    bgr = orienter.upright_bgr(frame)
                     if not delivered:
                         delivered = True
+                        logger.info("RTSP %s: %dx%d frames %s (%s), upright %dx%d", self.display_url, frame.width,
+                                    frame.height, orienter.current.describe(), orienter.source_label,
+                                    bgr.shape[1], bgr.shape[0])
                         self._on_connected(ever_up, down_since, rate)
-                    pts_offset = self._emit(frame, stream.time_base, pts_offset)
+                    pts_offset = self._emit(frame, bgr, stream.time_base, pts_offset)
                 if stalled:
                     return delivered, f"no data for {config.read_timeout_s:g} s"
         finally:
@@ -244,8 +256,10 @@ class RtspVideoSource(FrameSource):
             reason = "connected"
         self._put(_StateChange(True, reason))
 
-    def _emit(self, frame: av.VideoFrame, stream_time_base: Fraction | None, pts_offset: int | None) -> int | None:
-        """Queue one frame with a rebased, strictly increasing pts; returns the connection's pts offset."""
+    def _emit(self, frame: av.VideoFrame, bgr: np.ndarray, stream_time_base: Fraction | None,
+              pts_offset: int | None) -> int | None:
+        """Queue one frame (its upright pixels `bgr`) with a rebased, strictly increasing pts; returns the
+        connection's pts offset."""
         if frame.is_corrupt:
             self.decode_errors += 1
         following = 0 if self._last_pts is None else self._last_pts + self._frame_ticks
@@ -257,7 +271,7 @@ class RtspVideoSource(FrameSource):
                 pts_offset = following - source_pts
             pts = source_pts + pts_offset if self._last_pts is None else max(source_pts + pts_offset, self._last_pts + 1)
         self._last_pts = pts
-        video_frame = VideoFrame(bgr=frame.to_ndarray(format="bgr24"), index=self._next_index, pts=pts,
+        video_frame = VideoFrame(bgr=bgr, index=self._next_index, pts=pts,
                                  time_base=self.time_base, wallclock=time.time())
         self._next_index += 1
         self.frames_decoded += 1
