@@ -12,7 +12,7 @@ from streamd.config import CameraConfig, FileOutputConfig, FileSourceConfig, Out
 from streamd.detect import build_detector
 from streamd.errors import SinkError, SourceError, StreamdError
 from streamd.stats import PipelineStats
-from streamd.track import FaceTracker
+from streamd.tracking import FaceTracker
 from streamd.video_out import read_image, write_image
 
 logger = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ def anonymize_images(pairs: list[tuple[Path, Path]], camera: CameraConfig, progr
                 logger.warning("%s", exc)
                 continue
             tracker = FaceTracker(camera.tracker)
-            update = tracker.update(detector.detect(bgr), frame_wh=(bgr.shape[1], bgr.shape[0]))
+            update = tracker.update(detector.detect(bgr), frame_wh=(bgr.shape[1], bgr.shape[0]), bgr=bgr)
             write_image(output_path, anonymizer.apply(bgr, update.faces))
             result.files_written.append(output_path)
             result.faces += len(update.faces)

@@ -24,7 +24,7 @@ from streamd.ingest import FrameSource
 from streamd.sealing import SEALING_EXTRAS_KEY, StreamSealer
 from streamd.sinks import FrameSink
 from streamd.stats import PipelineStats
-from streamd.track import FaceTracker
+from streamd.tracking import FaceTracker
 from streamd.types import AnonymizedFrame, TrackedFace, VideoFrame
 
 logger = logging.getLogger(__name__)
@@ -188,7 +188,7 @@ class StreamPipeline:
                     stage_seconds["detect"] = time.perf_counter() - started
                     self.stats.add_stage_time("detect", stage_seconds["detect"])
                 started = time.perf_counter()
-                update = self._tracker.update(detections, frame_wh=frame.resolution_wh)
+                update = self._tracker.update(detections, frame_wh=frame.resolution_wh, bgr=frame.bgr)
                 stage_seconds["track"] = time.perf_counter() - started
                 self.stats.add_stage_time("track", stage_seconds["track"])
                 self.stats.count_tracks_started(len(update.started))

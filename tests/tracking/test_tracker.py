@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from streamd.config import TrackerConfig
-from streamd.track import FaceTracker
+from streamd.tracking import FaceTracker
 from streamd.types import Detections
 
 FACE_SIZE = 80.0
