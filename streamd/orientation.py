@@ -94,19 +94,21 @@ def orientation_from_display_matrix(matrix: bytes | Iterable[int]) -> Orientatio
     if len(values) != 9:
         raise ValueError(f"a display matrix has 9 entries, got {len(values)}")
     a, b, c, d = (values[i] / 65536.0 for i in (0, 1, 3, 4))
-    signs = tuple(int(round(v)) if abs(abs(v) - 1) < 0.05 or abs(v) < 0.05 else 2 for v in (a, b, c, d))
+    scale_x, scale_y = math.hypot(a, c), math.hypot(b, d)  # as av_display_rotation_get scales them
+    if scale_x == 0 or scale_y == 0 or abs(a * d - b * c) < 1e-9:
+        logger.warning("display matrix %s is degenerate; frames are used as stored", values)
+        return UPRIGHT
+    a, c, b, d = a / scale_x, c / scale_x, b / scale_y, d / scale_y
+    signs = tuple(int(round(v)) if min(abs(v), abs(abs(v) - 1)) < 0.01 else 2 for v in (a, b, c, d))
     if signs in _MATRIX_SIGNS:
         clockwise, mirror = _MATRIX_SIGNS[signs]  # type: ignore[index]
         return Orientation(clockwise, mirror)
-    if a * d - b * c == 0:
-        logger.warning("display matrix %s is degenerate; frames are used as stored", values)
-        return UPRIGHT
-    # FFmpeg's counter-clockwise angle (av_display_rotation_get), taken to the nearest right angle.
-    counter_clockwise = -math.degrees(math.atan2(b, a))
-    clockwise = int(round(-counter_clockwise / 90.0)) % 4 * 90
+    # The clockwise angle (minus av_display_rotation_get's), taken to the nearest right angle.
+    clockwise_angle = math.degrees(math.atan2(b, a))
+    clockwise = int(round(clockwise_angle / 90.0)) % 4 * 90
     logger.warning(
-        "display matrix rotates by %.1f degrees, not a right angle; turning frames %d degrees clockwise",
-        -counter_clockwise, clockwise,
+        "display matrix turns frames %.1f degrees clockwise, not a right angle; turning them %d degrees",
+        clockwise_angle, clockwise,
     )
     return Orientation(clockwise)
 
@@ -212,20 +214,32 @@ def write_rotated_clip(
 ) -> Path:
     """Write an H.264 .mp4 as a phone does: each upright frame is stored turned `rotation_deg` degrees
     counter-clockwise and the stream's display matrix says to turn it `rotation_deg` degrees clockwise
-    for display (a portrait phone clip has rotation_deg 90). Returns `path`."""
+    for display (a portrait phone clip has rotation_deg 90). Frames need an even width and height (yuv420p);
+    timestamps are frame indices at `fps`. Returns `path`; a failure leaves no file."""
     if rotation_deg not in RIGHT_ANGLES:
         raise ValueError(f"rotation must be one of {RIGHT_ANGLES}, got {rotation_deg}")
     path = Path(path)
     if path.suffix.lower() != ".mp4":
         raise SinkError(f"{path}: a rotated clip is written as .mp4")
+    try:
+        _encode_rotated(frames_bgr_upright, path, rotation_deg, Fraction(fps), crf)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return path
+
+
+
+def _encode_rotated(frames_bgr_upright: Iterable[np.ndarray], path: Path, rotation_deg: int, fps: Fraction,
+                    crf: int) -> None:
     written = 0
     with av.open(str(path), mode="w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps), options={"crf": str(crf), "preset": "veryfast"})
+        stream = container.add_stream("libx264", rate=fps, options={"crf": str(crf), "preset": "veryfast"})
         stream.pix_fmt = "yuv420p"
         # PyAV's angle is counter-clockwise, FFmpeg's display matrix convention.
         stream.set_display_rotation(-rotation_deg)
         for upright in frames_bgr_upright:
-            stored = from_upright(np.ascontiguousarray(upright), rotation_deg)
+            stored = np.ascontiguousarray(from_upright(upright, rotation_deg))
             height, width = stored.shape[:2]
             if width % 2 or height % 2:
                 raise SinkError(f"{path}: frame size {width}x{height} must be even for yuv420p")
@@ -233,12 +247,11 @@ def write_rotated_clip(
                 stream.width, stream.height = width, height
             elif (stream.width, stream.height) != (width, height):
                 raise SinkError(f"{path}: frame {written} is {width}x{height}, the clip is {stream.width}x{stream.height}")
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(stored), format="bgr24")
+            frame = av.VideoFrame.from_ndarray(stored, format="bgr24")
             frame.pts = written
-            frame.time_base = 1 / Fraction(fps)
+            frame.time_base = 1 / fps
             container.mux(stream.encode(frame))
             written += 1
         if written == 0:
             raise SinkError(f"{path}: no frames to write")
         container.mux(stream.encode(None))
-    return path

@@ -115,6 +115,9 @@ def test_write_rotated_clip_refuses_bad_input(tmp_path: Path) -> None:
         write_rotated_clip([quadrant_picture()], tmp_path / "x.mkv", 90, 25)
     with pytest.raises(SinkError, match="no frames"):
         write_rotated_clip([], tmp_path / "empty.mp4", 90, 25)
+    with pytest.raises(SinkError, match="even"):
+        write_rotated_clip([np.zeros((9, 8, 3), np.uint8)], tmp_path / "odd.mp4", 90, 25)
+    assert sorted(tmp_path.iterdir()) == []
 
 
 # ---------------------------------------------------------------- display matrices
@@ -160,6 +163,8 @@ def test_matrix_off_a_right_angle_goes_to_the_nearest() -> None:
     # av_display_rotation_set(-80): 80 degrees counter-clockwise, nearest to a 270 degree clockwise turn.
     assert orientation_from_display_matrix([cos, -sin, 0, sin, cos, 0, 0, 0, 1 << 30]) == Orientation(270)
     assert orientation_from_display_matrix([0] * 8 + [1 << 30]) == UPRIGHT
+    # A scaled matrix (non-square pixels) keeps its rotation.
+    assert orientation_from_display_matrix([0, 2 * ONE, 0, -ONE, 0, 0, 0, 0, 1 << 30]) == Orientation(90)
 
 
 # ---------------------------------------------------------------- file source
