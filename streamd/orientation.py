@@ -160,18 +160,12 @@ class FrameOrienter:
         self.setting = setting
         self.name = name
         self._fixed = setting_orientation(setting)
-        self._initial = self._fixed or initial or UPRIGHT
-        self.current = self._initial
+        self.current = self._fixed or initial or UPRIGHT
         self._seen_frame = False
 
     @property
     def source_label(self) -> str:
         return "as the metadata says" if self._fixed is None else "as the rotation setting says"
-
-    def reset(self) -> None:
-        """Start over as for a new connection: no orientation seen yet."""
-        self.current = self._initial
-        self._seen_frame = False
 
     def orientation_of(self, frame: av.VideoFrame) -> Orientation:
         """The orientation to apply to `frame` (and the one remembered for frames without metadata)."""
