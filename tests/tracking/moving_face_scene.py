@@ -48,8 +48,10 @@ class MovingFace:
         x, y = self.crop_xy(index)
         return FACE_XYXY_IN_CROP + np.array([x, y, x, y], np.float64)
 
-    def frame(self, index: int, present: bool = True) -> np.ndarray:
-        canvas = textured_background(self.width, self.height)
+    def frame(self, index: int, present: bool = True, canvas: np.ndarray | None = None) -> np.ndarray:
+        """Frame `index`: the face pasted on the background (or on `canvas`, in place)."""
+        if canvas is None:
+            canvas = textured_background(self.width, self.height)
         if present:
             x0, y0, x1, y1 = CROP_XYXY
             crop = astronaut_bgr()[y0:y1, x0:x1]
@@ -58,11 +60,12 @@ class MovingFace:
         return canvas
 
 
-def detections_of(xyxy: np.ndarray, score: float = 0.9) -> Detections:
-    box = np.asarray(xyxy, np.float32).reshape(1, 4)
-    wh = box[:, 2:] - box[:, :2]
-    kps5 = box[:, None, :2] + KPS5_IN_BOX[None].astype(np.float32) * wh[:, None, :]
-    return Detections(xyxy=box, kps5=kps5.astype(np.float32), scores=np.array([score], np.float32))
+def detections_of(*boxes: np.ndarray, score: float = 0.9) -> Detections:
+    """Detections of the given face boxes, with landmarks placed inside them."""
+    xyxy = np.asarray(boxes, np.float32).reshape(-1, 4)
+    wh = xyxy[:, 2:] - xyxy[:, :2]
+    kps5 = xyxy[:, None, :2] + KPS5_IN_BOX[None].astype(np.float32) * wh[:, None, :]
+    return Detections(xyxy=xyxy, kps5=kps5.astype(np.float32), scores=np.full(len(xyxy), score, np.float32))
 
 
 def covered_share(face_xyxy: np.ndarray, box_xyxy: np.ndarray) -> float:

@@ -163,3 +163,34 @@ def test_motion_follows_a_face_that_grows() -> None:
     assert motion is not None
     assert motion.scale == pytest.approx(1.06, abs=0.025)
     np.testing.assert_allclose(motion.apply(box0.reshape(2, 2)).reshape(4), box1, atol=3.0)
+
+
+def test_two_faces_missed_together_keep_their_own_tracks() -> None:
+    right = MovingFace(start_xy=(20.0, 20.0), velocity_xy=(3.0, 0.5))
+    left = MovingFace(start_xy=(470.0, 150.0), velocity_xy=(-2.5, 0.0))
+    tracker = FaceTracker(TrackerConfig())
+    for index in range(60):
+        bgr = left.frame(index, canvas=right.frame(index))
+        truths = {1: right.face_xyxy(index), 2: left.face_xyxy(index)}
+        seen = index < 10 or index >= 50
+        update = tracker.update(detections_of(*truths.values()) if seen else Detections.empty(), bgr=bgr)
+        by_id = {face.track_id: face for face in update.faces}
+        assert sorted(by_id) == [1, 2] and update.ended == [], f"frame {index}"
+        for track_id, truth in truths.items():
+            assert by_id[track_id].detected == seen
+            assert covered_share(truth, by_id[track_id].xyxy) >= 0.95, f"frame {index}, track {track_id}"
+
+
+def test_frames_without_pixels_between_frames_with_pixels() -> None:
+    """Callers may pass the frame on some updates only; motion resumes where it can."""
+    scene = MovingFace(velocity_xy=(3.0, 0.0))
+    tracker = FaceTracker(TrackerConfig())
+    tracker.update(detections_of(scene.face_xyxy(0)), bgr=scene.frame(0))
+    for index in range(1, 30):
+        bgr = scene.frame(index) if index % 3 else None
+        update = tracker.update(None, frame_wh=(scene.width, scene.height), bgr=bgr)
+        assert [face.track_id for face in update.faces] == [1]
+        assert covered_share(scene.face_xyxy(index), update.faces[0].xyxy) >= 0.95, f"frame {index}"
+    # A frame of another size: no motion across it, and no failure.
+    update = tracker.update(None, bgr=np.zeros((200, 300, 3), np.uint8))
+    assert [face.track_id for face in update.faces] == [1]
