@@ -25,3 +25,7 @@ class SinkError(StreamdError):
 
 class ModelError(StreamdError):
     """A model file is missing, does not match its checksum, or failed to run."""
+
+
+class TruthError(StreamdError):
+    """A ground-truth file (MOTChallenge gt.txt or its conditions sidecar) is missing or malformed."""
