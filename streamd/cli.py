@@ -239,13 +239,47 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval_truth(args: argparse.Namespace) -> int:
+    from streamd.truth.evaluate import evaluate_truth
+    from streamd.truth.report import text_table
+    from streamd.truth.runner import DEFAULT_FRAME_STEP
+
+    if args.input is None:
+        raise StreamdError("eval --truth needs the clip (or benchmark folder) to measure")
+    outcome = evaluate_truth(
+        args.input, args.truth, args.output, conditions_path=args.conditions, methods=args.method or ["blur"],
+        profiles=args.profile or [None], baseline=args.baseline,
+        frame_step=args.frame_step or DEFAULT_FRAME_STEP, min_visibility=args.min_visibility,
+        progress=lambda line: print(f"streamd: {line}", file=sys.stderr),
+    )
+    print(text_table(outcome.report))
+    print(f"report: {outcome.files['markdown']}")
+    return 0
+
+
+def cmd_make_benchmark(args: argparse.Namespace) -> int:
+    from streamd.truth.hard_clip import build_benchmark
+
+    clips = build_benchmark(args.output, split=args.split, seconds=args.seconds, scenes=args.scene or None)
+    for clip in clips:
+        print(f"{clip.video}: {clip.frames} frames, {clip.instances} face instances, ground truth {clip.gt}")
+    print(f"benchmark: {args.output / 'benchmark.json'} (streamd eval {args.output} --truth {args.output})")
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from streamd.evaluation import DEFAULT_METHODS, run_evaluation
     from streamd.evaluation.report import summary_table
 
+    if args.truth is not None:
+        return cmd_eval_truth(args)
+    truth_only = [name for name, value in (("--profile", args.profile), ("--baseline", args.baseline),
+                                           ("--conditions", args.conditions)) if value]
+    if truth_only:
+        raise StreamdError(f"{truth_only[0]} applies to the ground-truth benchmark only (with --truth)")
     outcome = run_evaluation(
         args.input, args.method or list(DEFAULT_METHODS), args.output, key_hex=args.key, seed=args.seed,
-        diversity_keys=args.keys, frame_step=args.frame_step, max_frames=args.max_frames,
+        diversity_keys=args.keys, frame_step=args.frame_step or 12, max_frames=args.max_frames,
         progress_factory=lambda total: _progress(total, "image", "evaluating"),
     )
     report = outcome.report
@@ -361,10 +395,30 @@ def build_parser() -> argparse.ArgumentParser:
                           "default: keys derived from --seed")
     evaluate.add_argument("--seed", type=int, default=0, help="seed for the per-face keys")
     evaluate.add_argument("--keys", type=int, default=3, help="keys per face for the diversity measurement")
-    evaluate.add_argument("--frame-step", type=int, default=12, help="clip input: take every n-th frame")
+    evaluate.add_argument("--frame-step", type=int, help="clip input: take every n-th frame (default 12; "
+                          "with --truth: 5)")
     evaluate.add_argument("--max-frames", type=int, default=8, help="clip input: at most this many frames")
+    evaluate.add_argument("--truth", type=Path, metavar="GT",
+                          help="measure missed faces against MOTChallenge ground truth (gt.txt) instead; for a "
+                          "benchmark folder made by make-benchmark, give the folder as input and as GT")
+    evaluate.add_argument("--conditions", type=Path, metavar="FILE",
+                          help="with --truth: condition tags per instance (default: conditions.csv beside GT)")
+    evaluate.add_argument("--profile", action="append", choices=["fast", "balanced", "thorough"],
+                          help="with --truth: detector profile to run (repeatable; default: the configured default)")
+    evaluate.add_argument("--baseline", choices=["deface"], help="with --truth: also run this tool on the same clips")
+    evaluate.add_argument("--min-visibility", type=float, default=0.5,
+                          help="with --truth: score instances at least this visible (0..1)")
     evaluate.add_argument("-o", "--output", type=Path, default=Path("eval-report"), help="report folder")
     evaluate.set_defaults(handler=cmd_eval)
+
+    benchmark = commands.add_parser("make-benchmark", help="write hard clips with ground truth for eval --truth")
+    benchmark.add_argument("output", type=Path, help="benchmark folder (clips, <clip>/gt/gt.txt, benchmark.json)")
+    benchmark.add_argument("--split", choices=["tune", "heldout"], default="tune",
+                           help="tune: the faces thresholds may be tuned on; heldout: only other faces")
+    benchmark.add_argument("--seconds", type=float, default=4.0, help="length of each clip")
+    benchmark.add_argument("--scene", action="append", choices=["sizes", "dark", "occlusion", "crowd", "phone"],
+                           help="make only this scene (repeatable; default: all)")
+    benchmark.set_defaults(handler=cmd_make_benchmark)
     return parser
 
 
