@@ -19,8 +19,10 @@ CONDITION_ORDER = ("clear", "small", "tilted", "dark", "blur", "occluded", "crow
 def summarize_run(result: RunResult) -> dict[str, object]:
     overall = Tally()
     by_tag: dict[str, Tally] = {}
+    by_clip: dict[str, Tally] = {}
     for record in result.instances:
         overall.add(record.missed)
+        by_clip.setdefault(record.clip, Tally()).add(record.missed)
         for tag in record.tags:
             by_tag.setdefault(tag, Tally()).add(record.missed)
     buckets = tally_by_bucket((record.width_px, record.missed) for record in result.instances)
@@ -38,6 +40,7 @@ def summarize_run(result: RunResult) -> dict[str, object]:
         "missed": overall.as_dict(),
         "by_size": {name: buckets[name].as_dict() for name in SIZE_BUCKETS},
         "by_condition": {tag: by_tag[tag].as_dict() for tag in ordered_tags},
+        "by_clip": {clip: tally.as_dict() for clip, tally in by_clip.items()},
         "false_mask_pct": {
             "mean": float(shares.mean() * 100) if shares.size else None,
             "max": float(shares.max() * 100) if shares.size else None,
@@ -94,6 +97,14 @@ def markdown_tables(report: dict[str, object]) -> str:
         for label, run in runs.items():
             lines.append(f"| {label} | " + " | ".join(
                 _cell(run["by_condition"][tag]) if tag in run["by_condition"] else "-" for tag in tags) + " |")
+    clips = []
+    for run in runs.values():
+        clips += [clip for clip in run.get("by_clip", {}) if clip not in clips]
+    if len(clips) > 1:
+        lines += ["", "| run | " + " | ".join(clips) + " |", "|---|" + "---|" * len(clips)]
+        for label, run in runs.items():
+            lines.append(f"| {label} | " + " | ".join(
+                _cell(run["by_clip"][clip]) if clip in run["by_clip"] else "-" for clip in clips) + " |")
     return "\n".join(lines)
 
 
@@ -127,7 +138,7 @@ def markdown_report(report: dict[str, object], files: dict[str, Path]) -> str:
         "- fps: frames over wall time including start-up, on "
         f"{report['machine'].get('cpu', '?')} ({report['machine'].get('cpus_available', '?')} cpus)",  # type: ignore[union-attr]
         "",
-        "## Missed faces per size bucket, false masks and speed",
+        "## Missed faces per size bucket, per condition and per clip; false masks and speed",
         "",
         markdown_tables(report),
         "",
