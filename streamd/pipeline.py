@@ -188,7 +188,10 @@ class StreamPipeline:
                     stage_seconds["detect"] = time.perf_counter() - started
                     self.stats.add_stage_time("detect", stage_seconds["detect"])
                 started = time.perf_counter()
-                update = self._tracker.update(detections, frame_wh=frame.resolution_wh, bgr=frame.bgr)
+                update = self._tracker.update(
+                    detections, frame_wh=frame.resolution_wh, bgr=frame.bgr,
+                    search_complete=self.detector.last_frame_complete,
+                )
                 stage_seconds["track"] = time.perf_counter() - started
                 self.stats.add_stage_time("track", stage_seconds["track"])
                 self.stats.count_tracks_started(len(update.started))

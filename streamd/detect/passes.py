@@ -2,8 +2,9 @@
 
 A pass maps a region of the frame (xyxy frame pixels) onto a network input by one affine transform:
 scale, then optionally a rotation about the region's centre (for tilted heads). Detections found on
-the network input are mapped back to frame pixels by the inverse transform; a rotated face box comes
-back as the axis-aligned box around its four corners, so it is never smaller than the face.
+the network input are mapped back to frame pixels by the inverse transform; a face found on a turned
+input comes back as the axis-aligned box around its turned-back box, so it is never smaller than the
+face (recall first: a tilted face's mask takes in a little background at the corners).
 Pure functions; the schedule of passes lives in `streamd.detect.schedule`.
 """
 
@@ -89,7 +90,7 @@ def pass_transform(detection_pass: DetectionPass) -> np.ndarray:
 
 
 def render_pass(bgr: np.ndarray, detection_pass: DetectionPass) -> np.ndarray:
-    """The network input of one pass: the region scaled (and turned), borders filled by reflection."""
+    """The network input of one pass: the region scaled (and turned; corners outside the frame grey)."""
     width, height = detection_pass.input_wh
     x0, y0, x1, y1 = detection_pass.region_xyxy
     if not detection_pass.angle_deg:
@@ -98,25 +99,31 @@ def render_pass(bgr: np.ndarray, detection_pass: DetectionPass) -> np.ndarray:
             return np.ascontiguousarray(region)
         interpolation = cv2.INTER_AREA if detection_pass.scale < 1 else cv2.INTER_LINEAR
         return cv2.resize(region, (width, height), interpolation=interpolation)
+    # Outside the frame is flat grey: a reflected border would show mirrored copies of edge faces.
     return cv2.warpAffine(bgr, pass_transform(detection_pass), (width, height), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REFLECT)
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=(128, 128, 128))
 
 
 def map_to_frame(detections: Detections, detection_pass: DetectionPass, frame_wh: tuple[int, int]) -> Detections:
-    """Detections on a pass's network input, in frame pixels (boxes clipped to the frame)."""
+    """Detections on a pass's network input, in frame pixels (boxes clipped to the frame); detections
+    centred outside the frame are dropped."""
     if len(detections) == 0:
         return detections
     forward = np.vstack([pass_transform(detection_pass), [0.0, 0.0, 1.0]])
     inverse = np.linalg.inv(forward)[:2]
     x0, y0, x1, y1 = (detections.xyxy[:, i].astype(np.float64) for i in range(4))
+    centres = np.stack([(x0 + x1) / 2, (y0 + y1) / 2], 1) @ inverse[:, :2].T + inverse[:, 2]
     corners = np.stack([np.stack([x0, y0], 1), np.stack([x1, y0], 1), np.stack([x1, y1], 1), np.stack([x0, y1], 1)], 1)
     corners_frame = corners @ inverse[:, :2].T + inverse[:, 2]
     xyxy = np.concatenate([corners_frame.min(axis=1), corners_frame.max(axis=1)], axis=1)
     frame_w, frame_h = frame_wh
+    inside = (centres[:, 0] >= 0) & (centres[:, 0] < frame_w) & (centres[:, 1] >= 0) & (centres[:, 1] < frame_h)
     xyxy[:, [0, 2]] = np.clip(xyxy[:, [0, 2]], 0, frame_w)
     xyxy[:, [1, 3]] = np.clip(xyxy[:, [1, 3]], 0, frame_h)
     kps5 = detections.kps5.astype(np.float64) @ inverse[:, :2].T + inverse[:, 2]
-    return Detections(xyxy=xyxy.astype(np.float32), kps5=kps5.astype(np.float32), scores=detections.scores.copy())
+    mapped = Detections(xyxy=xyxy.astype(np.float32), kps5=kps5.astype(np.float32), scores=detections.scores.copy())
+    # A turned input shows corners beyond the frame; nothing found there is in the picture.
+    return mapped if inside.all() else select(mapped, inside)
 
 
 def drop_cut_faces(detections: Detections, detection_pass: DetectionPass, frame_wh: tuple[int, int],
@@ -138,6 +145,22 @@ def drop_cut_faces(detections: Detections, detection_pass: DetectionPass, frame_
     if y1 < frame_h:
         cut |= boxes[:, 3] >= y1 - margin_px
     return select(detections, ~cut)
+
+
+def eye_line_deg(detections: Detections) -> np.ndarray:
+    """Angle of the line from the left to the right eye, in degrees (0: level), per detection."""
+    delta = detections.kps5[:, 1] - detections.kps5[:, 0]
+    return np.degrees(np.arctan2(delta[:, 1], delta[:, 0]))
+
+
+def keep_level_faces(detections: Detections, max_roll_deg: float) -> Detections:
+    """Detections on a turned input whose eyes are about level there: the faces the turn set upright.
+
+    A face that the turn tilted instead is upright in the frame, where the untilted pass sees it with
+    a tighter box."""
+    if len(detections) == 0:
+        return detections
+    return select(detections, np.abs(eye_line_deg(detections)) <= max_roll_deg)
 
 
 def select(detections: Detections, keep: np.ndarray) -> Detections:

@@ -36,6 +36,7 @@ from streamd.detect.lowlight import normalise_dark
 from streamd.detect.passes import (
     DetectionPass,
     drop_cut_faces,
+    keep_level_faces,
     map_to_frame,
     merge_detections,
     render_pass,
@@ -54,6 +55,8 @@ TILE_EDGE_MARGIN_PX = 2.0
 # Tilted passes turn the input by this much each way: CenterFace finds faces up to about 20 degrees
 # from upright on its own, so turned inputs reach heads tilted up to about 50 degrees.
 TILT_DEG = 30.0
+# A tilted pass keeps the faces whose eyes are within this of level on its turned input.
+TILTED_MAX_ROLL_DEG = 15.0
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,12 @@ def is_complete(passes: tuple[DetectionPass, ...]) -> bool:
     return any(p.kind == "global" for p in passes)
 
 
+def _frame_wh(bgr: np.ndarray) -> tuple[int, int]:
+    if bgr.ndim != 3 or bgr.shape[2] != 3 or bgr.dtype != np.uint8:
+        raise ValueError(f"detect expects an HxWx3 uint8 BGR image, got {bgr.shape} {bgr.dtype}")
+    return int(bgr.shape[1]), int(bgr.shape[0])
+
+
 class ScheduledDetector(FaceDetector):
     """Runs a profile's passes through a backend that detects on images at their own size.
 
@@ -133,11 +142,19 @@ class ScheduledDetector(FaceDetector):
         return schedule
 
     def detect(self, bgr: np.ndarray) -> Detections:
-        if bgr.ndim != 3 or bgr.shape[2] != 3 or bgr.dtype != np.uint8:
-            raise ValueError(f"detect expects an HxWx3 uint8 BGR image, got {bgr.shape} {bgr.dtype}")
-        frame_wh = (int(bgr.shape[1]), int(bgr.shape[0]))
+        frame_wh = _frame_wh(bgr)
         passes = self.schedule_for(frame_wh).passes_for(self._frame_number)
         self._frame_number += 1
+        self.last_frame_complete = is_complete(passes)
+        return self._run_passes(bgr, frame_wh, passes)
+
+    def detect_still(self, bgr: np.ndarray) -> Detections:
+        """Every pass of the profile's cycle on one image (a photo has no next frame to wait for)."""
+        frame_wh = _frame_wh(bgr)
+        passes = tuple(dict.fromkeys(p for slot in self.schedule_for(frame_wh).slots for p in slot))
+        return self._run_passes(bgr, frame_wh, passes)
+
+    def _run_passes(self, bgr: np.ndarray, frame_wh: tuple[int, int], passes: tuple[DetectionPass, ...]) -> Detections:
         inputs = [normalise_dark(render_pass(bgr, detection_pass)) for detection_pass in passes]
         found = self.backend.detect_native(inputs)
         parts = []
@@ -145,8 +162,10 @@ class ScheduledDetector(FaceDetector):
             in_frame = map_to_frame(detections, detection_pass, frame_wh)
             if detection_pass.kind == "tile":
                 in_frame = drop_cut_faces(in_frame, detection_pass, frame_wh, TILE_EDGE_MARGIN_PX)
+            elif detection_pass.kind == "tilted":
+                detections = keep_level_faces(detections, TILTED_MAX_ROLL_DEG)
+                in_frame = map_to_frame(detections, detection_pass, frame_wh)
             parts.append(in_frame)
-        self.last_frame_complete = is_complete(passes)
         return merge_detections(parts, self.config.nms_iou)
 
     def close(self) -> None:

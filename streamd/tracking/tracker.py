@@ -26,8 +26,8 @@ when, on a frame the detector ran, the face has gone `max_missed_frames` frames 
 the detector nor the image (constant-velocity frames in a row), or `max_unseen_frames` frames without
 a matching detection whatever the image says. So a face the detector loses for seconds stays masked
 while the image shows it, and a face that left or was hidden ends after `max_missed_frames`.
-Frames where the detector was not run (`update(None)`) never end a track, except one whose box has
-left the frame.
+Frames where the detector was not run (`update(None)`) or searched only part of the frame
+(`search_complete=False`) never end a track, except one whose box has left the frame.
 
 Reported box. It is never smaller than the face: on a detected frame it is the union of the smoothed
 and the detected box. An unseen face's box grows about its centre by `lost_box_growth` of its size per
@@ -122,10 +122,14 @@ class FaceTracker:
         detections: Detections | None,
         frame_wh: tuple[int, int] | None = None,
         bgr: np.ndarray | None = None,
+        search_complete: bool = True,
     ) -> TrackUpdate:
         """Advance one frame.
 
         `detections` None means the detector was not run on this frame: tracks are predicted only.
+        `search_complete` False means the detector searched only part of the frame (one tile of a
+        scheduled profile): its detections continue and start tracks, but a track it did not find is
+        not counted towards ending.
         `frame_wh` (width, height), when given, clips reported boxes to the frame and ends tracks whose
         box lies wholly outside it. `bgr`, the frame itself (HxWx3 uint8), lets tracks follow the image
         motion; without it tracks move by constant velocity.
@@ -174,7 +178,7 @@ class FaceTracker:
                 reported = _grown_box(track.xyxy, self._growth(track))
             xyxy = _visible_box(reported, frame_wh)
             left_frame = not detected and (xyxy[2] <= xyxy[0] or xyxy[3] <= xyxy[1])
-            lost = detections is not None and not detected and (
+            lost = detections is not None and search_complete and not detected and (
                 track.unsupported_run > self.config.max_missed_frames
                 or track.missed_frames > self.config.max_unseen_frames
             )

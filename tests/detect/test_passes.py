@@ -65,7 +65,7 @@ def test_tilted_pass_finds_the_box_around_the_turned_face():
     box_on_input = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
     mapped = map_to_frame(detections(box_on_input), detection_pass, (300, 200))
     x0, y0, x1, y1 = mapped.xyxy[0]
-    # The axis-aligned box around the turned-back box holds the square whole.
+    # The axis-aligned box around the turned-back box holds the square whole, and not much more.
     assert x0 <= 141 and y0 <= 91 and x1 >= 159 and y1 >= 109
     assert x1 - x0 < 40 and y1 - y0 < 40
 
