@@ -192,3 +192,21 @@ def test_smoothed_box_still_covers_the_whole_detection() -> None:
         face = tracker.update(detections_of(detected)).faces[0]
         assert face.xyxy[0] <= detected[0] + 1e-3 and face.xyxy[1] <= detected[1] + 1e-3
         assert face.xyxy[2] >= detected[2] - 1e-3 and face.xyxy[3] >= detected[3] - 1e-3
+
+
+def test_a_partial_search_never_ends_a_track_but_a_whole_one_does() -> None:
+    max_missed = 4
+    tracker = FaceTracker(TrackerConfig(max_missed_frames=max_missed, motion=False))
+    tracker.update(detections_of(face_xyxy(100, 100)))
+    for _ in range(3 * max_missed):
+        # One tile of a scheduled profile searched elsewhere: the face is simply not looked for.
+        update = tracker.update(detections_of(), search_complete=False)
+        assert update.ended == [] and [face.track_id for face in update.faces] == [1]
+    update = tracker.update(detections_of(), search_complete=True)
+    assert update.ended == [1]
+
+
+def test_a_partial_search_still_starts_tracks() -> None:
+    tracker = FaceTracker(TrackerConfig())
+    update = tracker.update(detections_of(face_xyxy(300, 200, size=30)), search_complete=False)
+    assert update.started == [1]
