@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 SPLITS = ("tune", "heldout")
 PHOTOS_DIR = Path(__file__).parent / "photos"
 LOCATE_THRESHOLD = 0.5
-# A sprite is drawn at most this many times wider than its face is in the (prepared) photo.
+# A sprite is drawn at most this many times wider than its face is in the original photo.
 MAX_UPSCALE = 2.0
 LFW_FACES = 16
 LFW_UPSCALE = 4
@@ -61,7 +61,7 @@ def _framed(bgr: np.ndarray, upscale: int, border: int) -> np.ndarray:
     return cv2.copyMakeBorder(bgr, border, border, border, border, cv2.BORDER_CONSTANT, value=BORDER_GREY)
 
 
-def _lfw_faces(count: int) -> list[tuple[str, np.ndarray]]:
+def _lfw_faces(count: int) -> list[tuple[str, np.ndarray, int]]:
     from skimage.data import lfw_subset
 
     faces = lfw_subset()[:100]  # the first 100 images are faces, the rest are not
@@ -69,19 +69,19 @@ def _lfw_faces(count: int) -> list[tuple[str, np.ndarray]]:
     out = []
     for index in picked:
         grey = np.clip(faces[index] * 255.0, 0, 255).astype(np.uint8)
-        out.append((f"lfw{index:02d}", _framed(cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR), LFW_UPSCALE, 100)))
+        out.append((f"lfw{index:02d}", _framed(cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR), LFW_UPSCALE, 100), LFW_UPSCALE))
     return out
 
 
-def split_photos(split: str) -> list[tuple[str, np.ndarray]]:
-    """(name, BGR photo ready for detection) of every photo of a split."""
+def split_photos(split: str) -> list[tuple[str, np.ndarray, int]]:
+    """(name, BGR photo ready for detection, how much it was upscaled for that) of every photo of a split."""
     if split == "tune":
-        return [("t1", sample_faces.group_photo_bgr()), ("astronaut", sample_faces.astronaut_bgr())]
+        return [("t1", sample_faces.group_photo_bgr(), 1), ("astronaut", sample_faces.astronaut_bgr(), 1)]
     if split == "heldout":
         return [
-            ("tom_hanks", _framed(sample_faces.tom_hanks_bgr(), 2, 112)),
-            ("messi5", _packaged_photo("messi5.jpg")),
-            ("face_swapped", _packaged_photo("face_swapped.jpg")),
+            ("tom_hanks", _framed(sample_faces.tom_hanks_bgr(), 2, 112), 2),
+            ("messi5", _packaged_photo("messi5.jpg"), 1),
+            ("face_swapped", _packaged_photo("face_swapped.jpg"), 1),
             *_lfw_faces(LFW_FACES),
         ]
     raise TruthError(f"unknown split {split!r} (choose {', '.join(SPLITS)})")
@@ -107,13 +107,14 @@ def locate_faces(photo_bgr: np.ndarray) -> np.ndarray:
 def load_split_faces(split: str) -> list[SourceFace]:
     """Every face of a split's photos as a sprite. Raises TruthError when a split yields no face."""
     faces: list[SourceFace] = []
-    for name, photo in split_photos(split):
+    for name, photo, upscale in split_photos(split):
         boxes = locate_faces(photo)
         if len(boxes) == 0:
             logger.warning("%s: no face found in photo %s; left out", split, name)
         for index, box in enumerate(boxes):
             label = name if len(boxes) == 1 else f"{name}#{index}"
-            faces.append(SourceFace(label, _cut_sprite(photo, box), float(box[2] - box[0]) * MAX_UPSCALE))
+            native_width = float(box[2] - box[0]) / upscale
+            faces.append(SourceFace(label, _cut_sprite(photo, box), native_width * MAX_UPSCALE))
     if not faces:
         raise TruthError(f"split {split!r}: no face found in its photos")
     return faces

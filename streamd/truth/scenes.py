@@ -60,11 +60,26 @@ def _clamped(face: SourceFace, width: float) -> float:
     return max(MIN_FACE_PX, min(width, face.max_width_px))
 
 
-def _pick(faces: Sequence[SourceFace], count: int, rng: np.random.Generator) -> list[SourceFace]:
-    order = list(rng.permutation(len(faces)))
-    while len(order) < count:
-        order += list(rng.permutation(len(faces)))
-    return [faces[i] for i in order[:count]]
+def _pick(faces: Sequence[SourceFace], count: int, rng: np.random.Generator,
+          widths: Sequence[float] | None = None) -> list[SourceFace]:
+    """`count` faces, each used about as often; with `widths`, the i-th face is one that may be drawn at
+    least 80% of widths[i] wide when the split has one (low-resolution faces stay small)."""
+    picked: list[SourceFace] = []
+    uses = {id(face): 0 for face in faces}
+    for index in range(count):
+        wanted = 0.8 * widths[index] if widths is not None else 0.0
+        fitting = [face for face in faces if face.max_width_px >= wanted]
+        pool = fitting or [max(faces, key=lambda face: face.max_width_px)]
+        fewest = min(uses[id(face)] for face in pool)
+        least_used = [face for face in pool if uses[id(face)] == fewest]
+        face = least_used[int(rng.integers(len(least_used)))]
+        uses[id(face)] += 1
+        picked.append(face)
+    return picked
+
+
+def _highs(ranges: Sequence[tuple[float, float]]) -> list[float]:
+    return [high for _, high in ranges]
 
 
 def _sizes(faces: Sequence[SourceFace]) -> Scene:
@@ -74,7 +89,7 @@ def _sizes(faces: Sequence[SourceFace]) -> Scene:
     ranges = [(16, 60), (20, 100), (40, 200), (16, 40), (24, 140), (30, 200), (16, 28), (60, 180)]
     tilts = [0, 35, 20, -30, -35, 10, 25, -15]
     actors = []
-    for index, (face, (low, high), tilt) in enumerate(zip(_pick(faces, len(ranges), rng), ranges, tilts)):
+    for index, (face, (low, high), tilt) in enumerate(zip(_pick(faces, len(ranges), rng, _highs(ranges)), ranges, tilts)):
         size = _log_size(low, high, rng.uniform(5, 9), rng.uniform(0, 1))
         column = (index % 4 + 0.5) / 4
         row = 0.28 if index < 4 else 0.72
@@ -102,7 +117,7 @@ def _dark(faces: Sequence[SourceFace]) -> Scene:
     width, height = LANDSCAPE_WH
     ranges = [(24, 60), (40, 140), (20, 48), (60, 160), (28, 90), (18, 36)]
     actors = []
-    for index, (face, (low, high)) in enumerate(zip(_pick(faces, len(ranges), rng), ranges)):
+    for index, (face, (low, high)) in enumerate(zip(_pick(faces, len(ranges), rng, _highs(ranges)), ranges)):
         size = _log_size(low, high, rng.uniform(5, 8), rng.uniform(0, 1))
         column = (index % 3 + 0.5) / 3
         row = 0.3 if index < 3 else 0.7
@@ -138,7 +153,7 @@ def _occlusion(faces: Sequence[SourceFace]) -> Scene:
     width, height = LANDSCAPE_WH
     ranges = [(40, 120), (30, 70), (60, 160), (24, 50), (50, 110), (36, 90)]
     actors = []
-    for index, (face, (low, high)) in enumerate(zip(_pick(faces, len(ranges), rng), ranges)):
+    for index, (face, (low, high)) in enumerate(zip(_pick(faces, len(ranges), rng, _highs(ranges)), ranges)):
         size = _log_size(low, high, rng.uniform(6, 9), rng.uniform(0, 1))
         row = (index % 3 + 0.5) / 3
         period, phase = rng.uniform(5, 8), rng.uniform(0, 1)
@@ -163,7 +178,7 @@ def _crowd(faces: Sequence[SourceFace]) -> Scene:
     count = int(rng.integers(8, 16))
     columns = 5
     actors = []
-    for index, face in enumerate(_pick(faces, count, rng)):
+    for index, face in enumerate(_pick(faces, count, rng, [40.0] * count)):
         base_w = rng.uniform(16, 40)
         cx0 = width * (0.15 + 0.7 * ((index % columns) + rng.uniform(-0.2, 0.2)) / (columns - 1))
         cy0 = height * (0.45 + 0.13 * (index // columns) + rng.uniform(-0.03, 0.03))
@@ -185,7 +200,7 @@ def _phone(faces: Sequence[SourceFace]) -> Scene:
     ranges = [(60, 200), (24, 60), (16, 36), (40, 120), (30, 90)]
     tilts = [10, -30, 0, 25, -15]
     actors = []
-    for index, (face, (low, high), tilt) in enumerate(zip(_pick(faces, len(ranges), rng), ranges, tilts)):
+    for index, (face, (low, high), tilt) in enumerate(zip(_pick(faces, len(ranges), rng, _highs(ranges)), ranges, tilts)):
         size = _log_size(low, high, rng.uniform(5, 8), rng.uniform(0, 1))
         row = (index + 0.5) / len(ranges)
         phase = rng.uniform(0, 1)
