@@ -6,10 +6,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from streamd.config import ANONYMIZATION_METHODS
 from streamd.errors import TruthError
 from streamd.truth.runner import DEFAULT_FRAME_STEP, DEFAULT_MIN_VISIBILITY, RunSpec, find_clips, run_truth_benchmark
 
-TRUTH_METHODS = ("blur", "mosaic", "solid")
+TRUTH_METHODS = tuple(ANONYMIZATION_METHODS)
 BASELINES = ("deface",)
 
 

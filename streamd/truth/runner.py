@@ -116,7 +116,8 @@ def find_clips(input_path: Path, truth_path: Path, conditions_path: Path | None 
     if not input_path.is_file():
         raise SourceError(f"{input_path}: no such file")
     if not truth_path.is_file():
-        raise TruthError(f"{truth_path}: no such ground-truth file")
+        what = "a folder; for one clip, --truth names its gt.txt" if truth_path.is_dir() else "no such file"
+        raise TruthError(f"{truth_path}: {what}")
     if conditions_path is None and (truth_path.parent / "conditions.csv").is_file():
         conditions_path = truth_path.parent / "conditions.csv"
     return [TruthClip(input_path.stem, input_path, truth_path, conditions_path)]
