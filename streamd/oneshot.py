@@ -41,7 +41,7 @@ def anonymize_video(input_path: Path, output_path: Path, camera: CameraConfig, p
     """
     camera = camera.model_copy(
         update={
-            "source": FileSourceConfig(path=input_path),
+            "source": FileSourceConfig(path=input_path, rotation=getattr(camera.source, "rotation", "auto")),
             "outputs": OutputsConfig(file=FileOutputConfig(path=output_path)),
         }
     )
