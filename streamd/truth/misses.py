@@ -3,8 +3,12 @@
 A face instance is MISSED in a frame when the middle of its box (the central half of its width and
 height, at least MIN_REGION_PX square) is structurally unchanged in the output: SSIM above
 MISS_SSIM against the same region of the original frame (grey, Gaussian window 11x11, sigma 1.5,
-as everywhere else in streamd). Codec loss alone keeps SSIM well above that; any blur, mosaic or
-fill that covers the face middle drops it far below.
+as everywhere else in streamd). Before SSIM, both regions are brightened by the same factor, so
+that the original region's mean is at least BRIGHTNESS_TARGET (at most MAX_GAIN times), and
+smoothed with a 1 px Gaussian: in a dark noisy frame SSIM's constants would otherwise swamp the
+face's faint structure, and the codec's loss of sensor noise would read as a change. Codec loss
+alone keeps SSIM well above the threshold; any blur, mosaic or fill over the face middle drops it
+far below.
 
 False masks: the share of the frame, farther than one face box size from every ground-truth face,
 whose grey value changed by more than FALSE_MASK_DIFF (codec loss stays below that).
@@ -24,6 +28,9 @@ SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
 SSIM_C1 = (0.01 * 255) ** 2
 SSIM_C2 = (0.03 * 255) ** 2
+BRIGHTNESS_TARGET = 128.0
+MAX_GAIN = 8.0
+DENOISE_SIGMA = 1.0
 FALSE_MASK_DIFF = 25
 # Box widths (pixels) that start each size bucket; the last bucket is open-ended.
 SIZE_EDGES_PX = (24, 48, 96)
@@ -61,14 +68,24 @@ def to_grey(bgr: np.ndarray) -> np.ndarray:
     return bgr if bgr.ndim == 2 else cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
 
 
-def region_ssim(original_grey: np.ndarray, output_grey: np.ndarray, region_xyxy: tuple[int, int, int, int]) -> float:
-    """Mean SSIM over `region_xyxy`; the Gaussian windows see the frame around the region too."""
+def region_ssim(original_grey: np.ndarray, output_grey: np.ndarray, region_xyxy: tuple[int, int, int, int],
+                normalise: bool = True) -> float:
+    """Mean SSIM over `region_xyxy`; the Gaussian windows see the frame around the region too.
+
+    With `normalise`, both crops are first brightened alike (original region mean to at least
+    BRIGHTNESS_TARGET, gain at most MAX_GAIN) and smoothed with a DENOISE_SIGMA Gaussian.
+    """
     x0, y0, x1, y1 = region_xyxy
-    pad = SSIM_WINDOW // 2
+    pad = SSIM_WINDOW // 2 + 3
     height, width = original_grey.shape[:2]
     px0, py0, px1, py1 = max(x0 - pad, 0), max(y0 - pad, 0), min(x1 + pad, width), min(y1 + pad, height)
     a = original_grey[py0:py1, px0:px1].astype(np.float64)
     b = output_grey[py0:py1, px0:px1].astype(np.float64)
+    if normalise:
+        mean = float(original_grey[y0:y1, x0:x1].mean())
+        gain = min(MAX_GAIN, max(1.0, BRIGHTNESS_TARGET / max(mean, 1.0)))
+        a = cv2.GaussianBlur(a * gain, (0, 0), DENOISE_SIGMA, borderType=cv2.BORDER_REFLECT)
+        b = cv2.GaussianBlur(b * gain, (0, 0), DENOISE_SIGMA, borderType=cv2.BORDER_REFLECT)
 
     def smooth(image: np.ndarray) -> np.ndarray:
         return cv2.GaussianBlur(image, (SSIM_WINDOW, SSIM_WINDOW), SSIM_SIGMA, borderType=cv2.BORDER_REFLECT)

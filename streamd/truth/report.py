@@ -58,7 +58,8 @@ def build_report(clips: Sequence[TruthClip], results: Sequence[RunResult], frame
         "min_visibility": min_visibility,
         "definition": {
             "missed": f"SSIM > {MISS_SSIM} between original and output over the central 50% of the ground-truth "
-                      "box (at least 8x8 px; grey, Gaussian 11x11, sigma 1.5)",
+                      "box (at least 8x8 px; grey, both brightened alike to a mean of at least 128 (gain <= 8) and "
+                      "smoothed by a 1 px Gaussian; SSIM window Gaussian 11x11, sigma 1.5)",
             "false_mask_pct": f"share of the frame farther than one face box size from every ground-truth face "
                               f"whose grey value changed by more than {FALSE_MASK_DIFF}",
             "size_buckets": "ground-truth box width in pixels",

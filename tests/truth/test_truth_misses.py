@@ -84,3 +84,19 @@ def test_false_mask_share_ignores_changes_near_faces() -> None:
     assert false_mask_share(original, far, [face]) == pytest.approx(100 * 128 / (720 * 1280))
     slight = original + 20
     assert false_mask_share(original, slight.astype(np.uint8), [face]) == 0.0
+
+
+def test_dark_noisy_face_untouched_is_missed_and_blurred_is_not() -> None:
+    """At gain 0.15 with sensor noise, a codec-like denoise must still read as unchanged and a blur as masked
+    (without brightness normalisation this blur scores SSIM 0.83 and would count as missed)."""
+    rng = np.random.default_rng(3)
+    face = (600, 300, 660, 372)
+    bright = _textured(4).astype(np.float32)
+    original = np.clip(bright * 0.15 + rng.normal(0, 4, bright.shape), 0, 255).astype(np.uint8)
+    denoised = cv2.GaussianBlur(original, (0, 0), 0.8)
+    masked = denoised.copy()
+    x0, y0, x1, y1 = face
+    masked[y0:y1, x0:x1] = cv2.GaussianBlur(denoised[y0 - 30 : y1 + 30, x0 - 30 : x1 + 30], (0, 0), 5)[30:-30, 30:-30]
+    grey = to_grey(original)
+    assert score_instance(grey, to_grey(denoised), 1, 1, face).missed
+    assert not score_instance(grey, to_grey(masked), 1, 1, face).missed
