@@ -153,7 +153,8 @@ def run_anonymizer(spec: RunSpec, clip: TruthClip, output: Path) -> tuple[int, f
             camera = camera.model_copy(update={"detector": detector.model_copy(
                 update={"input_width": detector.input_height, "input_height": detector.input_width})})
         outcome = run_deface(clip.video, output, camera, frames)
-        return frames, float(outcome["wall_s"]), f"deface {outcome['command']}"
+        command = str(outcome["command"]).replace(str(clip.video), "CLIP").replace(str(output), "OUTPUT")
+        return frames, float(outcome["wall_s"]), f"deface {command}"
     raise TruthError(f"unknown tool {spec.tool!r}")
 
 
