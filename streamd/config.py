@@ -79,7 +79,7 @@ class CenterFaceConfig(StrictModel):
     )
     input_width: int = Field(640, ge=64, le=4096, description="Inference width in pixels (multiple of 32).")
     input_height: int = Field(360, ge=64, le=4096, description="Inference height in pixels (rounded up to 32).")
-    threshold: float = Field(0.4, gt=0, lt=1, description="Minimum face score.")
+    threshold: float = Field(0.25, gt=0, lt=1, description="Minimum face score.")
     nms_iou: float = Field(0.3, gt=0, lt=1, description="IoU above which overlapping boxes are merged.")
     providers: list[str] = Field(
         default_factory=lambda: ["CPUExecutionProvider"], description="onnxruntime execution providers in order."
@@ -115,6 +115,11 @@ class TrackerConfig(StrictModel):
     """
 
     iou_match: float = Field(0.2, gt=0, lt=1, description="Minimum IoU to continue a track.")
+    match_distance: float = Field(
+        2.5, ge=0, le=20,
+        description="A detection that no track matched by IoU continues the nearest unmatched track whose centre "
+        "lies within this many track widths at a similar size (fast small faces); 0 turns this off.",
+    )
     start_score: float = Field(
         0.4,
         ge=0,
@@ -258,9 +263,15 @@ class AnonymizerConfig(StrictModel):
     margin: float = Field(0.2, ge=0, le=1, description="Grow each face box by this share on every side.")
     feather: float = Field(0.15, ge=0, le=0.5, description="Soft edge width as a share of the mask size.")
     blur_strength: float = Field(
-        0.4, ge=0.05, le=2, description="Blur width as a share of the face region's long side (blur)."
+        0.25, ge=0.05, le=2,
+        description="Gaussian sigma as a share of the face box width, at least 3 pixels (blur). "
+        "Measured strength by face size: docs/mask-strength.md.",
     )
-    mosaic_blocks: int = Field(8, ge=2, le=64, description="Blocks across the face (mosaic).")
+    mosaic_blocks: int = Field(
+        6, ge=2, le=64,
+        description="Blocks across the face box width, fewer on small faces so no block is under 8 pixels "
+        "(mosaic). Measured strength by face size: docs/mask-strength.md.",
+    )
     solid_bgr: tuple[int, int, int] = Field((0, 0, 0), description="Fill colour as B, G, R (solid).")
     sdn: SdnMethodConfig = Field(default_factory=SdnMethodConfig, description="Settings of the sdn method.")
     cyclegan: CycleganMethodConfig = Field(

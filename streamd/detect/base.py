@@ -28,6 +28,10 @@ class FaceDetector(abc.ABC):
     def detect(self, bgr: np.ndarray) -> Detections:
         """Faces in an HxWx3 uint8 BGR image."""
 
+    def focus_on(self, boxes_xyxy: np.ndarray) -> None:
+        """Where the tracker holds faces now (N, 4 xyxy); a detector that searches around them on the
+        next frame overrides this. Others ignore it."""
+
     def detect_still(self, bgr: np.ndarray) -> Detections:
         """Faces in a photo: every pass a stream would spread over several frames, run on this one."""
         return self.detect(bgr)

@@ -20,7 +20,7 @@ import numpy as np
 from streamd.detect.base import non_max_suppression
 from streamd.types import Detections
 
-PassKind = Literal["global", "tile", "tilted"]
+PassKind = Literal["global", "tile", "tilted", "track"]
 # Network inputs are padded to multiples of this by the backend; passes are sized to match.
 SIZE_MULTIPLE = 32
 
@@ -161,6 +161,16 @@ def keep_level_faces(detections: Detections, max_roll_deg: float) -> Detections:
     if len(detections) == 0:
         return detections
     return select(detections, np.abs(eye_line_deg(detections)) <= max_roll_deg)
+
+
+def square_around(xyxy: np.ndarray, side: float, frame_wh: tuple[int, int]) -> tuple[int, int, int, int]:
+    """A square of `side` pixels centred on a box, moved (not cut) to lie inside the frame where it fits."""
+    frame_w, frame_h = frame_wh
+    side_w, side_h = min(round(side), frame_w), min(round(side), frame_h)
+    cx, cy = (xyxy[0] + xyxy[2]) / 2, (xyxy[1] + xyxy[3]) / 2
+    x0 = int(np.clip(round(cx - side_w / 2), 0, frame_w - side_w))
+    y0 = int(np.clip(round(cy - side_h / 2), 0, frame_h - side_h))
+    return x0, y0, x0 + side_w, y0 + side_h
 
 
 def select(detections: Detections, keep: np.ndarray) -> Detections:

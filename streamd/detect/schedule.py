@@ -13,6 +13,12 @@ slots, each slot the passes run on one frame:
 - `thorough`: the inference-size pass, every full-resolution tile and both tilted passes on every
   frame (about seven passes per frame).
 
+`balanced` and `thorough` also look again, every frame, around the small faces the tracker holds
+(`focus_on`, given the boxes of the last frame): a square of FOCUS_CONTEXT face widths around each,
+enlarged so the face is about FOCUS_FACE_PX wide, at most FOCUS_PASSES_PER_FRAME of them a frame in
+turn, batched in one run. A small, fast or blurred face the tiles found once is so found again where
+it went, rather than only when its tile comes round.
+
 Every profile normalises dark inputs before the network sees them (`streamd.detect.lowlight`).
 Detections of all passes of a frame are mapped to frame pixels and merged by NMS; tile detections
 cut by an inner tile edge are dropped, since a neighbouring tile (the tiles overlap by more than a
@@ -40,6 +46,7 @@ from streamd.detect.passes import (
     map_to_frame,
     merge_detections,
     render_pass,
+    square_around,
     tile_regions,
 )
 from streamd.types import Detections
@@ -55,6 +62,14 @@ TILE_EDGE_MARGIN_PX = 2.0
 # Tilted passes turn the input by this much each way: CenterFace finds faces up to about 20 degrees
 # from upright on its own, so turned inputs reach heads tilted up to about 50 degrees.
 TILT_DEG = 30.0
+# Faces narrower than this (frame pixels) get focus passes.
+FOCUS_MAX_FACE_PX = 64.0
+# A focus pass sees a square this many face widths across, at least FOCUS_MIN_SIDE_PX.
+FOCUS_CONTEXT = 5.0
+FOCUS_MIN_SIDE_PX = 96.0
+# The square is scaled to this input size, so the face is about FOCUS_INPUT_PX / FOCUS_CONTEXT wide.
+FOCUS_INPUT_PX = 160
+FOCUS_PASSES_PER_FRAME = {"fast": 0, "balanced": 4, "thorough": 8}
 # A tilted pass keeps the faces whose eyes are within this of level on its turned input.
 TILTED_MAX_ROLL_DEG = 15.0
 
@@ -67,6 +82,11 @@ class Schedule:
 
     def passes_for(self, frame_number: int) -> tuple[DetectionPass, ...]:
         return self.slots[frame_number % len(self.slots)]
+
+    @property
+    def all_passes(self) -> tuple[DetectionPass, ...]:
+        """Every pass of the cycle, once each."""
+        return tuple(dict.fromkeys(p for slot in self.slots for p in slot))
 
     @property
     def mean_pixels_per_frame(self) -> float:
@@ -105,6 +125,26 @@ def build_schedule(profile: str, frame_wh: tuple[int, int], limit_wh: tuple[int,
     raise ValueError(f"unknown detector profile {profile!r}")
 
 
+def focus_passes(boxes_xyxy: np.ndarray, frame_wh: tuple[int, int], budget: int, turn: int) -> list[DetectionPass]:
+    """Passes around the small boxes among `boxes_xyxy`, at most `budget`, taken in turn by `turn`."""
+    if budget <= 0 or len(boxes_xyxy) == 0:
+        return []
+    widths = boxes_xyxy[:, 2] - boxes_xyxy[:, 0]
+    small = np.flatnonzero((widths > 0) & (widths < FOCUS_MAX_FACE_PX))
+    if small.size == 0:
+        return []
+    if small.size > budget:
+        start = (turn * budget) % small.size
+        small = np.roll(small, -start)[:budget]
+    passes = []
+    for index in small:
+        side = max(FOCUS_CONTEXT * float(widths[index]), FOCUS_MIN_SIDE_PX)
+        region = square_around(boxes_xyxy[index], side, frame_wh)
+        scale = FOCUS_INPUT_PX / max(region[2] - region[0], region[3] - region[1])
+        passes.append(DetectionPass("track", region, scale))
+    return passes
+
+
 def is_complete(passes: tuple[DetectionPass, ...]) -> bool:
     """Whether these passes search the whole frame for faces of every size the profile finds."""
     return any(p.kind == "global" for p in passes)
@@ -129,6 +169,11 @@ class ScheduledDetector(FaceDetector):
         self._schedules: dict[tuple[int, int], Schedule] = {}
         self._frame_number = 0
         self.last_frame_complete = True
+        self._focus_xyxy = np.zeros((0, 4), np.float32)
+
+    def focus_on(self, boxes_xyxy: np.ndarray) -> None:
+        """Boxes of the faces tracked in the last frame: the next `detect` looks again around the small ones."""
+        self._focus_xyxy = np.asarray(boxes_xyxy, np.float32).reshape(-1, 4)
 
     def schedule_for(self, frame_wh: tuple[int, int]) -> Schedule:
         schedule = self._schedules.get(frame_wh)
@@ -143,16 +188,22 @@ class ScheduledDetector(FaceDetector):
 
     def detect(self, bgr: np.ndarray) -> Detections:
         frame_wh = _frame_wh(bgr)
-        passes = self.schedule_for(frame_wh).passes_for(self._frame_number)
-        self._frame_number += 1
+        schedule = self.schedule_for(frame_wh)
+        if self._frame_number == 0:
+            # Nothing is tracked yet: the first frame gets the whole cycle's passes at once.
+            passes = schedule.all_passes
+        else:
+            passes = schedule.passes_for(self._frame_number)
         self.last_frame_complete = is_complete(passes)
+        budget = FOCUS_PASSES_PER_FRAME[self.config.profile]
+        passes += tuple(focus_passes(self._focus_xyxy, frame_wh, budget, self._frame_number))
+        self._frame_number += 1
         return self._run_passes(bgr, frame_wh, passes)
 
     def detect_still(self, bgr: np.ndarray) -> Detections:
         """Every pass of the profile's cycle on one image (a photo has no next frame to wait for)."""
         frame_wh = _frame_wh(bgr)
-        passes = tuple(dict.fromkeys(p for slot in self.schedule_for(frame_wh).slots for p in slot))
-        return self._run_passes(bgr, frame_wh, passes)
+        return self._run_passes(bgr, frame_wh, self.schedule_for(frame_wh).all_passes)
 
     def _run_passes(self, bgr: np.ndarray, frame_wh: tuple[int, int], passes: tuple[DetectionPass, ...]) -> Detections:
         inputs = [normalise_dark(render_pass(bgr, detection_pass)) for detection_pass in passes]
@@ -160,7 +211,7 @@ class ScheduledDetector(FaceDetector):
         parts = []
         for detection_pass, detections in zip(passes, found):
             in_frame = map_to_frame(detections, detection_pass, frame_wh)
-            if detection_pass.kind == "tile":
+            if detection_pass.kind in ("tile", "track"):
                 in_frame = drop_cut_faces(in_frame, detection_pass, frame_wh, TILE_EDGE_MARGIN_PX)
             elif detection_pass.kind == "tilted":
                 detections = keep_level_faces(detections, TILTED_MAX_ROLL_DEG)

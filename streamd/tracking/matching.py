@@ -1,4 +1,4 @@
-"""Greedy IoU assignment of detections to tracks."""
+"""Greedy assignment of detections to tracks: by IoU, then by distance for what IoU left over."""
 
 from __future__ import annotations
 
@@ -11,6 +11,44 @@ def greedy_iou_matches(iou: np.ndarray, min_iou: float) -> list[tuple[int, int]]
         return []
     rows, cols = np.nonzero(iou >= min_iou)
     order = np.argsort(-iou[rows, cols], kind="stable")
+    used_rows: set[int] = set()
+    used_cols: set[int] = set()
+    matches: list[tuple[int, int]] = []
+    for index in order:
+        row, col = int(rows[index]), int(cols[index])
+        if row in used_rows or col in used_cols:
+            continue
+        used_rows.add(row)
+        used_cols.add(col)
+        matches.append((row, col))
+    return matches
+
+
+# A nearby match needs sizes within this factor of each other.
+MAX_SIZE_RATIO = 1.6
+
+
+def greedy_nearby_matches(
+    track_xyxy: np.ndarray, detection_xyxy: np.ndarray, max_distance_widths: float,
+    skip_rows: set[int], skip_cols: set[int],
+) -> list[tuple[int, int]]:
+    """(track, detection) pairs, nearest first, for boxes IoU did not match: a detection whose centre
+    lies within `max_distance_widths` track widths of a track's centre, at a similar size (a small face
+    that moved more than its own width since the track last saw it). Rows and columns in the skip
+    sets are taken already."""
+    if max_distance_widths <= 0 or track_xyxy.size == 0 or detection_xyxy.size == 0:
+        return []
+    track_centres = (track_xyxy[:, :2] + track_xyxy[:, 2:]) / 2
+    detection_centres = (detection_xyxy[:, :2] + detection_xyxy[:, 2:]) / 2
+    track_widths = np.maximum(track_xyxy[:, 2] - track_xyxy[:, 0], 1.0)
+    detection_widths = np.maximum(detection_xyxy[:, 2] - detection_xyxy[:, 0], 1.0)
+    distance = np.linalg.norm(track_centres[:, None] - detection_centres[None], axis=2) / track_widths[:, None]
+    size_ratio = np.maximum(track_widths[:, None] / detection_widths[None], detection_widths[None] / track_widths[:, None])
+    eligible = (distance <= max_distance_widths) & (size_ratio <= MAX_SIZE_RATIO)
+    eligible[list(skip_rows), :] = False
+    eligible[:, list(skip_cols)] = False
+    rows, cols = np.nonzero(eligible)
+    order = np.argsort(distance[rows, cols], kind="stable")
     used_rows: set[int] = set()
     used_cols: set[int] = set()
     matches: list[tuple[int, int]] = []

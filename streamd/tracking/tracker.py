@@ -10,7 +10,10 @@ see `streamd.tracking.motion`). When the image supports the motion, box and land
 the velocity learns from it; otherwise (too few points, a different patch: face turned away, occluded,
 gone, or a frame without `bgr`) the state moves on by its velocity (constant-velocity prediction).
 
-Matching and scores. Detections are matched to the predicted boxes greedily by IoU (`iou_match`). Any
+Matching and scores. Detections are matched to the predicted boxes greedily by IoU (`iou_match`);
+a track and a detection that IoU left unmatched are then paired when their centres lie within
+`match_distance` track widths at a similar size (a small, fast face moves more than its own width
+between two detections, and its velocity is learnt from that pair). Any
 detection the detector reports (score at least `detector.threshold`) may continue a track, but a new
 track starts only from a detection scoring at least `start_score` (hysteresis: a recall-first detector
 threshold keeps faces masked through low-confidence frames without masking every weak blob). An
@@ -44,7 +47,7 @@ import numpy as np
 
 from streamd.config import TrackerConfig
 from streamd.detect.base import pairwise_iou
-from streamd.tracking.matching import greedy_iou_matches
+from streamd.tracking.matching import greedy_iou_matches, greedy_nearby_matches
 from streamd.tracking.motion import Patch, estimate_motion, ncc, take_patch
 from streamd.types import Detections, TrackedFace, TrackUpdate
 
@@ -151,7 +154,12 @@ class FaceTracker:
             predicted_xyxy = np.array([track.xyxy for track in self._tracks]).reshape(-1, 4)
             iou = pairwise_iou(predicted_xyxy, detections.xyxy)
             matched_detections: set[int] = set()
-            for track_index, detection_index in greedy_iou_matches(iou, self.config.iou_match):
+            matches = greedy_iou_matches(iou, self.config.iou_match)
+            matches += greedy_nearby_matches(
+                predicted_xyxy, detections.xyxy, self.config.match_distance,
+                skip_rows={row for row, _ in matches}, skip_cols={col for _, col in matches},
+            )
+            for track_index, detection_index in matches:
                 track = self._tracks[track_index]
                 self._correct(track, detections, detection_index)
                 matched_ids.add(track.track_id)

@@ -24,7 +24,7 @@ def photos() -> list[np.ndarray]:
 
 
 def test_detect_batch_matches_one_frame_at_a_time(photos) -> None:
-    detector = build_detector(CenterFaceConfig(profile="fast"))
+    detector = build_detector(CenterFaceConfig(profile="fast", threshold=0.4))
     try:
         single = [detector.detect(bgr) for bgr in photos]
         batched = detector.detect_batch(photos)
@@ -37,7 +37,7 @@ def test_detect_batch_matches_one_frame_at_a_time(photos) -> None:
 
 
 def test_concurrent_callers_are_batched_and_each_gets_its_own_result(photos) -> None:
-    detector = BatchingDetector(build_detector(CenterFaceConfig(profile="fast")), max_batch=4, max_wait_s=0.05)
+    detector = BatchingDetector(build_detector(CenterFaceConfig(profile="fast", threshold=0.4)), max_batch=4, max_wait_s=0.05)
     results: dict[int, list[Detections]] = {}
     barrier = threading.Barrier(len(photos))
 

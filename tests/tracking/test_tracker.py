@@ -210,3 +210,22 @@ def test_a_partial_search_still_starts_tracks() -> None:
     tracker = FaceTracker(TrackerConfig())
     update = tracker.update(detections_of(face_xyxy(300, 200, size=30)), search_complete=False)
     assert update.started == [1]
+
+
+def test_a_small_fast_face_redetected_beyond_iou_range_keeps_its_track() -> None:
+    tracker = FaceTracker(TrackerConfig(motion=False, match_distance=2.5))
+    tracker.update(detections_of(face_xyxy(100, 100, size=24)))
+    # Two frames unseen, then found 40 px on: no overlap with the old box, but within 2.5 widths.
+    tracker.update(detections_of())
+    update = tracker.update(detections_of(face_xyxy(140, 100, size=24)))
+    assert update.started == [] and [face.track_id for face in update.faces] == [1]
+    # The velocity learnt from that pair carries the box on.
+    predicted = tracker.update(detections_of()).faces[0].xyxy
+    assert (predicted[0] + predicted[2]) / 2 > 145
+
+
+def test_a_detection_far_away_or_of_another_size_starts_its_own_track() -> None:
+    tracker = FaceTracker(TrackerConfig(motion=False, match_distance=2.5))
+    tracker.update(detections_of(face_xyxy(100, 100, size=24)))
+    update = tracker.update(detections_of(face_xyxy(200, 100, size=24), face_xyxy(110, 100, size=80)))
+    assert sorted(update.started) == [2, 3]
