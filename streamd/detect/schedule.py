@@ -46,6 +46,7 @@ from streamd.detect.passes import (
     map_to_frame,
     merge_detections,
     render_pass,
+    select,
     square_around,
     tile_regions,
 )
@@ -72,6 +73,9 @@ FOCUS_INPUT_PX = 160
 FOCUS_PASSES_PER_FRAME = {"fast": 0, "balanced": 4, "thorough": 8}
 # A tilted pass keeps the faces whose eyes are within this of level on its turned input.
 TILTED_MAX_ROLL_DEG = 15.0
+# ... and scores at least this: a face the turn set upright scores high, while a weak detection on a
+# turned input is as often an upright face seen askew, with a box off its centre.
+TILTED_MIN_SCORE = 0.6
 
 
 @dataclass(frozen=True)
@@ -215,6 +219,7 @@ class ScheduledDetector(FaceDetector):
                 in_frame = drop_cut_faces(in_frame, detection_pass, frame_wh, TILE_EDGE_MARGIN_PX)
             elif detection_pass.kind == "tilted":
                 detections = keep_level_faces(detections, TILTED_MAX_ROLL_DEG)
+                detections = select(detections, detections.scores >= TILTED_MIN_SCORE)
                 in_frame = map_to_frame(detections, detection_pass, frame_wh)
             parts.append(in_frame)
         return merge_detections(parts, self.config.nms_iou)
