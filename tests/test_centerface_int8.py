@@ -130,7 +130,7 @@ def test_int8_models_dir_comes_from_the_environment(tmp_path: Path, monkeypatch:
 
 
 def test_precision_round_trips_through_config() -> None:
-    assert CenterFaceConfig().precision == "fp32"
+    assert CenterFaceConfig().precision == "int8"
     config = CenterFaceConfig(precision="int8")
     assert CenterFaceConfig.model_validate(config.model_dump()) == config
     assert CenterFaceConfig.model_validate_json(config.model_dump_json()).precision == "int8"

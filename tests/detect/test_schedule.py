@@ -44,13 +44,13 @@ def test_unknown_profile_is_refused():
 
 
 def small_face_frame() -> tuple[np.ndarray, tuple[float, float, float, float]]:
-    """A 1280x720 frame with the astronaut's face drawn about 20 px wide, and its box."""
+    """A 1280x720 frame with the astronaut's face drawn about 16 px wide, and its box."""
     photo = sample_faces.astronaut_bgr()
     face = photo[30:250, 120:320]  # the head with some context
-    face_small = cv2.resize(face, (40, 44), interpolation=cv2.INTER_AREA)
+    face_small = cv2.resize(face, (30, 33), interpolation=cv2.INTER_AREA)
     frame = np.full((720, 1280, 3), 120, np.uint8)
-    frame[300:344, 200:240] = face_small
-    return frame, (200, 300, 240, 344)
+    frame[300:333, 200:230] = face_small
+    return frame, (200, 300, 230, 333)
 
 
 def covers(detections, box) -> bool:
