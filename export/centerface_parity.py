@@ -133,7 +133,7 @@ def measure_parity(frames: list[DetectorFrame], run_quantized: RunModel) -> dict
         for frame in frames:
             if frame.limit_wh not in detectors:
                 width, height = frame.limit_wh
-                detectors[frame.limit_wh] = CenterFaceDetector(CenterFaceConfig(input_width=width, input_height=height))
+                detectors[frame.limit_wh] = CenterFaceDetector(CenterFaceConfig(input_width=width, input_height=height, precision="fp32", threshold=0.4))
             parities.append(compare_frame(detectors[frame.limit_wh], run_quantized, frame))
     finally:
         for detector in detectors.values():

@@ -84,7 +84,7 @@ def network_inputs(frames: Iterable[DetectorFrame]) -> list[np.ndarray]:
         for frame in frames:
             if frame.limit_wh not in detectors:
                 width, height = frame.limit_wh
-                detectors[frame.limit_wh] = CenterFaceDetector(CenterFaceConfig(input_width=width, input_height=height))
+                detectors[frame.limit_wh] = CenterFaceDetector(CenterFaceConfig(input_width=width, input_height=height, precision="fp32", threshold=0.4))
             blobs.append(detectors[frame.limit_wh]._prepare(frame.bgr)[0])
     finally:
         for detector in detectors.values():

@@ -42,7 +42,8 @@ class CropLandmarker:
         self.crop_size = crop_size
         self.canvas_size = crop_size * UPSCALE * 2
         self.detector = build_detector(CenterFaceConfig(input_width=self.canvas_size, input_height=self.canvas_size,
-                                                        threshold=DETECTION_THRESHOLD, intra_op_threads=1))
+                                                        threshold=DETECTION_THRESHOLD, intra_op_threads=1,
+                                                        profile="fast", precision="fp32"))
 
     def landmarks(self, crop_bgr: np.ndarray) -> np.ndarray | None:
         """(5, 2) landmarks in crop pixels (eyes, nose, mouth corners) of the most confident face, or None."""

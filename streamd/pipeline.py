@@ -192,7 +192,7 @@ class StreamPipeline:
                     detections, frame_wh=frame.resolution_wh, bgr=frame.bgr,
                     search_complete=self.detector.last_frame_complete,
                 )
-                self.detector.focus_on(np.array([face.xyxy for face in update.faces], np.float32).reshape(-1, 4))
+                self.detector.focus_on(self._tracker.face_boxes())
                 stage_seconds["track"] = time.perf_counter() - started
                 self.stats.add_stage_time("track", stage_seconds["track"])
                 self.stats.count_tracks_started(len(update.started))

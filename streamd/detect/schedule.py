@@ -32,6 +32,7 @@ size, so the tracker counts a track as missed only on such frames.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,14 +64,20 @@ TILE_EDGE_MARGIN_PX = 2.0
 # Tilted passes turn the input by this much each way: CenterFace finds faces up to about 20 degrees
 # from upright on its own, so turned inputs reach heads tilted up to about 50 degrees.
 TILT_DEG = 30.0
+# Enlarged tiles: regions of TILE_WH / ENLARGE_SCALE frame pixels, scaled up to TILE_WH, overlapping
+# by more than the faces they are for.
+ENLARGE_SCALE = 2.0
+ENLARGED_TILE_OVERLAP_PX = 32
+# `thorough` runs this many enlarged tiles a frame, in turn.
+THOROUGH_ENLARGED_PER_FRAME = 4
 # Faces narrower than this (frame pixels) get focus passes.
 FOCUS_MAX_FACE_PX = 64.0
 # A focus pass sees a square this many face widths across, at least FOCUS_MIN_SIDE_PX.
-FOCUS_CONTEXT = 5.0
+FOCUS_CONTEXT = 4.0
 FOCUS_MIN_SIDE_PX = 96.0
 # The square is scaled to this input size, so the face is about FOCUS_INPUT_PX / FOCUS_CONTEXT wide.
-FOCUS_INPUT_PX = 160
-FOCUS_PASSES_PER_FRAME = {"fast": 0, "balanced": 4, "thorough": 8}
+FOCUS_INPUT_PX = 192
+FOCUS_PASSES_PER_FRAME = {"fast": 0, "balanced": 3, "thorough": 8}
 # A tilted pass keeps the faces whose eyes are within this of level on its turned input.
 TILTED_MAX_ROLL_DEG = 15.0
 # ... and scores at least this: a face the turn set upright scores high, while a weak detection on a
@@ -111,21 +118,39 @@ def full_resolution_tiles(frame_wh: tuple[int, int], limit_wh: tuple[int, int]) 
     return [DetectionPass("tile", region, 1.0) for region in tile_regions(frame_wh, TILE_WH, TILE_OVERLAP_PX)]
 
 
+def enlarged_tiles(frame_wh: tuple[int, int]) -> list[DetectionPass]:
+    """Tiles enlarged ENLARGE_SCALE times, so a face too small for CenterFace at full resolution (it
+    finds faces from about 40 px; under 30 px its score falls away) is seen at twice its size."""
+    region_wh = (round(TILE_WH[0] / ENLARGE_SCALE), round(TILE_WH[1] / ENLARGE_SCALE))
+    return [DetectionPass("tile", region, ENLARGE_SCALE)
+            for region in tile_regions(frame_wh, region_wh, ENLARGED_TILE_OVERLAP_PX)]
+
+
+def _interleave(first: list[DetectionPass], second: list[DetectionPass]) -> list[DetectionPass]:
+    """`first` and `second` in turn, the shorter list repeated so that every pass of both appears."""
+    if not first or not second:
+        return first + second
+    rounds = max(len(first), len(second))
+    return [p for index in range(rounds) for p in (first[index % len(first)], second[index % len(second)])]
+
+
 def build_schedule(profile: str, frame_wh: tuple[int, int], limit_wh: tuple[int, int]) -> Schedule:
     """The slot cycle of `profile` for frames of `frame_wh`."""
     whole = global_pass(frame_wh, limit_wh)
     if profile == "fast":
         return Schedule(((whole,),))
-    extras = full_resolution_tiles(frame_wh, limit_wh) + [
+    main = full_resolution_tiles(frame_wh, limit_wh) + [
         global_pass(frame_wh, limit_wh, angle) for angle in (TILT_DEG, -TILT_DEG)
     ]
+    enlarged = enlarged_tiles(frame_wh)
     if profile == "balanced":
         slots: list[tuple[DetectionPass, ...]] = []
-        for extra in extras:
+        for extra in _interleave(main, enlarged):
             slots += [(whole,), (extra,)]
         return Schedule(tuple(slots))
     if profile == "thorough":
-        return Schedule(((whole, *extras),))
+        turns = max(1, math.ceil(len(enlarged) / THOROUGH_ENLARGED_PER_FRAME))
+        return Schedule(tuple((whole, *main, *enlarged[turn::turns]) for turn in range(turns)))
     raise ValueError(f"unknown detector profile {profile!r}")
 
 

@@ -69,7 +69,8 @@ class EvalDataset:
 def evaluation_detector() -> FaceDetector:
     """The detector that places the known boxes and checks retention on anonymized images."""
     return build_detector(CenterFaceConfig(input_width=DETECT_WH[0], input_height=DETECT_WH[1],
-                                           threshold=DETECT_THRESHOLD, profile="fast"))
+                                           threshold=DETECT_THRESHOLD, profile="fast",
+                                           precision="fp32"))
 
 
 def _faces_in(detector: FaceDetector, bgr: np.ndarray, image_name: str) -> list[EvalFace]:

@@ -215,6 +215,11 @@ class FaceTracker:
             track.current_patch = None
         return TrackUpdate(faces=faces, started=started, ended=ended)
 
+    def face_boxes(self) -> np.ndarray:
+        """(N, 4) xyxy of every live track's face as last estimated, without the growth that covers an
+        unseen face's uncertainty: where a detector should look for it again."""
+        return np.array([track.xyxy for track in self._tracks], np.float32).reshape(-1, 4)
+
     def flush(self) -> list[int]:
         """End every live track (end of stream); returns their ids."""
         ended = self.live_track_ids

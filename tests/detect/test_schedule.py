@@ -22,20 +22,42 @@ def test_balanced_alternates_the_whole_frame_with_tiles_and_tilted_passes():
     schedule = build_schedule("balanced", (1280, 720), (640, 360))
     kinds = [[p.kind for p in slot] for slot in schedule.slots]
     assert kinds[0::2] == [["global"]] * (len(kinds) // 2)
-    assert sorted(slot[0] for slot in kinds[1::2]) == ["tile"] * 4 + ["tilted"] * 2
-    # About one inference-size pass of pixels per frame.
+    extras = [slot[0] for slot in schedule.slots[1::2]]
+    full_resolution = {p for p in extras if p.kind == "tile" and p.scale == 1.0}
+    enlarged = {p for p in extras if p.kind == "tile" and p.scale == 2.0}
+    tilted = {p for p in extras if p.kind == "tilted"}
+    assert len(full_resolution) == 4 and len(enlarged) == 16 and len(tilted) == 2
+    # Every pass of the cycle, and about one inference-size pass of pixels per frame.
+    assert set(extras) == full_resolution | enlarged | tilted
     assert schedule.mean_pixels_per_frame < 1.3 * 640 * 360
+
+
+def test_enlarged_tiles_cover_the_frame_at_twice_the_size():
+    from streamd.detect.schedule import enlarged_tiles
+
+    tiles = enlarged_tiles((1280, 720))
+    covered = np.zeros((720, 1280), bool)
+    for detection_pass in tiles:
+        x0, y0, x1, y1 = detection_pass.region_xyxy
+        covered[y0:y1, x0:x1] = True
+        assert detection_pass.input_wh == (704, 416)
+    assert covered.all()
 
 
 def test_thorough_runs_everything_every_frame():
     schedule = build_schedule("thorough", (1280, 720), (640, 360))
-    assert len(schedule.slots) == 1
-    assert sorted(p.kind for p in schedule.slots[0]) == ["global"] + ["tile"] * 4 + ["tilted"] * 2
+    for slot in schedule.slots:
+        kinds = [p.kind for p in slot]
+        assert kinds.count("global") == 1 and kinds.count("tilted") == 2
+        assert sum(1 for p in slot if p.kind == "tile" and p.scale == 1.0) == 4
+    enlarged = [p for slot in schedule.slots for p in slot if p.scale == 2.0]
+    assert len(enlarged) == len(set(enlarged)) == 16
 
 
-def test_small_frames_get_no_tiles():
+def test_small_frames_get_no_full_resolution_tiles_but_enlarged_ones():
     schedule = build_schedule("thorough", (640, 360), (640, 360))
-    assert "tile" not in [p.kind for p in schedule.slots[0]]
+    tiles = [p for slot in schedule.slots for p in slot if p.kind == "tile"]
+    assert tiles and all(p.scale == 2.0 for p in tiles)
 
 
 def test_unknown_profile_is_refused():
