@@ -162,6 +162,7 @@ class FrameOrienter:
         self._fixed = setting_orientation(setting)
         self.current = self._fixed or initial or UPRIGHT
         self._seen_frame = False
+        self._last_rotation: float | None = None
 
     @property
     def source_label(self) -> str:
@@ -171,6 +172,13 @@ class FrameOrienter:
         """The orientation to apply to `frame` (and the one remembered for frames without metadata)."""
         if self._fixed is not None:
             return self._fixed
+        # Reading a frame's side data leaks memory in PyAV (about 7 KB a frame), `frame.rotation` does
+        # not: the full display matrix (which also tells a mirror) is read on the first frame and
+        # whenever the rotation angle changes, not on every frame.
+        rotation = frame.rotation
+        if self._seen_frame and rotation == self._last_rotation:
+            return self.current
+        self._last_rotation = rotation
         stated = frame_orientation(frame)
         if stated is not None and stated != self.current:
             if self._seen_frame:

@@ -213,7 +213,20 @@ class ScheduledDetector(FaceDetector):
                 self.config.profile, frame_wh[0], frame_wh[1], len(schedule.slots),
                 sum(len(slot) for slot in schedule.slots), schedule.mean_pixels_per_frame / 1000,
             )
+            self._warm_up(schedule)
         return schedule
+
+    def _warm_up(self, schedule: Schedule) -> None:
+        """Run every input shape the schedule can produce once on a blank input, so the model's memory
+        and kernels are set up before the first frame rather than over the first cycle."""
+        shapes: set[tuple[int, int, int]] = set()
+        for slot in schedule.slots:
+            sizes = [p.input_wh for p in slot]
+            shapes.update((sizes.count(size), *size) for size in sizes)
+        budget = FOCUS_PASSES_PER_FRAME[self.config.profile]
+        shapes.update((count, FOCUS_INPUT_PX, FOCUS_INPUT_PX) for count in range(1, budget + 1))
+        for count, width, height in sorted(shapes):
+            self.backend.detect_native([np.zeros((height, width, 3), np.uint8)] * count)
 
     def detect(self, bgr: np.ndarray) -> Detections:
         frame_wh = _frame_wh(bgr)
