@@ -23,6 +23,8 @@ from streamd.types import Detections
 PassKind = Literal["global", "tile", "tilted", "track"]
 # Network inputs are padded to multiples of this by the backend; passes are sized to match.
 SIZE_MULTIPLE = 32
+# A tile detection within this share of its own size of an inner tile edge is taken as cut by it.
+CUT_MARGIN_SHARE = 0.1
 
 
 @dataclass(frozen=True)
@@ -135,16 +137,26 @@ def drop_cut_faces(detections: Detections, detection_pass: DetectionPass, frame_
     x0, y0, x1, y1 = detection_pass.region_xyxy
     frame_w, frame_h = frame_wh
     boxes = detections.xyxy
+    # The network rarely draws a cut face's box right to the edge: allow a share of the box too.
+    margin_x = np.maximum(margin_px, CUT_MARGIN_SHARE * (boxes[:, 2] - boxes[:, 0]))
+    margin_y = np.maximum(margin_px, CUT_MARGIN_SHARE * (boxes[:, 3] - boxes[:, 1]))
     cut = np.zeros(len(detections), bool)
     if x0 > 0:
-        cut |= boxes[:, 0] <= x0 + margin_px
+        cut |= boxes[:, 0] <= x0 + margin_x
     if y0 > 0:
-        cut |= boxes[:, 1] <= y0 + margin_px
+        cut |= boxes[:, 1] <= y0 + margin_y
     if x1 < frame_w:
-        cut |= boxes[:, 2] >= x1 - margin_px
+        cut |= boxes[:, 2] >= x1 - margin_x
     if y1 < frame_h:
-        cut |= boxes[:, 3] >= y1 - margin_px
+        cut |= boxes[:, 3] >= y1 - margin_y
     return select(detections, ~cut)
+
+
+def keep_narrower(detections: Detections, max_width_px: float) -> Detections:
+    """Detections narrower than `max_width_px` (frame pixels)."""
+    if len(detections) == 0:
+        return detections
+    return select(detections, (detections.xyxy[:, 2] - detections.xyxy[:, 0]) < max_width_px)
 
 
 def eye_line_deg(detections: Detections) -> np.ndarray:

@@ -6,12 +6,13 @@ heads need a turned input. Rather than paying for everything on every frame, a p
 slots, each slot the passes run on one frame:
 
 - `fast`: the frame at the inference size, every frame.
-- `balanced` (default): the inference-size pass on every other frame; on the frames between, one
-  full-resolution tile or one tilted pass (±TILT_DEG), in turn. Every tile is searched every few
-  frames; the tracker carries each face found by image motion in between, so a face found once stays
-  masked. Costs about one inference-size pass per frame.
-- `thorough`: the inference-size pass, every full-resolution tile and both tilted passes on every
-  frame (about seven passes per frame).
+- `balanced` (default): a cycle of three frames: the inference-size pass; one extra pass (a
+  full-resolution tile, a tile enlarged twice for faces under about 30 px, or a tilted pass at
+  ±TILT_DEG, in turn); and no pass. Every tile is searched every few seconds at most; the tracker
+  carries each face found by image motion in between, so a face found once stays masked. Costs about
+  two thirds of an inference-size pass per frame.
+- `thorough`: the inference-size pass, every full-resolution tile, both tilted passes and a quarter
+  of the enlarged tiles on every frame (about eleven passes per frame).
 
 `balanced` and `thorough` also look again, every frame, around the small faces the tracker holds
 (`focus_on`, given the boxes of the last frame): a square of FOCUS_CONTEXT face widths around each,
@@ -44,6 +45,7 @@ from streamd.detect.passes import (
     DetectionPass,
     drop_cut_faces,
     keep_level_faces,
+    keep_narrower,
     map_to_frame,
     merge_detections,
     render_pass,
@@ -61,6 +63,9 @@ TILE_WH = (704, 416)
 TILE_OVERLAP_PX = 64
 # A tile detection this close to an inner tile edge is taken as cut by it.
 TILE_EDGE_MARGIN_PX = 2.0
+# Tiles and focus passes keep faces narrower than this on their input (frame pixels times scale):
+# 192 px at full resolution, 96 px on enlarged tiles, the whole focus square.
+TILE_MAX_FACE_PX = 192.0
 # Tilted passes turn the input by this much each way: CenterFace finds faces up to about 20 degrees
 # from upright on its own, so turned inputs reach heads tilted up to about 50 degrees.
 TILT_DEG = 30.0
@@ -146,7 +151,7 @@ def build_schedule(profile: str, frame_wh: tuple[int, int], limit_wh: tuple[int,
     if profile == "balanced":
         slots: list[tuple[DetectionPass, ...]] = []
         for extra in _interleave(main, enlarged):
-            slots += [(whole,), (extra,)]
+            slots += [(whole,), (extra,), ()]
         return Schedule(tuple(slots))
     if profile == "thorough":
         turns = max(1, math.ceil(len(enlarged) / THOROUGH_ENLARGED_PER_FRAME))
@@ -248,6 +253,8 @@ class ScheduledDetector(FaceDetector):
         return self._run_passes(bgr, frame_wh, self.schedule_for(frame_wh).all_passes)
 
     def _run_passes(self, bgr: np.ndarray, frame_wh: tuple[int, int], passes: tuple[DetectionPass, ...]) -> Detections:
+        if not passes:
+            return Detections.empty()
         inputs = [normalise_dark(render_pass(bgr, detection_pass)) for detection_pass in passes]
         found = self.backend.detect_native(inputs)
         parts = []
@@ -255,6 +262,9 @@ class ScheduledDetector(FaceDetector):
             in_frame = map_to_frame(detections, detection_pass, frame_wh)
             if detection_pass.kind in ("tile", "track"):
                 in_frame = drop_cut_faces(in_frame, detection_pass, frame_wh, TILE_EDGE_MARGIN_PX)
+                # A tile is there for the faces too small for the whole-frame pass; a big face a tile
+                # shows is often a part of one, and the whole-frame pass sees it better.
+                in_frame = keep_narrower(in_frame, TILE_MAX_FACE_PX / detection_pass.scale)
             elif detection_pass.kind == "tilted":
                 detections = keep_level_faces(detections, TILTED_MAX_ROLL_DEG)
                 detections = select(detections, detections.scores >= TILTED_MIN_SCORE)
