@@ -119,7 +119,7 @@ class TrackerConfig(StrictModel):
     iou_match: float = Field(0.2, gt=0, lt=1, description="Minimum IoU to continue a track.")
     match_distance: float = Field(
         2.5, ge=0, le=20,
-        description="A detection that no track matched by IoU continues the nearest unmatched track whose centre "
+        description="A detection that no track matched by IoU continues the nearest unmatched track under 48 px whose centre "
         "lies within this many track widths at a similar size (fast small faces); 0 turns this off.",
     )
     start_score: float = Field(

@@ -26,6 +26,9 @@ def greedy_iou_matches(iou: np.ndarray, min_iou: float) -> list[tuple[int, int]]
 
 # A nearby match needs sizes within this factor of each other.
 MAX_SIZE_RATIO = 1.6
+# Only tracks narrower than this are matched by distance: a bigger face moving more than its own width
+# between two detections is rare, and a near neighbour's detection would take its track away.
+NEARBY_MAX_TRACK_WIDTH_PX = 48.0
 
 
 def greedy_nearby_matches(
@@ -33,8 +36,8 @@ def greedy_nearby_matches(
     skip_rows: set[int], skip_cols: set[int],
 ) -> list[tuple[int, int]]:
     """(track, detection) pairs, nearest first, for boxes IoU did not match: a detection whose centre
-    lies within `max_distance_widths` track widths of a track's centre, at a similar size (a small face
-    that moved more than its own width since the track last saw it). Rows and columns in the skip
+    lies within `max_distance_widths` track widths of a small track's centre, at a similar size (a small
+    face that moved more than its own width since the track last saw it). Rows and columns in the skip
     sets are taken already."""
     if max_distance_widths <= 0 or track_xyxy.size == 0 or detection_xyxy.size == 0:
         return []
@@ -44,7 +47,8 @@ def greedy_nearby_matches(
     detection_widths = np.maximum(detection_xyxy[:, 2] - detection_xyxy[:, 0], 1.0)
     distance = np.linalg.norm(track_centres[:, None] - detection_centres[None], axis=2) / track_widths[:, None]
     size_ratio = np.maximum(track_widths[:, None] / detection_widths[None], detection_widths[None] / track_widths[:, None])
-    eligible = (distance <= max_distance_widths) & (size_ratio <= MAX_SIZE_RATIO)
+    small = track_widths < NEARBY_MAX_TRACK_WIDTH_PX
+    eligible = (distance <= max_distance_widths) & (size_ratio <= MAX_SIZE_RATIO) & small[:, None]
     eligible[list(skip_rows), :] = False
     eligible[:, list(skip_cols)] = False
     rows, cols = np.nonzero(eligible)
