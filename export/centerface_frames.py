@@ -139,3 +139,30 @@ def held_out_frames() -> list[DetectorFrame]:
     frames += _frame_and_tiles("cameraman", cameraman_bgr())
     frames += _frame_and_tiles("LFW grid", lfw_grid_bgr())
     return frames
+
+
+# The fp32 reference detector's score threshold: the one the INT8 card's numbers were measured at.
+REFERENCE_THRESHOLD = 0.4
+
+
+class ReferenceDetectors:
+    """The fp32 CenterFace at each inference size frames ask for, made on first use; close() them all."""
+
+    def __init__(self) -> None:
+        from streamd.detect.centerface import CenterFaceDetector
+
+        self._detector_type = CenterFaceDetector
+        self._detectors: dict[tuple[int, int], object] = {}
+
+    def for_frame(self, frame: DetectorFrame):
+        if frame.limit_wh not in self._detectors:
+            from streamd.config import CenterFaceConfig
+
+            width, height = frame.limit_wh
+            self._detectors[frame.limit_wh] = self._detector_type(CenterFaceConfig(
+                input_width=width, input_height=height, precision="fp32", threshold=REFERENCE_THRESHOLD))
+        return self._detectors[frame.limit_wh]
+
+    def close(self) -> None:
+        for detector in self._detectors.values():
+            detector.close()

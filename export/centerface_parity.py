@@ -125,17 +125,11 @@ def summarize(parities: list[FrameParity]) -> dict[str, object]:
 
 def measure_parity(frames: list[DetectorFrame], run_quantized: RunModel) -> dict[str, object]:
     """`summarize` of every frame, with an fp32 detector per inference size."""
-    from streamd.config import CenterFaceConfig
+    from export.centerface_frames import ReferenceDetectors
 
-    detectors: dict[tuple[int, int], CenterFaceDetector] = {}
-    parities = []
+    detectors = ReferenceDetectors()
     try:
-        for frame in frames:
-            if frame.limit_wh not in detectors:
-                width, height = frame.limit_wh
-                detectors[frame.limit_wh] = CenterFaceDetector(CenterFaceConfig(input_width=width, input_height=height, precision="fp32", threshold=0.4))
-            parities.append(compare_frame(detectors[frame.limit_wh], run_quantized, frame))
+        parities = [compare_frame(detectors.for_frame(frame), run_quantized, frame) for frame in frames]
     finally:
-        for detector in detectors.values():
-            detector.close()
+        detectors.close()
     return summarize(parities)

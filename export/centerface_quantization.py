@@ -18,12 +18,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from export.centerface_frames import DetectorFrame
-from streamd.config import CenterFaceConfig
+from export.centerface_frames import DetectorFrame, ReferenceDetectors
 from streamd.detect.centerface import (
     CENTERFACE_SHA256,
     INPUT_NAME,
-    CenterFaceDetector,
     default_centerface_path,
     dynamic_shape_model,
     read_verified_model,
@@ -78,18 +76,11 @@ def prepare_fp32_model(destination: Path) -> Path:
 def network_inputs(frames: Iterable[DetectorFrame]) -> list[np.ndarray]:
     """Each frame's network input (1, 3, H, W), made by the detector's own preprocessing at the frame's
     inference size."""
-    detectors: dict[tuple[int, int], CenterFaceDetector] = {}
-    blobs = []
+    detectors = ReferenceDetectors()
     try:
-        for frame in frames:
-            if frame.limit_wh not in detectors:
-                width, height = frame.limit_wh
-                detectors[frame.limit_wh] = CenterFaceDetector(CenterFaceConfig(input_width=width, input_height=height, precision="fp32", threshold=0.4))
-            blobs.append(detectors[frame.limit_wh]._prepare(frame.bgr)[0])
+        return [detectors.for_frame(frame)._prepare(frame.bgr)[0] for frame in frames]
     finally:
-        for detector in detectors.values():
-            detector.close()
-    return blobs
+        detectors.close()
 
 
 def _calibration_reader(blobs: list[np.ndarray]):

@@ -10,7 +10,11 @@ def greedy_iou_matches(iou: np.ndarray, min_iou: float) -> list[tuple[int, int]]
     if iou.size == 0:
         return []
     rows, cols = np.nonzero(iou >= min_iou)
-    order = np.argsort(-iou[rows, cols], kind="stable")
+    return _greedy_pairs(rows, cols, np.argsort(-iou[rows, cols], kind="stable"))
+
+
+def _greedy_pairs(rows: np.ndarray, cols: np.ndarray, order: np.ndarray) -> list[tuple[int, int]]:
+    """The candidate (row, column) pairs taken in `order`, each row and column used once."""
     used_rows: set[int] = set()
     used_cols: set[int] = set()
     matches: list[tuple[int, int]] = []
@@ -52,15 +56,4 @@ def greedy_nearby_matches(
     eligible[list(skip_rows), :] = False
     eligible[:, list(skip_cols)] = False
     rows, cols = np.nonzero(eligible)
-    order = np.argsort(distance[rows, cols], kind="stable")
-    used_rows: set[int] = set()
-    used_cols: set[int] = set()
-    matches: list[tuple[int, int]] = []
-    for index in order:
-        row, col = int(rows[index]), int(cols[index])
-        if row in used_rows or col in used_cols:
-            continue
-        used_rows.add(row)
-        used_cols.add(col)
-        matches.append((row, col))
-    return matches
+    return _greedy_pairs(rows, cols, np.argsort(distance[rows, cols], kind="stable"))
