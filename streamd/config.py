@@ -87,7 +87,8 @@ class CenterFaceConfig(StrictModel):
     intra_op_threads: int = Field(
         2, ge=0, le=256,
         description="onnxruntime threads (0: one per core). Two let one camera's detector use the second core "
-        "while the other stages wait on it (measured: 20 -> 26 fps on 2 cores); on a host with many cameras "
+        "while the other stages wait on it (on 2 cores, 18 -> 24 fps end to end with the balanced profile); on a host "
+        "with many cameras "
         "use 1, or service.shared_detector.",
     )
     precision: Literal["fp32", "int8"] = Field(

@@ -21,17 +21,15 @@ def test_fast_runs_one_pass_per_frame():
 def test_balanced_alternates_the_whole_frame_with_tiles_and_tilted_passes():
     schedule = build_schedule("balanced", (1280, 720), (640, 360))
     kinds = [[p.kind for p in slot] for slot in schedule.slots]
-    # A cycle of three frames: the whole frame, one extra pass, none.
-    assert kinds[0::3] == [["global"]] * (len(kinds) // 3)
-    assert kinds[2::3] == [[]] * (len(kinds) // 3)
-    extras = [slot[0] for slot in schedule.slots[1::3]]
+    assert kinds[0::2] == [["global"]] * (len(kinds) // 2)
+    extras = [slot[0] for slot in schedule.slots[1::2]]
     full_resolution = {p for p in extras if p.kind == "tile" and p.scale == 1.0}
     enlarged = {p for p in extras if p.kind == "tile" and p.scale == 2.0}
     tilted = {p for p in extras if p.kind == "tilted"}
     assert len(full_resolution) == 4 and len(enlarged) == 16 and len(tilted) == 2
-    # Every pass of the cycle, and under one inference-size pass of pixels per frame.
+    # Every pass of the cycle, and about one inference-size pass of pixels per frame.
     assert set(extras) == full_resolution | enlarged | tilted
-    assert schedule.mean_pixels_per_frame < 0.9 * 640 * 360
+    assert schedule.mean_pixels_per_frame < 1.3 * 640 * 360
 
 
 def test_enlarged_tiles_cover_the_frame_at_twice_the_size():
