@@ -11,7 +11,7 @@ from streamd.config import CameraConfig
 from streamd.detect import build_detector
 from streamd.detect.shared import SharedDetectorPool
 from streamd.file_sink import VideoFileSink
-from streamd.ingest import FrameSource, open_source
+from streamd.sources import FrameSource, open_source
 from streamd.pipeline import StreamPipeline
 from streamd.protocol import new_stream_epoch
 from streamd.sealing import build_stream_sealer

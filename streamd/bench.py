@@ -33,7 +33,7 @@ from streamd.config import (
     load_config,
 )
 from streamd.errors import StreamdError
-from streamd.ingest import FileVideoSource
+from streamd.sources.files import FileVideoSource
 from streamd.stats import STAGES
 
 logger = logging.getLogger(__name__)

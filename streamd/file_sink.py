@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from streamd.config import FileOutputConfig
-from streamd.ingest import FrameSource
+from streamd.sources.base import FrameSource
 from streamd.sinks import FrameSink, keep_written_frames
 from streamd.types import AnonymizedFrame
 from streamd.video_out import VideoFileWriter

@@ -20,7 +20,7 @@ import numpy as np
 from streamd.anonymize.base import FaceAnonymizer
 from streamd.config import CameraConfig
 from streamd.detect.base import FaceDetector
-from streamd.ingest import FrameSource
+from streamd.sources.base import FrameSource
 from streamd.sealing import SEALING_EXTRAS_KEY, StreamSealer
 from streamd.sinks import FrameSink
 from streamd.stats import PipelineStats

@@ -28,7 +28,7 @@ import numpy as np
 
 from streamd.config import FileOutputConfig
 from streamd.errors import SinkError, StreamdError
-from streamd.ingest import FrameSource
+from streamd.sources.base import FrameSource
 from streamd.protocol import build_frame_header, parse_time_base
 from streamd.sealing import SEALING_EXTRAS_KEY, SealedFrame
 from streamd.sinks import FrameSink, keep_written_frames

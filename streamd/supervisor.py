@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from typing import ContextManager
 
 from streamd.config import CameraConfig, ServiceConfig
-from streamd.ingest import FileVideoSource
+from streamd.sources.files import FileVideoSource
 from streamd.pipeline import StreamPipeline
-from streamd.rtsp import RtspVideoSource
+from streamd.sources.rtsp import RtspVideoSource
 from streamd.stats import LatencyHistogram, PipelineStats
 from streamd.zmq_sink import ZmqSink
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from streamd.demo_clip import DemoClip, build_demo_clip
-from streamd.ingest import FileVideoSource
+from streamd.sources.files import FileVideoSource
 
 
 @pytest.fixture(scope="session")

@@ -29,7 +29,7 @@ from streamd.config import (
 from streamd.detect import build_detector
 from streamd.detect.base import FaceDetector
 from streamd.errors import SourceError
-from streamd.ingest import FrameSource
+from streamd.sources.base import FrameSource
 from streamd.pipeline import StreamPipeline
 from streamd.protocol import decode_event, decode_frame_message
 from streamd.recording_format import read_recording
@@ -73,7 +73,7 @@ def camera_for(input_path: Path, output_path: Path | None, **updates: object) ->
 
 def run_with_detector(camera: CameraConfig, detector: FaceDetector) -> StreamPipeline:
     from streamd.app import build_sinks
-    from streamd.ingest import open_source
+    from streamd.sources import open_source
 
     source = open_source(camera.source)
     sinks = build_sinks(camera, source)
@@ -256,7 +256,7 @@ class CameraLostAfter(FrameSource):
 def test_a_failed_run_keeps_the_frames_it_wrote_under_an_incomplete_name(
         demo_clip, tmp_path, suffix, reversible) -> None:
     from streamd.app import build_sinks
-    from streamd.ingest import open_source
+    from streamd.sources import open_source
 
     output = tmp_path / f"out{suffix}"
     updates: dict[str, object] = {"anonymizer": AnonymizerConfig(method="solid", margin=MARGIN)}

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from streamd.errors import SinkError, SourceError
-from streamd.ingest import FileVideoSource
+from streamd.sources.files import FileVideoSource
 from streamd.video_out import VideoFileWriter, read_image, write_image
 
 WIDTH, HEIGHT, RATE = 64, 48, Fraction(25)

@@ -130,7 +130,7 @@ def load_photo_folder(folder: Path, detector: FaceDetector) -> EvalDataset:
 
 def sampled_frames(path: Path, frame_step: int, max_frames: int) -> Iterator[tuple[int, np.ndarray]]:
     """(index, bgr) of every `frame_step`-th frame of a clip, at most `max_frames` of them."""
-    from streamd.ingest import FileVideoSource
+    from streamd.sources.files import FileVideoSource
 
     taken = 0
     with FileVideoSource(path) as source:

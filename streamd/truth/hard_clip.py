@@ -156,7 +156,7 @@ def write_clip(scene: Scene, out_dir: Path, name: str, seconds: float, fps: int 
             yield rendered.bgr
 
     if scene.display_rotation:
-        from streamd.orientation import write_rotated_clip
+        from streamd.sources.orientation import write_rotated_clip
 
         write_rotated_clip(upright_frames(), video, scene.display_rotation, fps=fps, crf=CRF)
     else:

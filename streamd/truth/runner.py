@@ -20,7 +20,7 @@ import numpy as np
 
 from streamd.config import AnonymizerConfig, CameraConfig, CenterFaceConfig, FileSourceConfig
 from streamd.errors import SourceError, TruthError
-from streamd.orientation import FrameOrienter, to_upright
+from streamd.sources.orientation import FrameOrienter, to_upright
 from streamd.truth.misses import (
     MISS_SSIM,
     false_mask_share,

@@ -11,7 +11,7 @@ import pytest
 
 from streamd.anonymize import build_anonymizer
 from streamd.config import AnonymizerConfig, CameraConfig, TrackerConfig
-from streamd.ingest import FrameSource
+from streamd.sources.base import FrameSource
 from streamd.pipeline import StreamPipeline
 from streamd.tracking import FaceTracker
 from streamd.tracking.motion import estimate_motion, ncc, take_patch

@@ -14,7 +14,7 @@ import pytest
 from streamd.config import CenterFaceConfig
 from streamd.detect import build_detector
 from streamd.detect.base import pairwise_iou
-from streamd.orientation import first_frame_orientation
+from streamd.sources.orientation import first_frame_orientation
 from streamd.truth.faces import load_split_faces, split_photos
 from streamd.truth.hard_clip import build_benchmark, render_scene
 from streamd.truth.mot import read_conditions, read_gt

@@ -19,9 +19,9 @@ from streamd import sample_faces
 from streamd.cli import main
 from streamd.config import AnonymizerConfig, CameraConfig, FileSourceConfig, RtspSourceConfig, parse_config
 from streamd.errors import ConfigError, SinkError
-from streamd.ingest import FileVideoSource
+from streamd.sources.files import FileVideoSource
 from streamd.oneshot import anonymize_video
-from streamd.orientation import (
+from streamd.sources.orientation import (
     UPRIGHT,
     Orientation,
     first_frame_orientation,
@@ -30,7 +30,7 @@ from streamd.orientation import (
     to_upright,
     write_rotated_clip,
 )
-from streamd.rtsp import RtspVideoSource
+from streamd.sources.rtsp import RtspVideoSource
 from streamd.types import VideoFrame
 
 pytestmark = pytest.mark.timeout(120)

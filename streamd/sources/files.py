@@ -1,11 +1,7 @@
-"""Video sources: anything that yields decoded BGR frames with timestamps.
-
-`FrameSource` is the interface every source implements (file here, RTSP in `streamd.rtsp`).
-"""
+"""Video files as a frame source: PyAV decoding, upright frames, loop and real-time pacing."""
 
 from __future__ import annotations
 
-import abc
 import logging
 import time
 from collections.abc import Iterator
@@ -14,48 +10,14 @@ from pathlib import Path
 
 import av
 
-from streamd.config import FileSourceConfig, RtspSourceConfig
 from streamd.errors import SourceError
-from streamd.orientation import UPRIGHT, FrameOrienter, Orientation, RotationSetting, first_frame_orientation
+from streamd.sources.base import FrameSource
+from streamd.sources.orientation import UPRIGHT, FrameOrienter, Orientation, RotationSetting, first_frame_orientation
 from streamd.types import VideoFrame
 
 logger = logging.getLogger(__name__)
 
 
-class FrameSource(abc.ABC):
-    """A stream of decoded frames.
-
-    `is_live` tells the pipeline whether it may drop frames when it falls behind (live cameras) or
-    must apply back-pressure so that no frame is lost (files).
-    """
-
-    is_live: bool = False
-
-    @abc.abstractmethod
-    def frames(self) -> Iterator[VideoFrame]:
-        """Yield frames in order until the source ends; raise SourceError on a fatal problem."""
-
-    @property
-    @abc.abstractmethod
-    def time_base(self) -> Fraction:
-        """Unit of `VideoFrame.pts`."""
-
-    @property
-    @abc.abstractmethod
-    def average_rate(self) -> Fraction:
-        """Nominal frames per second."""
-
-    def close(self) -> None:
-        """Release the underlying container; safe to call twice."""
-
-    def __enter__(self) -> "FrameSource":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-# ---------------------------------------------------------------- file source
 _FALLBACK_RATE = Fraction(25)
 
 # FFmpeg renders text files (ANSI art, binary text) as video; such a "video" is never a camera clip.
@@ -78,7 +40,7 @@ class FileVideoSource(FrameSource):
     Frames come out upright. `rotation="auto"` follows the display matrix FFmpeg attaches to each
     decoded frame (a phone's MP4 rotation, an H.264 display orientation SEI); 0, 90, 180 or 270 turns
     every stored frame that many degrees clockwise instead, whatever the metadata says (see
-    `streamd.orientation`). `resolution_wh` is the upright size, and outputs are written with upright
+    `streamd.sources.orientation`). `resolution_wh` is the upright size, and outputs are written with upright
     pixels and no rotation metadata, so every player shows them the same way.
     """
 
@@ -313,14 +275,3 @@ class FileVideoSource(FrameSource):
             return
         self._closed = True
         self._container.close()
-
-
-def open_source(config: FileSourceConfig | RtspSourceConfig) -> FrameSource:
-    """The source a camera's `source:` section describes."""
-    if isinstance(config, FileSourceConfig):
-        return FileVideoSource(config.path, loop=config.loop, realtime=config.realtime, rotation=config.rotation)
-    if isinstance(config, RtspSourceConfig):
-        from streamd.rtsp import RtspVideoSource
-
-        return RtspVideoSource(config)
-    raise TypeError(f"unknown source config {type(config).__name__}")

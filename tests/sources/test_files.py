@@ -12,7 +12,7 @@ import pytest
 
 from streamd.config import FileSourceConfig
 from streamd.errors import SourceError
-from streamd.ingest import FileVideoSource, open_source
+from streamd.sources import FileVideoSource, open_source
 
 WIDTH, HEIGHT, RATE = 64, 48, 25
 

@@ -15,7 +15,7 @@ from rtsp_server import RtspTestServer, make_h264_clip
 
 from streamd.config import RtspSourceConfig
 from streamd.errors import SourceError
-from streamd.rtsp import RtspVideoSource, redact_url
+from streamd.sources.rtsp import RtspVideoSource, redact_url
 from streamd.types import VideoFrame
 
 pytestmark = pytest.mark.timeout(120)

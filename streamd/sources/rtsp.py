@@ -12,7 +12,7 @@ indices keep counting across reconnects and pts are rebased so they stay strictl
 
 Frames come out upright: with `rotation: auto` as the display matrix FFmpeg attaches to decoded
 frames says (an H.264 display orientation SEI; RTSP carries no container metadata), otherwise turned
-the configured number of degrees clockwise (`streamd.orientation`). The orientation is worked out
+the configured number of degrees clockwise (`streamd.sources.orientation`). The orientation is worked out
 again on every connection and logged with the first frame.
 """
 
@@ -33,8 +33,8 @@ import numpy as np
 
 from streamd.config import RtspSourceConfig
 from streamd.errors import SourceError
-from streamd.ingest import FrameSource
-from streamd.orientation import FrameOrienter
+from streamd.sources.base import FrameSource
+from streamd.sources.orientation import FrameOrienter
 from streamd.types import VideoFrame
 
 logger = logging.getLogger(__name__)
