@@ -251,6 +251,7 @@ def cmd_eval_truth(args: argparse.Namespace) -> int:
         profiles=args.profile or [None], baseline=args.baseline,
         frame_step=args.frame_step or DEFAULT_FRAME_STEP, min_visibility=args.min_visibility,
         progress=lambda line: print(f"streamd: {line}", file=sys.stderr),
+        base_camera=load_config(args.config).cameras[0] if args.config is not None else None,
     )
     print(text_table(outcome.report))
     print(f"report: {outcome.files['markdown']}")
@@ -274,6 +275,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.truth is not None:
         return cmd_eval_truth(args)
     truth_only = [name for name, value in (("--profile", args.profile), ("--baseline", args.baseline),
+                                           ("--config", args.config),
                                            ("--conditions", args.conditions)) if value]
     if truth_only:
         raise StreamdError(f"{truth_only[0]} applies to the ground-truth benchmark only (with --truth)")
@@ -398,6 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--frame-step", type=int, help="clip input: take every n-th frame (default 12; "
                           "with --truth: 5)")
     evaluate.add_argument("--max-frames", type=int, default=8, help="clip input: at most this many frames")
+    evaluate.add_argument("--config", type=Path, help="with --truth: take detector, tracker and anonymizer "
+                          "settings from the first camera of this file")
     evaluate.add_argument("--truth", type=Path, metavar="GT",
                           help="measure missed faces against MOTChallenge ground truth (gt.txt) instead; for a "
                           "benchmark folder made by make-benchmark, give the folder as input and as GT")

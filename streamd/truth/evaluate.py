@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from streamd.config import ANONYMIZATION_METHODS
+from streamd.config import ANONYMIZATION_METHODS, CameraConfig
 from streamd.errors import TruthError
 from streamd.truth.runner import DEFAULT_FRAME_STEP, DEFAULT_MIN_VISIBILITY, RunSpec, find_clips, run_truth_benchmark
 
@@ -37,7 +37,8 @@ def evaluate_truth(input_path: Path, truth_path: Path, out_dir: Path, *, conditi
                    methods: Sequence[str] = ("blur",), profiles: Sequence[str | None] = (None,),
                    baseline: str | None = None, frame_step: int = DEFAULT_FRAME_STEP,
                    min_visibility: float = DEFAULT_MIN_VISIBILITY,
-                   progress: Callable[[str], None] | None = None) -> TruthOutcome:
+                   progress: Callable[[str], None] | None = None,
+                   base_camera: CameraConfig | None = None) -> TruthOutcome:
     """Anonymize, score against ground truth, write truth-report.{json,md}, the plot and the contact sheet."""
     from streamd.bench import machine_description
     from streamd.truth.figures import missed_contact_sheet, misses_plot
@@ -46,7 +47,7 @@ def evaluate_truth(input_path: Path, truth_path: Path, out_dir: Path, *, conditi
     specs = run_specs(methods, profiles, baseline)
     clips = find_clips(input_path, truth_path, conditions_path)
     out_dir.mkdir(parents=True, exist_ok=True)
-    results = run_truth_benchmark(clips, specs, out_dir, frame_step, min_visibility, progress)
+    results = run_truth_benchmark(clips, specs, out_dir, frame_step, min_visibility, progress, base_camera)
     report = build_report(clips, results, frame_step, min_visibility, machine_description())
     extra = {"plot": out_dir / "truth-misses-by-size.png"}
     misses_plot(extra["plot"], report)

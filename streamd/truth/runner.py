@@ -58,7 +58,7 @@ class RunSpec:
     @property
     def label(self) -> str:
         if self.tool == "streamd":
-            return f"streamd {self.method} {self.profile}"
+            return f"streamd {self.method} {self.profile}" if self.profile else f"streamd {self.method}"
         return f"{self.tool} {self.method}"
 
     @property
@@ -124,24 +124,38 @@ def find_clips(input_path: Path, truth_path: Path, conditions_path: Path | None 
 
 
 # ---------------------------------------------------------------- anonymizing
-def streamd_camera(video: Path, method: str, profile: str | None) -> CameraConfig:
-    detector = CenterFaceConfig() if profile is None else CenterFaceConfig(profile=profile)
-    return CameraConfig(id="truth", source=FileSourceConfig(path=video), detector=detector,
-                        anonymizer=AnonymizerConfig(method=method))
+def streamd_camera(video: Path, method: str, profile: str | None, base: CameraConfig | None = None) -> CameraConfig:
+    """The camera that anonymizes `video`: `base`'s detector, tracker and anonymizer settings (defaults
+    without it), with `method` and, when given, the detector `profile`."""
+    if base is None:
+        detector = CenterFaceConfig() if profile is None else CenterFaceConfig(profile=profile)
+        return CameraConfig(id="truth", source=FileSourceConfig(path=video), detector=detector,
+                            anonymizer=AnonymizerConfig(method=method))
+    fields = base.model_dump()
+    fields.update(id="truth", source={"type": "file", "path": video}, outputs={}, reversible=None)
+    fields["anonymizer"]["method"] = method
+    if profile is not None:
+        if fields["detector"]["type"] != "centerface":
+            raise TruthError(f"--profile applies to the centerface detector, not {fields['detector']['type']}")
+        fields["detector"]["profile"] = profile
+    return CameraConfig.model_validate(fields)
 
 
-def run_anonymizer(spec: RunSpec, clip: TruthClip, output: Path) -> tuple[int, float, str]:
-    """Anonymize one clip; (frames, wall seconds including start-up, what ran)."""
+def run_anonymizer(spec: RunSpec, clip: TruthClip, output: Path,
+                   base: CameraConfig | None = None) -> tuple[int, float, str]:
+    """Anonymize one clip with settings from `base` (see `streamd_camera`); (frames, wall seconds
+    including start-up, what ran)."""
     output.parent.mkdir(parents=True, exist_ok=True)
     if spec.tool == "streamd":
         from streamd.oneshot import anonymize_video
 
-        camera = streamd_camera(clip.video, spec.method, spec.profile)
+        camera = streamd_camera(clip.video, spec.method, spec.profile, base)
         started = time.perf_counter()
         result = anonymize_video(clip.video, output, camera)
         elapsed = time.perf_counter() - started
         frames = result.stats.frames_out if result.stats is not None else 0
-        return frames, elapsed, f"streamd anonymize --method {spec.method} (detector profile {spec.profile})"
+        return frames, elapsed, (f"streamd anonymize --method {spec.method} "
+                                 f"(detector profile {camera.detector.profile if camera.detector.type == 'centerface' else 'n/a'})")
     if spec.tool == "deface":
         from streamd.bench import run_deface
 
@@ -254,8 +268,9 @@ def score_outputs(clip: TruthClip, outputs: dict[RunSpec, Path], results: dict[R
 
 def run_truth_benchmark(clips: Sequence[TruthClip], specs: Sequence[RunSpec], work_dir: Path,
                         frame_step: int = DEFAULT_FRAME_STEP, min_visibility: float = DEFAULT_MIN_VISIBILITY,
-                        progress=None) -> list[RunResult]:
-    """Run every spec on every clip (outputs under `work_dir/outputs/`), then score them."""
+                        progress=None, base_camera: CameraConfig | None = None) -> list[RunResult]:
+    """Run every spec on every clip (outputs under `work_dir/outputs/`), then score them. streamd runs
+    take their settings from `base_camera` when given."""
     if frame_step < 1:
         raise TruthError(f"--frame-step must be at least 1, got {frame_step}")
     if not 0.0 <= min_visibility <= 1.0:
@@ -268,7 +283,7 @@ def run_truth_benchmark(clips: Sequence[TruthClip], specs: Sequence[RunSpec], wo
         outputs: dict[RunSpec, Path] = {}
         for spec in specs:
             output = work_dir / "outputs" / clip.name / f"{spec.slug}.mp4"
-            frames, wall_s, command = run_anonymizer(spec, clip, output)
+            frames, wall_s, command = run_anonymizer(spec, clip, output, base_camera)
             result = results[spec]
             result.frames += frames
             result.wall_s += wall_s

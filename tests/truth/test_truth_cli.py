@@ -60,3 +60,27 @@ def test_eval_truth_bad_ground_truth_is_one_line(tiny_bench: Path, tmp_path: Pat
 def test_truth_options_need_truth(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["eval", "--profile", "fast", "-o", str(tmp_path / "r")]) != 0
     assert "--profile applies to the ground-truth benchmark only" in capsys.readouterr().err
+
+
+def test_truth_runs_take_their_settings_from_a_config_file(tmp_path: Path) -> None:
+    from streamd.config import load_config
+    from streamd.truth.runner import streamd_camera
+
+    config = tmp_path / "camera.yaml"
+    config.write_text(
+        "cameras:\n"
+        "  - id: lobby\n"
+        "    source: {type: rtsp, url: rtsp://127.0.0.1:8554/lobby}\n"
+        "    detector: {type: centerface, threshold: 0.5, profile: fast}\n"
+        "    tracker: {start_score: 0.6}\n"
+        "    anonymizer: {method: mosaic, margin: 0.3}\n"
+        "    outputs: {zmq: {endpoint: 'tcp://127.0.0.1:5599'}}\n"
+    )
+    base = load_config(config).cameras[0]
+    camera = streamd_camera(tmp_path / "clip.mp4", "blur", "thorough", base)
+    assert camera.source.type == "file" and camera.source.path == tmp_path / "clip.mp4"
+    assert camera.outputs.zmq is None
+    assert (camera.detector.threshold, camera.detector.profile) == (0.5, "thorough")
+    assert camera.tracker.start_score == 0.6
+    assert (camera.anonymizer.method, camera.anonymizer.margin) == ("blur", 0.3)
+    assert streamd_camera(tmp_path / "clip.mp4", "blur", None, base).detector.profile == "fast"
