@@ -36,6 +36,7 @@ from streamd.recording_format import read_recording
 from streamd.types import Detections, VideoFrame
 
 from conftest import decode_all
+from memory_source import MemoryFrameSource
 from restore_helpers import make_keypair
 
 MISSED_FRAMES = {5, 6, 7}
@@ -138,29 +139,6 @@ def test_drop_policy_drops_the_failed_frame(demo_clip, centerface, tmp_path) -> 
     assert len(decode_all(output)) == demo_clip.frame_count - 1
 
 
-class MemoryLiveSource(FrameSource):
-    """A live source delivering frames from memory as fast as it can."""
-
-    is_live = True
-
-    def __init__(self, frames: list[np.ndarray]) -> None:
-        self._frames = frames
-        self.delivered_at: list[float] = []
-
-    def frames(self) -> Iterator[VideoFrame]:
-        for index, bgr in enumerate(self._frames):
-            self.delivered_at.append(time.monotonic())
-            yield VideoFrame(bgr=bgr, index=index, pts=index, time_base=Fraction(1, 25), wallclock=time.time())
-
-    @property
-    def time_base(self) -> Fraction:
-        return Fraction(1, 25)
-
-    @property
-    def average_rate(self) -> Fraction:
-        return Fraction(25)
-
-
 class SlowDetector(FaceDetector):
     def detect(self, bgr: np.ndarray) -> Detections:
         time.sleep(0.02)
@@ -169,7 +147,7 @@ class SlowDetector(FaceDetector):
 
 def test_live_source_is_never_blocked_a_full_queue_drops_and_counts() -> None:
     frames = [np.full((64, 64, 3), i % 255, np.uint8) for i in range(200)]
-    source = MemoryLiveSource(frames)
+    source = MemoryFrameSource(frames, live=True)
     camera = CameraConfig(id="live", source={"type": "rtsp", "url": "rtsp://127.0.0.1/x"},
                           pipeline=PipelineConfig(queue_size=2))
     pipeline = StreamPipeline(camera, source, SlowDetector(), build_anonymizer(camera.anonymizer), [])

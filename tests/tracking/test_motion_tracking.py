@@ -2,45 +2,23 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
-from fractions import Fraction
 
 import numpy as np
 import pytest
 
 from streamd.anonymize import build_anonymizer
 from streamd.config import AnonymizerConfig, CameraConfig, TrackerConfig
-from streamd.sources.base import FrameSource
 from streamd.pipeline import StreamPipeline
 from streamd.tracking import FaceTracker
 from streamd.tracking.motion import estimate_motion, ncc, take_patch
-from streamd.types import AnonymizedFrame, Detections, VideoFrame
+from streamd.types import AnonymizedFrame, Detections
 
+from memory_source import MemoryFrameSource
 from moving_face_scene import MovingFace, ScriptedDetector, covered_share, detections_of, textured_background
 
 FRAMES = 80
 SEEN_FIRST = 15
 MISSED = 50  # frames 15..64 the detector finds nothing
-
-
-class SceneSource(FrameSource):
-    """The scene's frames from memory, as a file would give them (no frame dropped)."""
-
-    def __init__(self, frames: list[np.ndarray]) -> None:
-        self._frames = frames
-
-    def frames(self) -> Iterator[VideoFrame]:
-        for index, bgr in enumerate(self._frames):
-            yield VideoFrame(bgr=bgr, index=index, pts=index, time_base=Fraction(1, 25), wallclock=time.time())
-
-    @property
-    def time_base(self) -> Fraction:
-        return Fraction(1, 25)
-
-    @property
-    def average_rate(self) -> Fraction:
-        return Fraction(25)
 
 
 def test_face_missed_by_the_detector_for_50_frames_stays_masked() -> None:
@@ -54,7 +32,7 @@ def test_face_missed_by_the_detector_for_50_frames_stays_masked() -> None:
         anonymizer=AnonymizerConfig(method="blur", margin=0.0),
     )
     output: list[AnonymizedFrame] = []
-    pipeline = StreamPipeline(camera, SceneSource(frames), detector, build_anonymizer(camera.anonymizer), [],
+    pipeline = StreamPipeline(camera, MemoryFrameSource(frames), detector, build_anonymizer(camera.anonymizer), [],
                               on_frame=output.append)
     pipeline.run()
 
