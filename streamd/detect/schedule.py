@@ -18,7 +18,7 @@ slots, each slot the passes run on one frame:
 
 `balanced` and `thorough` also look again, every frame, around the small faces the tracker holds
 (`focus_on`, given the boxes of the last frame): a square of FOCUS_CONTEXT face widths around each,
-enlarged so the face is about FOCUS_FACE_PX wide, at most FOCUS_PASSES_PER_FRAME of them a frame in
+enlarged so the face is about 48 px wide (`streamd.detect.focus`), at most FOCUS_PASSES_PER_FRAME of them a frame in
 turn, batched in one run. A small, fast or blurred face the tiles found once is so found again where
 it went, rather than only when its tile comes round.
 
@@ -42,6 +42,7 @@ import numpy as np
 
 from streamd.config import CenterFaceConfig
 from streamd.detect.base import FaceDetector
+from streamd.detect.focus import FOCUS_INPUT_PX, FOCUS_PASSES_PER_FRAME, focus_passes
 from streamd.detect.lowlight import normalise_dark
 from streamd.detect.passes import (
     DetectionPass,
@@ -52,7 +53,6 @@ from streamd.detect.passes import (
     merge_detections,
     render_pass,
     select,
-    square_around,
     tile_regions,
 )
 from streamd.types import Detections
@@ -77,14 +77,6 @@ ENLARGE_SCALE = 2.0
 ENLARGED_TILE_OVERLAP_PX = 32
 # `thorough` runs this many enlarged tiles a frame, in turn.
 THOROUGH_ENLARGED_PER_FRAME = 4
-# Faces narrower than this (frame pixels) get focus passes.
-FOCUS_MAX_FACE_PX = 64.0
-# A focus pass sees a square this many face widths across, at least FOCUS_MIN_SIDE_PX.
-FOCUS_CONTEXT = 4.0
-FOCUS_MIN_SIDE_PX = 96.0
-# The square is scaled to this input size, so the face is about FOCUS_INPUT_PX / FOCUS_CONTEXT wide.
-FOCUS_INPUT_PX = 192
-FOCUS_PASSES_PER_FRAME = {"fast": 0, "balanced": 3, "thorough": 8}
 # A tilted pass keeps the faces whose eyes are within this of level on its turned input.
 TILTED_MAX_ROLL_DEG = 15.0
 # ... and scores at least this: a face the turn set upright scores high, while a weak detection on a
@@ -159,26 +151,6 @@ def build_schedule(profile: str, frame_wh: tuple[int, int], limit_wh: tuple[int,
         turns = max(1, math.ceil(len(enlarged) / THOROUGH_ENLARGED_PER_FRAME))
         return Schedule(tuple((whole, *main, *enlarged[turn::turns]) for turn in range(turns)))
     raise ValueError(f"unknown detector profile {profile!r}")
-
-
-def focus_passes(boxes_xyxy: np.ndarray, frame_wh: tuple[int, int], budget: int, turn: int) -> list[DetectionPass]:
-    """Passes around the small boxes among `boxes_xyxy`, at most `budget`, taken in turn by `turn`."""
-    if budget <= 0 or len(boxes_xyxy) == 0:
-        return []
-    widths = boxes_xyxy[:, 2] - boxes_xyxy[:, 0]
-    small = np.flatnonzero((widths > 0) & (widths < FOCUS_MAX_FACE_PX))
-    if small.size == 0:
-        return []
-    if small.size > budget:
-        start = (turn * budget) % small.size
-        small = np.roll(small, -start)[:budget]
-    passes = []
-    for index in small:
-        side = max(FOCUS_CONTEXT * float(widths[index]), FOCUS_MIN_SIDE_PX)
-        region = square_around(boxes_xyxy[index], side, frame_wh)
-        scale = FOCUS_INPUT_PX / max(region[2] - region[0], region[3] - region[1])
-        passes.append(DetectionPass("track", region, scale))
-    return passes
 
 
 def is_complete(passes: tuple[DetectionPass, ...]) -> bool:

@@ -110,7 +110,7 @@ def test_dark_inputs_are_brightened_and_bright_ones_left_alone():
 
 
 def test_focus_passes_look_again_around_small_tracked_faces_in_turn():
-    from streamd.detect.schedule import FOCUS_INPUT_PX, focus_passes
+    from streamd.detect.focus import FOCUS_INPUT_PX, focus_passes
 
     boxes = np.array([[100, 100, 120, 122], [300, 300, 500, 520], [1270, 700, 1280, 720],
                       [600, 50, 630, 84], [900, 400, 940, 444]], np.float32)
