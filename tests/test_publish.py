@@ -114,8 +114,9 @@ def test_with_count_drops_a_stalled_subscriber_drops_are_counted_and_publish_nev
         elapsed = time.monotonic() - started
         assert publisher.dropped > 0
         assert publisher.sent + publisher.dropped == attempts
-        assert slowest_s < 0.5
-        assert elapsed < 10
+        # A blocking send would hang for good; these bounds only catch that, not a slow, loaded machine.
+        assert slowest_s < 5.0
+        assert elapsed < 25
         # Events wait in order for room instead of being lost at the first refusal.
         assert publisher.publish_event(publisher.make_event("track_start", track_id=2, frame_index=attempts)) is False
         assert publisher.pending_events == 1
