@@ -70,7 +70,7 @@ def anonymize_images(pairs: list[tuple[Path, Path]], camera: CameraConfig, progr
                 logger.warning("%s", exc)
                 continue
             tracker = FaceTracker(camera.tracker)
-            update = tracker.update(detector.detect_still(bgr), frame_wh=(bgr.shape[1], bgr.shape[0]), bgr=bgr)
+            update = tracker.update(detector.detect_still(bgr), frame_wh=(bgr.shape[1], bgr.shape[0]))
             write_image(output_path, anonymizer.apply(bgr, update.faces))
             result.files_written.append(output_path)
             result.faces += len(update.faces)

@@ -233,16 +233,16 @@ class ScheduledDetector(FaceDetector):
         found = self.backend.detect_native(inputs)
         parts = []
         for detection_pass, detections in zip(passes, found):
+            if detection_pass.kind == "tilted":
+                # Judged on the turned input, where a face the turn set upright has level eyes.
+                detections = keep_level_faces(detections, TILTED_MAX_ROLL_DEG)
+                detections = select(detections, detections.scores >= TILTED_MIN_SCORE)
             in_frame = map_to_frame(detections, detection_pass, frame_wh)
             if detection_pass.kind in ("tile", "track"):
                 in_frame = drop_cut_faces(in_frame, detection_pass, frame_wh, TILE_EDGE_MARGIN_PX)
                 # A tile is there for the faces too small for the whole-frame pass; a big face a tile
                 # shows is often a part of one, and the whole-frame pass sees it better.
                 in_frame = keep_narrower(in_frame, TILE_MAX_FACE_PX / detection_pass.scale)
-            elif detection_pass.kind == "tilted":
-                detections = keep_level_faces(detections, TILTED_MAX_ROLL_DEG)
-                detections = select(detections, detections.scores >= TILTED_MIN_SCORE)
-                in_frame = map_to_frame(detections, detection_pass, frame_wh)
             parts.append(in_frame)
         return merge_detections(parts, self.config.nms_iou)
 
