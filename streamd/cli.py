@@ -119,18 +119,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from streamd.metrics import DEFAULT_METRICS_URL, camera_status_rows, fetch_metrics, format_status_table, parse_metrics
+    from streamd.status import DEFAULT_BASE_URL, address_from_config, base_url, read_status
 
-    url = args.metrics
-    if url is None and args.config is not None:
-        url = f"http://{load_config(args.config).metrics.listen}/metrics"
-    samples = parse_metrics(fetch_metrics(url or DEFAULT_METRICS_URL))
-    rows = camera_status_rows(samples)
-    print(format_status_table(rows))
-    values = {name: value for name, labels, value in samples if not labels}
-    print(f"uptime {values.get('streamd_uptime_seconds', 0.0):.0f} s, "
-          f"{'healthy' if values.get('streamd_healthy') == 1 else 'UNHEALTHY (watchdog not fed)'}")
-    return 0 if rows and all(row.state in ("up", "finished") for row in rows) else 3
+    address = args.url or (address_from_config(args.config) if args.config is not None else DEFAULT_BASE_URL)
+    report = read_status(base_url(address))
+    print(report.text)
+    return 0 if report.healthy else 3
 
 
 def cmd_tail(args: argparse.Namespace) -> int:
@@ -308,9 +302,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=cmd_run)
 
     status = commands.add_parser("status", help="show each camera of a running service (from its metrics)")
-    status.add_argument("--metrics", metavar="URL", help="metrics endpoint (default: from --config, else "
-                        "http://127.0.0.1:9108/metrics)")
-    status.add_argument("--config", type=Path, help="read the metrics address from this config file")
+    status.add_argument("--url", "--metrics", dest="url", metavar="URL",
+                        help="the service's metrics address, e.g. http://127.0.0.1:9108 (default: from --config, "
+                        "else http://127.0.0.1:9108)")
+    status.add_argument("--config", type=Path, help="read the metrics address from this config file (only its "
+                        "metrics section has to be valid)")
     status.set_defaults(handler=cmd_status)
 
     validate = commands.add_parser("validate-config", help="check a config file and point at the bad line")

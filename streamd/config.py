@@ -323,9 +323,26 @@ class FileOutputConfig(StrictModel):
         return path
 
 
+class LiveOutputConfig(StrictModel):
+    """Live view of the anonymized frames on the service's HTTP server (docs/live-view.md)."""
+
+    mjpeg: bool = Field(True, description="Serve /live/<camera>/mjpeg (multipart JPEG, for <img> and players).")
+    hls: bool = Field(True, description="Serve /live/<camera>/index.m3u8 (HLS, MPEG-TS segments of H.264).")
+    max_width: int = Field(960, ge=64, le=4096, description="Live frames wider than this are scaled down, keeping aspect.")
+    mjpeg_fps: float = Field(10.0, gt=0, le=60, description="Most MJPEG frames per second sent to one viewer.")
+    jpeg_quality: int = Field(75, ge=10, le=100, description="JPEG quality of MJPEG frames.")
+    hls_segment_s: float = Field(1.0, ge=0.5, le=10, description="Target HLS segment length in seconds.")
+    hls_list_size: int = Field(4, ge=2, le=30, description="Segments listed in the HLS playlist.")
+    hls_crf: int = Field(28, ge=0, le=51, description="x264 constant rate factor of the HLS encode.")
+    idle_stop_s: float = Field(
+        30.0, gt=0, le=3600, description="HLS encoding starts at the first playlist request and stops this long after the last."
+    )
+
+
 class OutputsConfig(StrictModel):
     zmq: ZmqOutputConfig | None = None
     file: FileOutputConfig | None = None
+    live: LiveOutputConfig | None = Field(None, description="Live view (MJPEG and HLS) on the metrics HTTP server.")
 
 
 # ---------------------------------------------------------------- reversibility
@@ -444,6 +461,20 @@ class ServiceConfig(StrictModel):
     )
 
 
+class HealthConfig(StrictModel):
+    """When /healthz and `streamd status` call a camera unhealthy (docs/service.md)."""
+
+    max_drop_share: float = Field(
+        0.05, ge=0, le=1, description="Unhealthy when more than this share of a camera's decoded frames was dropped "
+        "(queue full, processing error, ZeroMQ refusal) over the last window_s."
+    )
+    window_s: float = Field(30.0, gt=0, le=3600, description="Seconds over which the drop share is measured.")
+    down_grace_s: float = Field(
+        5.0, ge=0, le=3600, description="Unhealthy once a camera has not been up (starting, reconnecting, restarting, "
+        "stopped or failed) for this long; a finished file camera is healthy."
+    )
+
+
 class StreamdConfig(StrictModel):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = Field(
@@ -451,6 +482,7 @@ class StreamdConfig(StrictModel):
     )
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     service: ServiceConfig = Field(default_factory=ServiceConfig)
+    health: HealthConfig = Field(default_factory=HealthConfig)
     cameras: list[CameraConfig] = Field(min_length=1, description="Streams to process.")
 
     @model_validator(mode="after")
@@ -460,6 +492,14 @@ class StreamdConfig(StrictModel):
             if camera.id in seen:
                 raise ValueError(f"camera id {camera.id!r} is used twice")
             seen.add(camera.id)
+        return self
+
+    @model_validator(mode="after")
+    def _live_view_needs_http(self) -> "StreamdConfig":
+        live = [camera.id for camera in self.cameras if camera.outputs.live is not None]
+        if live and not self.metrics.enabled:
+            raise ValueError(f"cameras {', '.join(live)} have a live view, which is served on the metrics HTTP "
+                             "server: set metrics.enabled: true")
         return self
 
 

@@ -2,8 +2,9 @@
 
 No client library: the format is a few lines per metric (`# HELP`, `# TYPE`, samples). The server is
 `http.server.ThreadingHTTPServer` on a loopback address (`metrics.listen`), answering
-`GET /metrics` (the exposition) and `GET /healthz` (200 when every camera is healthy, 503 otherwise).
-`parse_metrics` reads the exposition back, for `streamd status`.
+`GET /metrics` (the exposition) and `GET /healthz` (200 when every camera is healthy, 503 otherwise,
+with one line per unhealthy camera; see `streamd.health`); other paths go to an optional route
+handler (the live view of `streamd.live`). `parse_metrics` reads the exposition back, for `streamd status`.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ import socket
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from streamd.errors import StreamdError
+from streamd.health import PROBLEMS, CameraHealth
 from streamd.supervisor import CameraSnapshot, CameraState
 
 logger = logging.getLogger(__name__)
@@ -41,6 +43,8 @@ class ServiceSnapshot:
     healthy: bool
     config_reloads: dict[str, int]
     cameras: Sequence[CameraSnapshot]
+    health: Mapping[str, CameraHealth] = field(default_factory=dict)
+    max_drop_share: float = 1.0
 
 
 def _escape(value: str) -> str:
@@ -71,7 +75,8 @@ class _Exposition:
 # (metric name, type, help, how to read it from a camera snapshot)
 _CAMERA_VALUES: tuple[tuple[str, str, str, Callable[[CameraSnapshot], float]], ...] = (
     ("streamd_camera_up", "gauge", "1 while frames flow from the camera's source.", lambda c: float(c.up)),
-    ("streamd_camera_healthy", "gauge", "0 when the camera is wedged (see docs/service.md).", lambda c: float(c.healthy)),
+    ("streamd_camera_healthy", "gauge", "0 when the camera is down, drops too many frames or is wedged (docs/service.md).",
+     lambda c: float(c.healthy)),
     ("streamd_camera_fps", "gauge", "Frames put out per second over the last 5 s.", lambda c: c.fps),
     ("streamd_frames_in_total", "counter", "Frames decoded from the source.", lambda c: c.frames_in),
     ("streamd_frames_out_total", "counter", "Frames handed to the outputs.", lambda c: c.frames_out),
@@ -136,6 +141,19 @@ def render_metrics(snapshot: ServiceSnapshot) -> str:
     for camera in snapshot.cameras:
         for stage, count in sorted({**dict.fromkeys(ERROR_STAGES, 0), **camera.errors}.items()):
             out.sample("streamd_model_errors_total", {"camera": camera.camera_id, "stage": stage}, count)
+    out.family("streamd_health_max_drop_share", "gauge", "Drop share above which a camera is unhealthy (health.max_drop_share).")
+    out.sample("streamd_health_max_drop_share", {}, snapshot.max_drop_share)
+    out.family("streamd_camera_drop_share", "gauge", "Share of decoded frames dropped over the health window.")
+    for camera in snapshot.cameras:
+        entry = snapshot.health.get(camera.camera_id)
+        out.sample("streamd_camera_drop_share", {"camera": camera.camera_id},
+                   round(entry.drop_share, 6) if entry is not None else 0.0)
+    out.family("streamd_camera_problem", "gauge", "1 for each problem that makes the camera unhealthy.")
+    for camera in snapshot.cameras:
+        entry = snapshot.health.get(camera.camera_id)
+        for problem in PROBLEMS:
+            out.sample("streamd_camera_problem", {"camera": camera.camera_id, "problem": problem},
+                       float(entry is not None and problem in entry.problems))
     out.family("streamd_frame_latency_seconds", "histogram", "Source read to output, per frame.")
     for camera in snapshot.cameras:
         labels = {"camera": camera.camera_id}
@@ -189,12 +207,20 @@ class CameraStatusRow:
     drops: int
     reconnects: int
     restarts: int
+    faces: int = 0
+    drop_share: float = 0.0
+    problems: tuple[str, ...] = ()
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems
 
 
 def camera_status_rows(samples: Iterable[Sample]) -> list[CameraStatusRow]:
     """One row per camera from parsed metrics; drops include publish drops."""
     values: dict[str, dict[str, float]] = {}
     states: dict[str, str] = {}
+    problems: dict[str, list[str]] = {}
     for name, labels, value in samples:
         camera_id = labels.get("camera")
         if camera_id is None:
@@ -202,6 +228,9 @@ def camera_status_rows(samples: Iterable[Sample]) -> list[CameraStatusRow]:
         per_camera = values.setdefault(camera_id, {})
         if name == "streamd_camera_state" and value == 1:
             states[camera_id] = labels["state"]
+        elif name == "streamd_camera_problem":
+            if value == 1:
+                problems.setdefault(camera_id, []).append(labels.get("problem", "unknown"))
         elif name in ("streamd_drops_total", "streamd_publish_drops_total"):
             per_camera["drops"] = per_camera.get("drops", 0.0) + value
         else:
@@ -215,15 +244,19 @@ def camera_status_rows(samples: Iterable[Sample]) -> list[CameraStatusRow]:
             drops=int(per_camera.get("drops", 0)),
             reconnects=int(per_camera.get("streamd_reconnects_total", 0)),
             restarts=int(per_camera.get("streamd_camera_restarts_total", 0)),
+            faces=int(per_camera.get("streamd_faces_total", 0)),
+            drop_share=per_camera.get("streamd_camera_drop_share", 0.0),
+            problems=tuple(problems.get(camera_id, ())),
         )
         for camera_id, per_camera in values.items()
     ]
 
 
 def format_status_table(rows: Sequence[CameraStatusRow]) -> str:
-    header = ("CAMERA", "STATE", "FPS", "FRAMES", "DROPS", "RECONNECTS", "RESTARTS")
+    header = ("CAMERA", "STATE", "HEALTH", "FPS", "FRAMES", "FACES", "DROPS", "DROP%", "RECONNECTS", "RESTARTS")
     table = [header] + [
-        (row.camera_id, row.state, f"{row.fps:.1f}", str(row.frames_out), str(row.drops), str(row.reconnects),
+        (row.camera_id, row.state, "ok" if row.healthy else ",".join(row.problems), f"{row.fps:.1f}",
+         str(row.frames_out), str(row.faces), str(row.drops), f"{100 * row.drop_share:.1f}", str(row.reconnects),
          str(row.restarts))
         for row in rows
     ]
@@ -236,10 +269,15 @@ class _Ipv6HttpServer(ThreadingHTTPServer):
     address_family = socket.AF_INET6
 
 
-class MetricsServer:
-    """Serves `render()` at /metrics and `healthy()` at /healthz from a background thread."""
+#: Answers a GET for a path other than /metrics and /healthz; False when it is not one of its paths.
+RouteHandler = Callable[[BaseHTTPRequestHandler, str], bool]
 
-    def __init__(self, listen: str, render: Callable[[], str], healthy: Callable[[], bool]) -> None:
+
+class MetricsServer:
+    """Serves `render()` at /metrics, `health()` (ok, text) at /healthz and `routes` elsewhere, from threads."""
+
+    def __init__(self, listen: str, render: Callable[[], str], health: Callable[[], tuple[bool, str]],
+                 routes: RouteHandler | None = None) -> None:
         host, _, port_text = listen.rpartition(":")
         host = host.strip("[]")
 
@@ -249,9 +287,9 @@ class MetricsServer:
                 if path == "/metrics":
                     self._answer(200, CONTENT_TYPE, render().encode())
                 elif path == "/healthz":
-                    ok = healthy()
-                    self._answer(200 if ok else 503, "text/plain", b"ok\n" if ok else b"unhealthy\n")
-                else:
+                    ok, text = health()
+                    self._answer(200 if ok else 503, "text/plain; charset=utf-8", text.encode())
+                elif routes is None or not routes(self, path):
                     self._answer(404, "text/plain", b"not found: try /metrics or /healthz\n")
 
             def _answer(self, code: int, content_type: str, body: bytes) -> None:
@@ -272,7 +310,8 @@ class MetricsServer:
         self._server.daemon_threads = True
         bound_host, bound_port = self._server.server_address[:2]
         url_host = f"[{bound_host}]" if ":" in str(bound_host) else bound_host
-        self.url = f"http://{url_host}:{bound_port}/metrics"
+        self.base_url = f"http://{url_host}:{bound_port}"
+        self.url = f"{self.base_url}/metrics"
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
                                         name="metrics-http", daemon=True)
 

@@ -10,7 +10,8 @@ Each camera runs under a `CameraWorker` (its own threads, restarted on failure; 
 - signals: SIGTERM and SIGINT stop every camera so that outputs are finished (file segments closed,
   ZeroMQ sockets closed with their linger); SIGHUP reloads the camera list from the config file:
   new cameras start, removed ones stop, changed ones restart, unchanged ones are not touched.
-- metrics: the Prometheus endpoint of `streamd.metrics`.
+- metrics: the Prometheus endpoint of `streamd.metrics`, /healthz judged by `streamd.health`, and
+  the live view of `streamd.live` on the same HTTP server.
 
 Signal handlers only set flags; all work happens in the main loop.
 """
@@ -23,6 +24,7 @@ import signal
 import threading
 import time
 from collections import Counter
+from dataclasses import replace
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import ContextManager
@@ -31,6 +33,9 @@ from streamd import __version__
 from streamd.config import CameraConfig, StreamdConfig, load_config
 from streamd.detect.shared import SharedDetectorPool
 from streamd.errors import ConfigError, StreamdError
+from streamd.health import HealthMonitor, health_summary
+from streamd.live.routes import LiveRoutes
+from streamd.live.views import LiveViews
 from streamd.metrics import MetricsServer, ServiceSnapshot, render_metrics
 from streamd.pipeline import StreamPipeline
 from streamd.sdnotify import SystemdNotifier
@@ -98,8 +103,11 @@ class StreamService:
                 config.service.detector_batch_max, config.service.detector_batch_wait_ms / 1000.0
             )
             opener = shared_detector_opener(self.detector_pool)
-        self._opener = opener
         self._cameras = select_cameras(config, self.camera_ids, str(config_path or "the config"))
+        self.health = HealthMonitor(config.health)
+        self.live_views = LiveViews()
+        self.live_views.configure(self._cameras)
+        self._opener = self.live_views.wrap(opener)
         self._stop_requested = threading.Event()
         self._reload_requested = threading.Event()
         self._wake = threading.Event()
@@ -131,17 +139,38 @@ class StreamService:
     # ------------------------------------------------------------ observation
     def snapshot(self) -> ServiceSnapshot:
         workers = list(self.workers.values())
+        health = self.health.latest()
+        cameras = [worker.snapshot() for worker in workers]
         return ServiceSnapshot(
             version=__version__,
             uptime_s=time.monotonic() - self._started_monotonic,
             start_time_s=self._started_wallclock,
             healthy=self.healthy,
             config_reloads=dict(self.config_reloads),
-            cameras=[worker.snapshot() for worker in workers],
+            cameras=[replace(camera, healthy=health[camera.camera_id].healthy) if camera.camera_id in health
+                     else camera for camera in cameras],
+            health=health,
+            max_drop_share=self.health.config.max_drop_share,
         )
 
     def render_metrics(self) -> str:
         return render_metrics(self.snapshot())
+
+    def health_report(self) -> tuple[bool, str]:
+        """(healthy, text) of /healthz: every camera healthy and the watchdog fed."""
+        return health_summary(self.health.latest(), self.healthy)
+
+    def camera_rows(self) -> list[dict[str, object]]:
+        """Each camera for the live page: state, health, fps, faces, drops."""
+        health = self.health.latest()
+        rows: list[dict[str, object]] = []
+        for camera in self.snapshot().cameras:
+            entry = health.get(camera.camera_id)
+            rows.append({"id": camera.camera_id, "state": camera.state, "healthy": entry is None or entry.healthy,
+                         "problem": entry.reason if entry is not None else "", "fps": round(camera.fps, 2),
+                         "faces": camera.faces, "frames_out": camera.frames_out,
+                         "drops": sum(camera.drops.values()) + camera.counters.get("publish_dropped", 0)})
+        return rows
 
     # ------------------------------------------------------------ cameras
     def _start_camera(self, camera: CameraConfig) -> None:
@@ -190,6 +219,8 @@ class StreamService:
         kept = {section: getattr(self.config, section) for section in ("log_level", "log_format", "metrics", "service")}
         self.config = config.model_copy(update=kept)
         self._cameras = cameras
+        self.health.config = config.health
+        self.live_views.configure(cameras)
         self.config_reloads["ok"] += 1
         self.notifier.ready(status=status_line(self.snapshot().cameras))
 
@@ -204,6 +235,8 @@ class StreamService:
         now = time.monotonic()
         results = {camera_id: worker.check(now) for camera_id, worker in list(self.workers.items())}
         healthy = all(results.values())
+        self.health.assess([worker.snapshot() for worker in list(self.workers.values())],
+                           {camera_id: not ok for camera_id, ok in results.items()}, now)
         if self.healthy and not healthy:
             wedged = ", ".join(camera_id for camera_id, ok in results.items() if not ok)
             logger.error("cameras wedged: %s; no longer feeding the systemd watchdog", wedged)
@@ -236,7 +269,9 @@ class StreamService:
         metrics = self.config.metrics
         try:
             if metrics.enabled:
-                self.metrics_server = MetricsServer(metrics.listen, self.render_metrics, lambda: self.healthy)
+                routes = LiveRoutes(self.live_views, self.camera_rows)
+                self.metrics_server = MetricsServer(metrics.listen, self.render_metrics, self.health_report,
+                                                    routes=routes.handle)
                 self.metrics_server.start()
             for camera in self._cameras:
                 self._start_camera(camera)
@@ -258,6 +293,7 @@ class StreamService:
                 self._wake.clear()
             return self.shutdown()
         finally:
+            self.live_views.close()
             if self.metrics_server is not None:
                 self.metrics_server.close()
             self.notifier.close()
