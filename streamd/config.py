@@ -469,6 +469,10 @@ class HealthConfig(StrictModel):
         "(queue full, processing error, ZeroMQ refusal) over the last window_s."
     )
     window_s: float = Field(30.0, gt=0, le=3600, description="Seconds over which the drop share is measured.")
+    min_frames: int = Field(
+        100, ge=1, le=1_000_000, description="The drop share is judged once the window holds this many decoded "
+        "frames (a camera's first seconds, while models warm up, are not judged on a handful of frames)."
+    )
     down_grace_s: float = Field(
         5.0, ge=0, le=3600, description="Unhealthy once a camera has not been up (starting, reconnecting, restarting, "
         "stopped or failed) for this long; a finished file camera is healthy."

@@ -4,7 +4,7 @@ A camera is unhealthy when it is wedged (its pipeline would not stop; see `strea
 when it has not been up for `health.down_grace_s` (starting, reconnecting to its source, waiting to
 restart, stopped, or failed for good; a file camera that reached its end is fine), or when it dropped
 more than `health.max_drop_share` of the frames it decoded over the last `health.window_s`
-(pipeline drops and frames the ZeroMQ output refused).
+(pipeline drops and frames the ZeroMQ output refused), once that window holds `health.min_frames`.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ class HealthMonitor:
         _, first_in, first_lost = history[0]
         decoded = camera.frames_in - first_in
         lost = frames_lost(camera) - first_lost
-        if decoded <= 0:
+        if decoded < self.config.min_frames:
             return 0.0
         return min(1.0, lost / decoded)
 

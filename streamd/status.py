@@ -56,7 +56,7 @@ def address_from_config(path: Path) -> str:
         except ValidationError:
             raise StreamdError(f"{full_error}; its metrics section is not valid either: pass --url "
                                "http://HOST:PORT") from None
-        logger.warning("%s (the service keeps running its last good config); reading metrics from %s",
+        logger.warning("%s (a running service keeps the config it last loaded); reading its metrics from %s",
                        full_error, listen)
         return "http://" + listen
 

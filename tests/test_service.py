@@ -149,13 +149,15 @@ def test_dead_camera_leaves_the_other_running_and_shows_down(
         assert running.metric("streamd_healthy") == 1
         assert running.metric("streamd_frame_latency_seconds_count", camera="alive") > 0
         assert running.worker("dead").restarts == 0
+        wait_until(lambda: running.metric("streamd_camera_problem", camera="dead", problem="down") == 1, 15,
+                   "dead camera judged down after the health grace period")
         code = cli_main(["status", "--metrics", running.service.metrics_server.url])
         out = capsys.readouterr().out
     assert code == 3
     rows = {line.split()[0]: line.split() for line in out.splitlines()[1:3]}
-    assert rows["alive"][1] == "up" and float(rows["alive"][2]) > 15
-    assert rows["dead"][1] == "down"
-    assert "healthy" in out
+    assert rows["alive"][1] == "up" and float(rows["alive"][3]) > 15
+    assert rows["dead"][1:3] == ["down", "down"]
+    assert "UNHEALTHY" in out
 
 
 # ---------------------------------------------------------------- slow or absent subscriber

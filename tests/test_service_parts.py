@@ -11,6 +11,7 @@ import pytest
 
 from streamd.config import parse_config
 from streamd.errors import ConfigError
+from streamd.health import CameraHealth
 from streamd.logs import JsonLineFormatter
 from streamd.metrics import ServiceSnapshot, camera_status_rows, format_status_table, parse_metrics, render_metrics
 from streamd.sdnotify import SystemdNotifier, socket_address, watchdog_period_s
@@ -78,7 +79,21 @@ def test_metrics_text_round_trips_into_the_status_table() -> None:
     assert rows['lobby "1"'].state == "up" and rows["parking"].state == "down"
     assert rows["parking"].drops == 2 + 5 and rows["parking"].reconnects == 3
     table = format_status_table(list(rows.values()))
-    assert table.splitlines()[0].split() == ["CAMERA", "STATE", "FPS", "FRAMES", "DROPS", "RECONNECTS", "RESTARTS"]
+    assert table.splitlines()[0].split() == ["CAMERA", "STATE", "HEALTH", "FPS", "FRAMES", "FACES", "DROPS", "DROP%",
+                                             "RECONNECTS", "RESTARTS"]
+
+
+def test_camera_health_round_trips_into_the_status_table() -> None:
+    health = {"parking": CameraHealth("parking", ("down", "drops"), 0.25, "reconnecting to its source for 9 s")}
+    snapshot = ServiceSnapshot(version="0.1.0", uptime_s=1.0, start_time_s=1.7e9, healthy=True, config_reloads={},
+                               cameras=[camera_snapshot("lobby", True), camera_snapshot("parking", False)],
+                               health=health, max_drop_share=0.05)
+    samples = parse_metrics(render_metrics(snapshot))
+    rows = {row.camera_id: row for row in camera_status_rows(samples)}
+    assert rows["lobby"].healthy and rows["lobby"].drop_share == 0
+    assert rows["parking"].problems == ("down", "drops") and rows["parking"].drop_share == 0.25
+    line = format_status_table([rows["parking"]]).splitlines()[1].split()
+    assert line[:3] == ["parking", "down", "down,drops"] and line[7] == "25.0"
 
 
 def test_json_log_lines_name_the_camera() -> None:
