@@ -133,7 +133,9 @@ class HlsStream:
         stream.time_base = TIME_BASE
         stream.codec_context.time_base = TIME_BASE
         stream.options = {"preset": "ultrafast", "tune": "zerolatency", "crf": str(self.config.hls_crf),
-                          "forced-idr": "1", "g": "100000", "threads": "1"}
+                          "forced-idr": "1", "g": "100000", "threads": "1",
+                          # the pixels are converted with BT.709; say so, or players guess (often BT.601)
+                          "x264-params": "colorprim=bt709:transfer=bt709:colormatrix=bt709"}
         return container, stream
 
     def _encode(self, folder: Path) -> None:
@@ -162,7 +164,8 @@ class HlsStream:
                     return
                 assert container is not None and stream is not None
                 seconds = frame.wallclock - first_wallclock
-                video_frame = av.VideoFrame.from_ndarray(picture, format="bgr24")
+                video_frame = av.VideoFrame.from_ndarray(picture, format="bgr24").reformat(
+                    format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG")
                 video_frame.pts = max(last_pts + 1, int(round(seconds / TIME_BASE)))
                 video_frame.time_base = TIME_BASE
                 last_pts = video_frame.pts
