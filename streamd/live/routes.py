@@ -28,13 +28,20 @@ PLAYLIST_WAIT_S = 8.0
 CameraRows = Callable[[], list[dict[str, Any]]]
 
 
+#: A viewer that leaves (closes the page, a player that seeks) while its answer is being written.
+VIEWER_GONE = (BrokenPipeError, ConnectionResetError, TimeoutError)
+
+
 def answer(handler: BaseHTTPRequestHandler, code: int, content_type: str, body: bytes) -> None:
-    handler.send_response(code)
-    handler.send_header("Content-Type", content_type)
-    handler.send_header("Content-Length", str(len(body)))
-    handler.send_header("Cache-Control", "no-cache, no-store")
-    handler.end_headers()
-    handler.wfile.write(body)
+    try:
+        handler.send_response(code)
+        handler.send_header("Content-Type", content_type)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.send_header("Cache-Control", "no-cache, no-store")
+        handler.end_headers()
+        handler.wfile.write(body)
+    except VIEWER_GONE:
+        logger.debug("viewer left before the answer to %s was written", handler.path)
 
 
 class LiveRoutes:
@@ -87,16 +94,16 @@ class LiveRoutes:
         if feed is None:
             answer(handler, 404, "text/plain", b"no live view\n")
             return
-        handler.send_response(200)
-        handler.send_header("Content-Type", mjpeg.CONTENT_TYPE)
-        handler.send_header("Cache-Control", "no-cache, no-store")
-        handler.send_header("Connection", "close")
-        handler.end_headers()
         try:
+            handler.send_response(200)
+            handler.send_header("Content-Type", mjpeg.CONTENT_TYPE)
+            handler.send_header("Cache-Control", "no-cache, no-store")
+            handler.send_header("Connection", "close")
+            handler.end_headers()
             for chunk in mjpeg.mjpeg_parts(feed, max_fps, lambda: self.views.closed):
                 handler.wfile.write(chunk)
                 handler.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+        except VIEWER_GONE:
             logger.debug("MJPEG viewer of camera %s left", camera_id)
 
     def _snapshot(self, handler: BaseHTTPRequestHandler, camera_id: str) -> None:
