@@ -9,6 +9,7 @@ the full reports stay in --work-dir (default out/results-run/, git-ignored).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import shutil
@@ -154,6 +155,11 @@ def main(argv: list[str] | None = None) -> int:
     plot_name = "eval-identity-distance.png"
     shutil.copyfile(outcome.files["identity-distance"], images_dir / plot_name)
     results = render_results(outcome.report, bench, load_before, load_after, args.note, sheet_name, plot_name)
+    live_view_json = DOCS_DIR / "results" / "live-view.json"
+    if live_view_json.exists():  # measured on its own by `python -m export.measure_live_view`
+        from export.measure_live_view import live_view_markdown
+
+        results = results.rstrip("\n") + "\n\n" + live_view_markdown(json.loads(live_view_json.read_text()))
     (DOCS_DIR / "results.md").write_text(results)
     logger.info("%s\n\n%s\nwrote %s", summary_table(outcome.report), format_bench_table(bench), DOCS_DIR / "results.md")
     return 0

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import platform
 import tempfile
 import threading
@@ -251,6 +252,54 @@ def verdict(results: dict[str, Any]) -> dict[str, bool]:
     }
 
 
+SECTION_TITLE = "## Live view in a browser"
+
+
+def live_view_markdown(report: dict[str, Any]) -> str:
+    """The docs/results.md section for a live view report (also used by export/make_results.py)."""
+    cold, warm = report["first_frame_cold"], report["first_frame_warm"]
+    hls, mjpeg = report["hls_latency"], report["mjpeg_latency"]
+
+    def first(view: dict[str, Any], kind: str) -> str:
+        return f"{view[kind]['seen_by_poll_s']:.2f} s" if kind in view else "not shown"
+
+    def met(key: str) -> str:
+        return "met" if report["met"][key] else "NOT met"
+
+    lines = [
+        SECTION_TITLE,
+        "",
+        f"`python -m export.measure_live_view` (headless Chromium, {report['clip']}; {report['machine']}, "
+        f"load average {report['load_average_1m_at_end']} at the end). Latency is from the frame leaving the "
+        "pipeline (its ZeroMQ publication) to the browser showing it, per frame, from frame numbers burned into "
+        "the source; the pipeline's own latency (source read to output) comes on top.",
+        "",
+        "| measure | MJPEG | HLS | target |",
+        "|---|---|---|---|",
+        f"| first frame after opening the page (HLS encoder idle) | {first(cold, 'mjpeg')} | {first(cold, 'hls')} | "
+        f"5 s: {met('first_frame_within_5s')} |",
+        f"| first frame after opening the page (HLS encoder running) | {first(warm, 'mjpeg')} | {first(warm, 'hls')} | |",
+        f"| latency median / p95 / max | {mjpeg.get('median_s', 0):.2f} / {mjpeg.get('p95_s', 0):.2f} / "
+        f"{mjpeg.get('max_s', 0):.2f} s ({mjpeg['frames']} frames) | {hls.get('median_s', 0):.2f} / "
+        f"{hls.get('p95_s', 0):.2f} / {hls.get('max_s', 0):.2f} s ({hls['frames']} frames) | MJPEG 1 s: "
+        f"{met('mjpeg_latency_p95_within_1s')}; HLS 4 s: {met('hls_latency_p95_within_4s')} |",
+        f"| pipeline latency (mean, source read to output) | {report['pipeline_latency_mean_s']:.2f} s | same | |",
+        "",
+        "![the live page](images/live-page.png)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def replace_section(document: str, section: str) -> str:
+    """`document` with its live view section replaced by `section` (appended when it has none)."""
+    start = document.find(SECTION_TITLE)
+    if start < 0:
+        return document.rstrip("\n") + "\n\n" + section
+    end = document.find("\n## ", start + len(SECTION_TITLE))
+    return document[:start] + section + (document[end + 1:] if end >= 0 else "")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=20.0, help="how long to measure latency")
@@ -260,13 +309,17 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("streamd").setLevel(logging.WARNING)
     results = measure(args.seconds, args.screenshot)
-    report = {"streamd": __version__, "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
+    report = {"streamd": __version__, "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+              "load_average_1m_at_end": round(os.getloadavg()[0], 2),
               "clip": f"{WIDTH}x{HEIGHT} at {FPS} fps, blur, profile fast, loopback", "targets_s": TARGETS_S,
               **results, "met": verdict(results)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
+    results_md = args.out.parent.parent / "results.md"
+    if results_md.exists():
+        results_md.write_text(replace_section(results_md.read_text(), live_view_markdown(report)))
     print(json.dumps(report, indent=2))
-    print(f"written to {args.out}" + (f" and {args.screenshot}" if args.screenshot else ""))
+    print(f"written to {args.out}, {results_md}" + (f" and {args.screenshot}" if args.screenshot else ""))
 
 
 if __name__ == "__main__":
