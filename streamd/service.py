@@ -213,6 +213,7 @@ class StreamService:
         unchanged = len(wanted) - len(changed) - len(added)
         logger.info("reload: %d added, %d removed, %d changed, %d unchanged", len(added), len(removed), len(changed),
                     unchanged)
+        self.live_views.configure(cameras)  # before the restarts, which attach the live views
         self._stop_cameras(removed + changed)
         for camera_id in changed + added:
             self._start_camera(wanted[camera_id])
@@ -220,7 +221,6 @@ class StreamService:
         self.config = config.model_copy(update=kept)
         self._cameras = cameras
         self.health.config = config.health
-        self.live_views.configure(cameras)
         self.config_reloads["ok"] += 1
         self.notifier.ready(status=status_line(self.snapshot().cameras))
 

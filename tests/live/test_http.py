@@ -145,3 +145,23 @@ def test_mjpeg_viewers_end_when_the_service_stops(clip: Path) -> None:
     started = time.monotonic()
     assert feed.closed and feed.wait_newer(0, timeout_s=5) is None
     assert time.monotonic() - started < 5
+
+
+def test_a_live_view_added_by_reload_serves_frames(clip: Path, tmp_path: Path) -> None:
+    without = live_config(clip)
+    document = json.loads(without.model_dump_json())
+    document["cameras"][0]["outputs"]["live"] = None
+    config_path = tmp_path / "streamd.yaml"
+    config_path.write_text(json.dumps(document))  # JSON is YAML
+    from streamd.config import load_config
+
+    with RunningService(load_config(config_path), config_path=config_path) as running:
+        base = running.service.metrics_server.base_url
+        assert http_get(base + "/live/lobby/mjpeg")[0] == 404
+        document["cameras"][0]["outputs"]["live"] = {"hls": False}
+        config_path.write_text(json.dumps(document))
+        running.service.request_reload()
+        wait_until(lambda: json.loads(http_get(base + "/live/cameras.json")[2])[0]["mjpeg"] is not None, 20,
+                   "the live view after the reload")
+        _, parts = read_mjpeg(base + "/live/lobby/mjpeg", parts=2)
+    assert all(part.bgr.shape == (360, 640, 3) for part in parts)
