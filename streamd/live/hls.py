@@ -48,7 +48,6 @@ class HlsStream:
         self._last_request = 0.0
         self._stop = threading.Event()
         self._log = logger.getChild(feed.camera_id)
-        self.segments_started = 0
 
     # ------------------------------------------------------------ requests (HTTP threads)
     def _touch(self) -> Path | None:
@@ -172,7 +171,6 @@ class HlsStream:
                 if seconds - last_key_s >= self.config.hls_segment_s:
                     video_frame.pict_type = av.video.frame.PictureType.I
                     last_key_s = seconds
-                    self.segments_started += 1
                 container.mux(stream.encode(video_frame))
         finally:
             if container is not None:
