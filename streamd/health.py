@@ -56,6 +56,8 @@ class HealthMonitor:
 
     def _drop_share(self, camera: CameraSnapshot, now: float) -> float:
         history = self._history.setdefault(camera.camera_id, collections.deque())
+        if history and camera.frames_in < history[-1][1]:
+            history.clear()  # a new worker (the camera was replaced at a reload): its counts start again
         history.append((now, camera.frames_in, frames_lost(camera)))
         while len(history) > 2 and now - history[1][0] >= self.config.window_s:
             history.popleft()

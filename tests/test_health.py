@@ -63,6 +63,15 @@ def test_drops_over_the_window_above_the_limit_are_unhealthy() -> None:
     assert "dropped 74% of its frames over the last 10 s (limit 10%)" in bad.reason
 
 
+def test_counts_that_start_again_start_a_new_window() -> None:
+    monitor = HealthMonitor(HealthConfig(max_drop_share=0.10, window_s=30.0, min_frames=100))
+    monitor.assess([snapshot(frames_in=5000, queue_drops=10)], {}, now=0.0)
+    replaced = monitor.assess([snapshot(frames_in=50, queue_drops=0)], {}, now=1.0)["cam"]
+    assert replaced.healthy
+    dropping = monitor.assess([snapshot(frames_in=250, queue_drops=100)], {}, now=5.0)["cam"]
+    assert dropping.problems == ("drops",) and dropping.drop_share == pytest.approx(100 / 200)
+
+
 def test_drops_are_not_judged_on_a_few_frames() -> None:
     monitor = HealthMonitor(HealthConfig(max_drop_share=0.05, min_frames=100))
     monitor.assess([snapshot(frames_in=0)], {}, now=0.0)
