@@ -35,6 +35,10 @@ def _progress(total: int | None, unit: str, description: str):
     return tqdm(total=total, unit=unit, desc=description, disable=None, leave=False, file=sys.stderr)
 
 
+def _print_error(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 # ---------------------------------------------------------------- commands
 def cmd_validate_config(args: argparse.Namespace) -> int:
     config = load_config(args.file)
@@ -73,6 +77,10 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
     from streamd.oneshot import anonymize_path
 
     camera = _one_shot_camera(args)
+    if args.cluster is not None:
+        from streamd.cluster.commands import anonymize_archive
+
+        return anonymize_archive(args, camera, print, _print_error)
     with _progress(None, "frame", "anonymizing") as progress:
         result = anonymize_path(args.input, args.output, camera, progress)
     for path, reason in result.failures.items():
@@ -328,6 +336,10 @@ def build_parser() -> argparse.ArgumentParser:
     anonymize.add_argument("--recipient", action="append", metavar="PUBLIC_KEY",
                            help="restore public key (restore.pub or credential:NAME) to make the output "
                            "restorable (repeatable; output must be .mkv)")
+    anonymize.add_argument("--cluster", metavar="ADDRESS", help="anonymize the folder INPUT as Ray tasks: auto, "
+                           "local or ray://HOST:PORT (needs streamd[cluster]; see docs/scaling.md)")
+    anonymize.add_argument("--segment-frames", type=int, default=1500, metavar="N",
+                           help="with --cluster: cut videos at the first key frame after every N frames")
     anonymize.set_defaults(handler=cmd_anonymize)
 
     demo = commands.add_parser("demo", help="build a demo clip from bundled faces and anonymize it")

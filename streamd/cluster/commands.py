@@ -1,0 +1,41 @@
+"""The `--cluster` forms of the CLI's commands. `streamd.cli` calls these and passes `say` to print with."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+
+from streamd.config import CameraConfig
+
+Say = Callable[[str], None]
+
+
+def anonymize_archive(args: argparse.Namespace, camera: CameraConfig, say: Say, say_error: Say) -> int:
+    """Anonymize every file of the folder `args.input` into `args.output` on the cluster; 1 if any failed."""
+    from streamd.cluster.archive import ArchiveJob, ArchiveOptions
+    from streamd.cluster.progress import format_progress
+    from streamd.cluster.ray_runtime import connect
+    from streamd.cluster.resources import task_resources
+
+    ray = connect(args.cluster)
+    resources = task_resources(camera)
+    options = ArchiveOptions(
+        segment_frames=args.segment_frames, task_cpus=resources["num_cpus"], task_gpus=resources["num_gpus"])
+    last_line = {"at": 0.0}
+
+    def on_progress(progress) -> None:  # a line every few seconds; the terminal gets the same lines
+        now = time.monotonic()
+        if now - last_line["at"] >= (2.0 if sys.stderr.isatty() else 5.0):
+            say_error(f"streamd: {format_progress(progress)}")
+            last_line["at"] = now
+
+    report = ArchiveJob(ray, args.input, args.output, camera, options, on_progress).run()
+    for name, reason in sorted(report.failed.items()):
+        say_error(f"streamd: failed {name}: {reason}")
+    say(f"{args.output}: {len(report.written)} written, {len(report.skipped)} already done, "
+        f"{len(report.failed)} failed; {report.frames} frames, {report.faces} faces masked "
+        f"({camera.anonymizer.method}), {report.frames / report.wall_s if report.wall_s else 0:.1f} fps, "
+        f"{report.wall_s:.1f} s")
+    return 1 if report.failed else 0
