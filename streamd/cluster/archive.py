@@ -60,6 +60,8 @@ class ArchiveReport:
     frames: int = 0
     faces: int = 0
     frames_masked: int = 0
+    segments_run: int = 0
+    segments_reused: int = 0  # finished by an earlier, interrupted run of the same job
     wall_s: float = 0.0
 
 
@@ -124,7 +126,9 @@ class ArchiveJob:
             if finished_segment_frames(path) == segment.frame_count:
                 results.append({"frames": segment.frame_count, "faces": 0, "frames_masked": 0})
                 self._frames_reused += segment.frame_count
+                self.report.segments_reused += 1
                 continue
+            self.report.segments_run += 1
             results.append(self._remote(tasks.segment_task).remote(
                 str(item.path), segment, plan.index, self.camera_settings, str(path), counter, self.options.task_cpus))
         ref = self._remote(tasks.join_task, num_cpus=0).remote(

@@ -1,8 +1,9 @@
 """Importing Ray and connecting to a cluster: the only place that does either.
 
 `--cluster auto` joins the cluster this machine is part of (`ray start` ran here, or RAY_ADDRESS is
-set); `--cluster ray://HOST:PORT` connects through Ray Client; `--cluster local` starts a one-node
-Ray inside this process (a quick way to run archive mode on one machine).
+set); `--cluster ray://HOST:PORT` connects through Ray Client; `--cluster HOST:PORT` joins as a
+driver through the head node's GCS address; `--cluster local` starts a one-node Ray inside this
+process (a quick way to run archive mode on one machine).
 """
 
 from __future__ import annotations
@@ -44,8 +45,8 @@ def connect(address: str) -> ModuleType:
         options.update(include_dashboard=False, object_store_memory=LOCAL_OBJECT_STORE_BYTES)
         ray.init(**options)
         return ray
-    if address != "auto" and not address.startswith("ray://"):
-        raise ClusterError(f"--cluster takes auto, local or ray://HOST:PORT, not {address!r}")
+    if address != "auto" and not address.startswith("ray://") and ":" not in address:
+        raise ClusterError(f"--cluster takes auto, local, ray://HOST:PORT or a head node's HOST:PORT, not {address!r}")
     try:
         ray.init(address=address, **options)
     except ConnectionError as exc:
