@@ -39,3 +39,32 @@ def anonymize_archive(args: argparse.Namespace, camera: CameraConfig, say: Say, 
         f"({camera.anonymizer.method}), {report.frames / report.wall_s if report.wall_s else 0:.1f} fps, "
         f"{report.wall_s:.1f} s")
     return 1 if report.failed else 0
+
+
+def run_fleet(args: argparse.Namespace, config, say_error: Say) -> int:
+    """`streamd run CONFIG --cluster ADDRESS`: the config's cameras as actors until SIGTERM/SIGINT."""
+    from streamd.cluster.fleet import FleetService
+    from streamd.cluster.ray_runtime import connect
+
+    ray = connect(args.cluster)
+    fleet = FleetService(ray, config, config_path=args.config, camera_ids=args.camera)
+    fleet.install_signal_handlers()
+    say_error(f"streamd: running {fleet.camera_count} cameras on the Ray cluster at {args.cluster}")
+    return fleet.run()
+
+
+def resolve_camera_endpoint(address: str, camera_id: str) -> str:
+    """`tail`/`record --cluster CAMERA`: the address the camera's publisher bound on its node."""
+    from streamd.cluster.ray_runtime import connect
+    from streamd.cluster.registry import resolve_endpoint
+
+    return resolve_endpoint(connect(address), camera_id)
+
+
+def fleet_status(address: str, say: Say) -> int:
+    """`streamd status --cluster`: each camera's state from its actor, and where it runs; 3 if any is not up."""
+    from streamd.cluster.fleet_status import collect_fleet_status, format_fleet_status
+
+    rows = collect_fleet_status(address)
+    say(format_fleet_status(rows))
+    return 0 if rows and all(row.state in ("up", "finished") for row in rows) else 3

@@ -14,15 +14,16 @@ from streamd.demo_clip import load_face_sprites, render_demo_frames
 WIDTH, HEIGHT, FPS = 640, 360, 25
 
 
-def write_gop_clip(path: Path, frames: int, gop: int = 10, fps: int = FPS) -> list[np.ndarray]:
+def write_gop_clip(path: Path, frames: int, gop: int = 10, fps: int = FPS,
+                   size_wh: tuple[int, int] = (WIDTH, HEIGHT)) -> list[np.ndarray]:
     """An H.264 clip with a key frame every `gop` frames (B-frames on); the truth boxes of each frame."""
     sprites = load_face_sprites()
     truth = []
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=fps, options={"g": str(gop), "keyint_min": str(gop),
                                                                       "preset": "veryfast", "crf": "20"})
-        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        for index, (bgr, boxes) in enumerate(render_demo_frames(sprites, frames, (WIDTH, HEIGHT), fps)):
+        stream.width, stream.height, stream.pix_fmt = size_wh[0], size_wh[1], "yuv420p"
+        for index, (bgr, boxes) in enumerate(render_demo_frames(sprites, frames, size_wh, fps)):
             frame = av.VideoFrame.from_ndarray(bgr, format="bgr24")
             frame.pts, frame.time_base = index, Fraction(1, fps)
             for packet in stream.encode(frame):
@@ -64,3 +65,18 @@ def dark_share_of_face_centres(bgr: np.ndarray, boxes: np.ndarray) -> list[float
             continue
         shares.append(float((centre.max(axis=2) < 40).mean()))
     return shares
+
+
+def fleet_config_text(clip: Path, camera_ids: list[str], metrics_port: int, fps: int = 10) -> str:
+    """A config whose cameras loop `clip` in real time, mask faces solid black and publish on any free port."""
+    cameras = "".join(f"""
+  - id: {camera_id}
+    source: {{type: file, path: "{clip}", loop: true, realtime: true}}
+    detector: {{type: centerface, input_width: {WIDTH}, input_height: {HEIGHT}, intra_op_threads: 1}}
+    anonymizer: {{method: solid}}
+    outputs: {{zmq: {{endpoint: "tcp://127.0.0.1:*"}}}}
+    resources: {{num_cpus: 1}}
+""" for camera_id in camera_ids)
+    return f"""metrics: {{listen: "127.0.0.1:{metrics_port}"}}
+service: {{status_interval_s: 0.5, restart_initial_s: 0.2, restart_max_s: 1.0}}
+cameras:{cameras}"""
