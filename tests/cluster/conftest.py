@@ -7,6 +7,9 @@ health checks (the default is about 15 s), as docs/scaling.md recommends for cam
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import pytest
 
 OBJECT_STORE_BYTES = 80 * 1024 * 1024
@@ -14,23 +17,30 @@ FAST_NODE_DEATH = {"health_check_period_ms": 500, "health_check_failure_threshol
                    "health_check_initial_delay_ms": 0}
 
 
-@pytest.fixture(scope="module")
-def ray_cluster():
-    """A head node and one worker node, each with 1 CPU; this process is connected as a driver."""
+@contextlib.contextmanager
+def local_cluster(head_cpus: int, worker_cpus: int) -> Iterator:
+    """A head node and one worker node with these CPUs; this process is connected as a driver."""
     ray = pytest.importorskip("ray", reason="the cluster tests need Ray: pip install 'streamd[cluster]'")
     from ray.cluster_utils import Cluster
 
     from streamd.cluster.ray_runtime import NAMESPACE
 
     cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 1, "object_store_memory": OBJECT_STORE_BYTES, "include_dashboard": False,
+        "num_cpus": head_cpus, "object_store_memory": OBJECT_STORE_BYTES, "include_dashboard": False,
         "_system_config": FAST_NODE_DEATH,
     })
-    cluster.add_node(num_cpus=1, object_store_memory=OBJECT_STORE_BYTES)
-    cluster.wait_for_nodes()
-    ray.init(address=cluster.address, namespace=NAMESPACE, log_to_driver=False)
     try:
+        cluster.add_node(num_cpus=worker_cpus, object_store_memory=OBJECT_STORE_BYTES)
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address, namespace=NAMESPACE, log_to_driver=False)
         yield cluster
     finally:
         ray.shutdown()
         cluster.shutdown()
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A head node and one worker node, each with 1 CPU."""
+    with local_cluster(head_cpus=1, worker_cpus=1) as cluster:
+        yield cluster
