@@ -16,7 +16,7 @@ def anonymize_archive(args: argparse.Namespace, camera: CameraConfig, say: Say, 
     """Anonymize every file of the folder `args.input` into `args.output` on the cluster; 1 if any failed."""
     from streamd.cluster.archive import ArchiveJob, ArchiveOptions
     from streamd.cluster.progress import format_progress
-    from streamd.cluster.ray_runtime import connect
+    from streamd.cluster.ray_runtime import ClusterError, connect
     from streamd.cluster.resources import task_resources
 
     ray = connect(args.cluster)
@@ -31,7 +31,10 @@ def anonymize_archive(args: argparse.Namespace, camera: CameraConfig, say: Say, 
             say_error(f"streamd: {format_progress(progress)}")
             last_line["at"] = now
 
-    report = ArchiveJob(ray, args.input, args.output, camera, options, on_progress).run()
+    try:
+        report = ArchiveJob(ray, args.input, args.output, camera, options, on_progress).run()
+    except ray.exceptions.RayError as exc:
+        raise ClusterError(f"the Ray cluster failed under the job (rerun the same command to resume): {exc}") from None
     for name, reason in sorted(report.failed.items()):
         say_error(f"streamd: failed {name}: {reason}")
     say(f"{args.output}: {len(report.written)} written, {len(report.skipped)} already done, "
@@ -44,13 +47,16 @@ def anonymize_archive(args: argparse.Namespace, camera: CameraConfig, say: Say, 
 def run_fleet(args: argparse.Namespace, config, say_error: Say) -> int:
     """`streamd run CONFIG --cluster ADDRESS`: the config's cameras as actors until SIGTERM/SIGINT."""
     from streamd.cluster.fleet import FleetService
-    from streamd.cluster.ray_runtime import connect
+    from streamd.cluster.ray_runtime import ClusterError, connect
 
     ray = connect(args.cluster)
     fleet = FleetService(ray, config, config_path=args.config, camera_ids=args.camera)
     fleet.install_signal_handlers()
     say_error(f"streamd: running {fleet.camera_count} cameras on the Ray cluster at {args.cluster}")
-    return fleet.run()
+    try:
+        return fleet.run()
+    except ray.exceptions.RayError as exc:
+        raise ClusterError(f"the Ray cluster failed under the fleet: {exc}") from None
 
 
 def resolve_camera_endpoint(address: str, camera_id: str) -> str:

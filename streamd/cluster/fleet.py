@@ -21,7 +21,7 @@ from types import ModuleType
 from typing import Any
 
 from streamd import __version__
-from streamd.cluster.camera_actor import CameraActor
+from streamd.cluster.camera_actor import CameraActor, bind_on_node
 from streamd.cluster.fleet_metrics import render_fleet_metrics
 from streamd.cluster.ray_runtime import NAMESPACE, ClusterError
 from streamd.cluster.registry import actor_name
@@ -65,6 +65,8 @@ class FleetService:
         self.metrics_server: MetricsServer | None = None
         self.ready = threading.Event()
         self._selected = select_cameras(config, self.camera_ids, str(config_path or "the config"))
+        for camera in self._selected:
+            bind_on_node(camera, "0.0.0.0")  # an output that cannot bind on a node fails here, not in an actor
         self._remote_class = ray.remote(CameraActor)
         self._stop_requested = threading.Event()
         self._reload_requested = threading.Event()
@@ -138,6 +140,8 @@ class FleetService:
         try:
             config = load_config(self.config_path)
             cameras = select_cameras(config, self.camera_ids, str(self.config_path))
+            for camera in cameras:
+                bind_on_node(camera, "0.0.0.0")
         except (ConfigError, StreamdError) as exc:
             logger.error("reload failed, keeping the running cameras: %s", exc)
             self.config_reloads["failed"] = self.config_reloads.get("failed", 0) + 1

@@ -10,9 +10,11 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import pytest
 
-from cluster_clips import clip_camera, frame_times, write_gop_clip
+from cluster_clips import HEIGHT, WIDTH, clip_camera, frame_times, write_gop_clip
+from streamd.demo_clip import load_face_sprites, render_demo_frames
 from streamd.cluster.archive import ArchiveJob, ArchiveOptions
 from streamd.cluster.manifest import MANIFEST_NAME
 from streamd.cluster.planner import WORK_DIR_NAME
@@ -23,9 +25,11 @@ SEGMENT_FRAMES = 15
 
 @pytest.fixture(scope="module")
 def footage(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Two cuttable clips (one in a subfolder), one file that is not a video, and a text file left out."""
+    """Two cuttable clips (one in a subfolder), a still, one file that is not a video, and a text file left out."""
     folder = tmp_path_factory.mktemp("footage")
     write_gop_clip(folder / "entrance.mp4", 40, gop=10)
+    still, _ = next(render_demo_frames(load_face_sprites(), 1, (WIDTH, HEIGHT), 25))
+    cv2.imwrite(str(folder / "still.png"), still)
     (folder / "lobby").mkdir()
     write_gop_clip(folder / "lobby" / "desk.mkv", 30, gop=10)
     (folder / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 but nothing after")
@@ -60,22 +64,25 @@ def test_archive_matches_local_runs_and_reports_the_failing_input(ray_cluster, f
     assert completed.returncode == 1, completed.stderr
     assert "failed broken.mp4:" in completed.stderr and "not a video file" in completed.stderr
     assert "Traceback" not in completed.stderr
-    assert "2 written, 0 already done, 1 failed" in completed.stdout
+    assert "3 written, 0 already done, 1 failed" in completed.stdout
     for name, local in local_outputs.items():
         assert frame_times(output / name) == frame_times(local) == frame_times(footage / name)
     manifest = json.loads((output / MANIFEST_NAME).read_text())["entries"]
     assert {name: entry["status"] for name, entry in manifest.items()} == {
-        "entrance.mp4": "done", "lobby/desk.mkv": "done", "broken.mp4": "failed"}
+        "entrance.mp4": "done", "lobby/desk.mkv": "done", "still.png": "done", "broken.mp4": "failed"}
+    assert cv2.imread(str(output / "still.png")).shape == (HEIGHT, WIDTH, 3)
+    assert manifest["still.png"]["faces"] >= 4
     assert manifest["entrance.mp4"]["frames"] == 40
     assert not (output / WORK_DIR_NAME).exists()
-    assert sorted(p.name for p in output.rglob("*") if p.is_file()) == ["desk.mkv", "entrance.mp4", MANIFEST_NAME]
+    assert sorted(p.name for p in output.rglob("*") if p.is_file()) == sorted(
+        ["desk.mkv", "entrance.mp4", "still.png", MANIFEST_NAME])
 
     again = subprocess.run(
         _cli("anonymize", str(footage), "-o", str(output), "--cluster", ray_cluster.address,
              "--segment-frames", str(SEGMENT_FRAMES), "--profile", "fast"),
         capture_output=True, text=True, timeout=120,
     )
-    assert again.returncode == 1 and "0 written, 2 already done, 1 failed" in again.stdout
+    assert again.returncode == 1 and "0 written, 3 already done, 1 failed" in again.stdout
 
 
 def test_changed_settings_redo_the_outputs(ray_cluster, footage: Path, tmp_path: Path) -> None:
