@@ -121,6 +121,7 @@ class ArchiveJob:
             return
         plan = plan_video(item, work_dir, self.options.segment_frames, self.options.warmup_frames)
         work_dir.mkdir(parents=True, exist_ok=True)
+        index_ref = self.ray.put(plan.index)  # every frame's pts: stored once, read by each segment task
         results = []
         for segment, path in zip(plan.segments, plan.segment_paths):
             if finished_segment_frames(path) == segment.frame_count:
@@ -130,7 +131,7 @@ class ArchiveJob:
                 continue
             self.report.segments_run += 1
             results.append(self._remote(tasks.segment_task).remote(
-                str(item.path), segment, plan.index, self.camera_settings, str(path), counter, self.options.task_cpus))
+                str(item.path), segment, index_ref, self.camera_settings, str(path), counter, self.options.task_cpus))
         ref = self._remote(tasks.join_task, num_cpus=0).remote(
             [str(path) for path in plan.segment_paths], str(item.output_path), *results)
         self._pending[ref] = _Pending(item, input_sha256, work_dir, plan.index.frame_count)
@@ -169,9 +170,10 @@ class ArchiveJob:
         except self.ray.exceptions.RayError as exc:
             self._fail(manifest, item, pending.input_sha256, _failure_text(exc))
             return
-        if result["frames"] != result["expected_frames"] or (pending.frames_planned and result["frames"] != pending.frames_planned):
+        expected = pending.frames_planned or result["expected_frames"]
+        if result["frames"] != result["expected_frames"] or result["frames"] != expected:
             self._fail(manifest, item, pending.input_sha256,
-                       f"output has {result['frames']} frames, the input {pending.frames_planned or result['expected_frames']}")
+                       f"output has {result['frames']} frames, the input {expected}")
             return
         manifest.record(item.name, ManifestEntry(
             pending.input_sha256, self.settings, str(item.output_path), "done", frames=result["frames"],

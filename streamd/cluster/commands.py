@@ -12,10 +12,37 @@ from streamd.config import CameraConfig
 Say = Callable[[str], None]
 
 
+def _progress_display(say_error: Say):
+    """A tqdm bar of the job's frames on a terminal, else a line every 5 s; (update, close)."""
+    from streamd.cluster.progress import format_progress
+
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(total=0, unit="frame", desc="anonymizing", file=sys.stderr, leave=False)
+
+        def update_bar(progress) -> None:
+            bar.total = progress.frames_total
+            bar.n = min(progress.frames_done, progress.frames_total)
+            bar.set_postfix_str(f"files {progress.files_done + progress.files_skipped + progress.files_failed}"
+                                f"/{progress.files_total}, {progress.files_failed} failed", refresh=False)
+            bar.refresh()
+
+        return update_bar, bar.close
+    last_line = {"at": 0.0}
+
+    def print_line(progress) -> None:
+        now = time.monotonic()
+        if now - last_line["at"] >= 5.0:
+            say_error(f"streamd: {format_progress(progress)}")
+            last_line["at"] = now
+
+    return print_line, lambda: None
+
+
 def anonymize_archive(args: argparse.Namespace, camera: CameraConfig, say: Say, say_error: Say) -> int:
     """Anonymize every file of the folder `args.input` into `args.output` on the cluster; 1 if any failed."""
     from streamd.cluster.archive import ArchiveJob, ArchiveOptions
-    from streamd.cluster.progress import format_progress
     from streamd.cluster.ray_runtime import ClusterError, connect
     from streamd.cluster.resources import task_resources
 
@@ -23,18 +50,13 @@ def anonymize_archive(args: argparse.Namespace, camera: CameraConfig, say: Say, 
     resources = task_resources(camera)
     options = ArchiveOptions(
         segment_frames=args.segment_frames, task_cpus=resources["num_cpus"], task_gpus=resources["num_gpus"])
-    last_line = {"at": 0.0}
-
-    def on_progress(progress) -> None:  # a line every few seconds; the terminal gets the same lines
-        now = time.monotonic()
-        if now - last_line["at"] >= (2.0 if sys.stderr.isatty() else 5.0):
-            say_error(f"streamd: {format_progress(progress)}")
-            last_line["at"] = now
-
+    on_progress, close_progress = _progress_display(say_error)
     try:
         report = ArchiveJob(ray, args.input, args.output, camera, options, on_progress).run()
     except ray.exceptions.RayError as exc:
         raise ClusterError(f"the Ray cluster failed under the job (rerun the same command to resume): {exc}") from None
+    finally:
+        close_progress()
     for name, reason in sorted(report.failed.items()):
         say_error(f"streamd: failed {name}: {reason}")
     say(f"{args.output}: {len(report.written)} written, {len(report.skipped)} already done, "

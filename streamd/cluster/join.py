@@ -49,14 +49,14 @@ def join_segments(segment_paths: Sequence[Path], output_path: Path) -> int:
         with av.open(str(segment_paths[0])) as first, \
                 av.open(str(temporary), mode="w", format=CONTAINER_FORMATS[suffix]) as output:
             template = first.streams.video[0]
+            size_wh = (template.codec_context.width, template.codec_context.height)
             out_stream = output.add_stream_from_template(template)
             out_stream.time_base = template.time_base
             last_dts: int | None = None
             for segment_path in segment_paths:
                 with av.open(str(segment_path)) as segment:
                     stream = segment.streams.video[0]
-                    if (stream.codec_context.width, stream.codec_context.height) != (template.codec_context.width,
-                                                                                     template.codec_context.height):
+                    if (stream.codec_context.width, stream.codec_context.height) != size_wh:
                         raise SinkError(f"{segment_path}: frame size differs from the first segment")
                     for packet in segment.demux(stream):
                         if packet.size == 0:
