@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from cluster_clips import clip_camera, fleet_config_text, frame_times, write_gop_clip
-from conftest import OBJECT_STORE_BYTES, local_cluster
+from cluster_fixtures import OBJECT_STORE_BYTES, local_cluster
 from fleet_helpers import CheckingSubscriber, FleetProcess, fleet_up, placements, wait_for
 from streamd.cluster.archive import ArchiveJob, ArchiveOptions
 from streamd.cluster.manifest import MANIFEST_NAME
@@ -29,14 +29,35 @@ def cluster():
         yield started
 
 
-def _kill_node(cluster, node, pids: list[int]) -> None:
-    """Lose a node as a machine is lost: its raylet and the processes it ran die at once."""
+def _descendants(root_pids: set[int]) -> set[int]:
+    """Every process under `root_pids`, from /proc."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue  # ended while we looked
+    found = set()
+    frontier = set(root_pids)
+    while frontier:
+        children = {pid for pid, parent in parents.items() if parent in frontier} - found
+        found |= children
+        frontier = children
+    return found
+
+
+def _kill_node(cluster, node) -> set[int]:
+    """Lose a node as a machine is lost: its raylet and every process it started die at once; their pids."""
+    raylets = {info.process.pid for info in node.all_processes.get("raylet", [])}
+    doomed = _descendants(raylets)
     cluster.remove_node(node, allow_graceful=False)
-    for pid in pids:
+    for pid in doomed:
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+    return doomed
 
 
 def test_a_camera_whose_node_dies_resumes_on_the_other_node_and_never_shows_a_face(cluster, tmp_path: Path) -> None:
@@ -61,7 +82,7 @@ def test_a_camera_whose_node_dies_resumes_on_the_other_node_and_never_shows_a_fa
         try:
             wait_for(lambda: subscriber.frames >= 10, 60, "frames from the camera before the loss")
             lost_at = time.monotonic()
-            _kill_node(cluster, worker, [found[victim]["pid"]])
+            killed = _kill_node(cluster, worker)
             frames_at_loss = subscriber.frames
             moved = wait_for(lambda: (lambda entry: entry if entry and entry["node_id"] != worker.node_id
                                       and entry["endpoint"] else None)(placements(ray, [victim]).get(victim)),
@@ -72,6 +93,7 @@ def test_a_camera_whose_node_dies_resumes_on_the_other_node_and_never_shows_a_fa
         finally:
             subscriber.close()
         print(f"camera {victim} publishing again {recovery_s:.1f} s after its node was lost")
+        assert found[victim]["pid"] in killed
         assert moved["node_id"] == cluster.head_node.node_id and moved["restarted"]
         assert recovery_s < 30
         assert subscriber.unmasked == [], f"frames with a face not masked: {subscriber.unmasked}"
@@ -93,12 +115,7 @@ def test_an_archive_job_survives_losing_a_node(cluster, tmp_path: Path) -> None:
         ArchiveJob(ray, folder, output, clip_camera(folder / "a.mp4"), ArchiveOptions(segment_frames=10)).run()))
     job.start()
     wait_for(lambda: list((output / WORK_DIR_NAME).glob("*/segment-*")), 120, "a first finished segment")
-    from ray.util.state import list_workers
-
-    workers = list_workers(filters=[("node_id", "=", node.node_id), ("worker_type", "=", "WORKER")],
-                           raise_on_missing_output=False)
-    worker_pids = [int(entry["pid"]) for entry in workers if entry.get("pid")]
-    _kill_node(cluster, node, worker_pids)
+    assert _kill_node(cluster, node), "the node ran no worker process"
     job.join(timeout=240)
     assert not job.is_alive() and reports
     report = reports[0]
