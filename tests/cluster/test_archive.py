@@ -130,3 +130,24 @@ def test_a_killed_job_resumes_from_its_finished_segments(ray_cluster, footage: P
     assert list(resumed.written) == ["entrance.mp4"]
     assert resumed.segments_reused >= 1 and resumed.segments_run + resumed.segments_reused == 4
     assert frame_times(output / "entrance.mp4") == frame_times(local_outputs["entrance.mp4"])
+
+
+def test_restorable_outputs_run_whole_and_keep_every_frame(ray_cluster, footage: Path, tmp_path: Path) -> None:
+    """With recipients, each file is one recording with its own stream keys: not cut, every frame kept."""
+    keys = subprocess.run(_cli("keys", "init", "--out", str(tmp_path / "keys")), capture_output=True, text=True,
+                          timeout=60)
+    assert keys.returncode == 0, keys.stderr
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "desk.mkv").write_bytes((footage / "lobby" / "desk.mkv").read_bytes())
+    output = tmp_path / "out"
+    completed = subprocess.run(
+        _cli("anonymize", str(folder), "-o", str(output), "--cluster", ray_cluster.address, "--segment-frames", "10",
+             "--recipient", str(tmp_path / "keys" / "restore.pub"), "--profile", "fast"),
+        capture_output=True, text=True, timeout=180)
+    assert completed.returncode == 0, completed.stderr
+    assert frame_times(output / "desk.mkv") == frame_times(folder / "desk.mkv")
+    listing = subprocess.run(_cli("restore", str(output / "desk.mkv"), "--list"), capture_output=True, text=True,
+                             timeout=60)
+    assert listing.returncode == 0, listing.stderr
+    assert "30 frames" in listing.stdout

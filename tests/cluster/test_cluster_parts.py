@@ -23,7 +23,7 @@ from streamd.hashing import file_sha256
 def test_without_ray_cluster_mode_says_how_to_install_it(tmp_path: Path) -> None:
     blocker = tmp_path / "blocked" / "ray"
     blocker.mkdir(parents=True)
-    (blocker / "__init__.py").write_text("raise ImportError('ray is not installed here')\n")
+    (blocker / "__init__.py").write_text("raise ModuleNotFoundError('No module named ray', name='ray')\n")
     (tmp_path / "in").mkdir()
     env_path = f"{blocker.parent}:{Path(__file__).resolve().parents[2]}"
     completed = subprocess.run(

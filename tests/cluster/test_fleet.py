@@ -13,7 +13,6 @@ import pytest
 from cluster_clips import fleet_config_text, write_gop_clip
 from fleet_helpers import CheckingSubscriber, FleetProcess, fleet_up, placements, wait_for
 from streamd.cluster.registry import fleet_camera_ids
-from streamd.protocol import decode_frame_message
 
 CAMERAS = ["gate", "yard"]
 START_TIMEOUT_S = 90
