@@ -46,6 +46,8 @@ def anonymize_archive(args: argparse.Namespace, camera: CameraConfig, say: Say, 
     from streamd.cluster.ray_runtime import ClusterError, connect
     from streamd.cluster.resources import task_resources
 
+    if args.segment_frames < 1:
+        raise ClusterError(f"--segment-frames must be at least 1, not {args.segment_frames}")
     ray = connect(args.cluster)
     resources = task_resources(camera)
     options = ArchiveOptions(

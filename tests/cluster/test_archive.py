@@ -64,6 +64,7 @@ def test_archive_matches_local_runs_and_reports_the_failing_input(ray_cluster, f
     assert completed.returncode == 1, completed.stderr
     assert "failed broken.mp4:" in completed.stderr and "not a video file" in completed.stderr
     assert "Traceback" not in completed.stderr
+    assert "streamd: files " in completed.stderr and " fps, ETA " in completed.stderr
     assert "3 written, 0 already done, 1 failed" in completed.stdout
     for name, local in local_outputs.items():
         assert frame_times(output / name) == frame_times(local) == frame_times(footage / name)
