@@ -23,7 +23,7 @@ from streamd.hashing import file_sha256
 MANIFEST_NAME = "streamd-archive.json"
 MANIFEST_VERSION = 1
 #: Camera settings that do not change what a file's output looks like.
-_SETTINGS_IGNORED = ("id", "source", "outputs")
+_SETTINGS_IGNORED = ("id", "source", "outputs", "resources")
 
 
 def settings_digest(camera: CameraConfig) -> str:

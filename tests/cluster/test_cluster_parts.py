@@ -104,3 +104,9 @@ def test_outputs_bind_on_the_node_address(tmp_path: Path) -> None:
                                        "outputs": {"zmq": {"endpoint": "ipc:///tmp/cam.sock"}}})
     with pytest.raises(ClusterError, match="tcp://HOST:PORT"):
         bind_on_node(ipc, "10.1.2.3")
+
+
+def test_reserving_more_does_not_redo_outputs(tmp_path: Path) -> None:
+    camera = clip_camera(tmp_path / "a.mp4")
+    bigger = CameraConfig.model_validate({**camera.model_dump(mode="json"), "resources": {"num_cpus": 4}})
+    assert settings_digest(bigger) == settings_digest(camera)
