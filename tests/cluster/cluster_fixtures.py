@@ -1,6 +1,6 @@
 """Local multi-node Ray clusters for the cluster tests, started by the tests themselves.
 
-Each test module that asks for `ray_cluster` gets its own small cluster (1 CPU per node, 80 MB object
+Each test module starts its own small cluster (1 CPU per node, 80 MB object
 stores, no dashboard) and shuts it down at its end. Nodes are marked dead after about 1.5 s of missed
 health checks (the default is about 15 s), as docs/scaling.md recommends for camera fleets.
 """

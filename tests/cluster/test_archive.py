@@ -14,13 +14,21 @@ import cv2
 import pytest
 
 from cluster_clips import HEIGHT, WIDTH, clip_camera, frame_times, write_gop_clip
-from streamd.demo_clip import load_face_sprites, render_demo_frames
+from cluster_fixtures import local_cluster
 from streamd.cluster.archive import ArchiveJob, ArchiveOptions
 from streamd.cluster.manifest import MANIFEST_NAME
 from streamd.cluster.planner import WORK_DIR_NAME
+from streamd.demo_clip import load_face_sprites, render_demo_frames
 from streamd.oneshot import anonymize_video
 
 SEGMENT_FRAMES = 15
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A head node and one worker node, each with 1 CPU, for this module's tests."""
+    with local_cluster(head_cpus=1, worker_cpus=1) as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from cluster_clips import fleet_config_text, write_gop_clip
+from cluster_fixtures import local_cluster
 from fleet_helpers import CheckingSubscriber, FleetProcess, fleet_up, placements, wait_for
 from streamd.cluster.registry import fleet_camera_ids
 
@@ -24,6 +25,13 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A head node and one worker node, each with 1 CPU, for this module's tests."""
+    with local_cluster(head_cpus=1, worker_cpus=1) as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="module")
