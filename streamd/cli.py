@@ -35,6 +35,10 @@ def _progress(total: int | None, unit: str, description: str):
     return tqdm(total=total, unit=unit, desc=description, disable=None, leave=False, file=sys.stderr)
 
 
+def _print_error(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 # ---------------------------------------------------------------- commands
 def cmd_validate_config(args: argparse.Namespace) -> int:
     config = load_config(args.file)
@@ -73,6 +77,10 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
     from streamd.oneshot import anonymize_path
 
     camera = _one_shot_camera(args)
+    if args.cluster is not None:
+        from streamd.cluster.commands import anonymize_archive
+
+        return anonymize_archive(args, camera, print, _print_error)
     with _progress(None, "frame", "anonymizing") as progress:
         result = anonymize_path(args.input, args.output, camera, progress)
     for path, reason in result.failures.items():
@@ -113,6 +121,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     configure_logging(config.log_format, "DEBUG" if args.debug else config.log_level,
                       frozenset(camera.id for camera in config.cameras))
+    if args.cluster is not None:
+        from streamd.cluster.commands import run_fleet
+
+        return run_fleet(args, config, _print_error)
     service = StreamService(config, config_path=args.config, camera_ids=args.camera)
     service.install_signal_handlers()
     return service.run()
@@ -121,16 +133,30 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from streamd.status import DEFAULT_BASE_URL, address_from_config, base_url, read_status
 
+    if args.cluster:
+        from streamd.cluster.commands import fleet_status
+
+        return fleet_status(args.ray_address, print)
     address = args.url or (address_from_config(args.config) if args.config is not None else DEFAULT_BASE_URL)
     report = read_status(base_url(address))
     print(report.text)
     return 0 if report.healthy else 3
 
 
+def _cluster_endpoint(args: argparse.Namespace) -> str:
+    """With --cluster, ENDPOINT names a camera of the fleet: the address its publisher bound."""
+    from streamd.cluster.commands import resolve_camera_endpoint
+
+    endpoint = resolve_camera_endpoint(args.ray_address, args.endpoint)
+    print(f"streamd: camera {args.endpoint} publishes on {endpoint}", file=sys.stderr)
+    return endpoint
+
+
 def cmd_tail(args: argparse.Namespace) -> int:
     from streamd.tail import format_stats, tail
 
-    tail(args.endpoint, duration_s=args.seconds, max_messages=args.count,
+    endpoint = _cluster_endpoint(args) if args.cluster else args.endpoint
+    tail(endpoint, duration_s=args.seconds, max_messages=args.count,
          on_stats=lambda stats: print(format_stats(stats), flush=True))
     return 0
 
@@ -154,7 +180,9 @@ def cmd_keys_init(args: argparse.Namespace) -> int:
 def cmd_record(args: argparse.Namespace) -> int:
     from streamd.record import Recorder
 
-    recorder = Recorder(args.endpoint, args.out, segment_seconds=args.segment_seconds, camera=args.camera)
+    endpoint = _cluster_endpoint(args) if args.cluster else args.endpoint
+    camera = args.camera or (args.endpoint if args.cluster else None)
+    recorder = Recorder(endpoint, args.out, segment_seconds=args.segment_seconds, camera=camera)
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: object) -> None:
@@ -290,6 +318,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- parser
+def _add_cluster_lookup(command: argparse.ArgumentParser, what: str) -> None:
+    command.add_argument("--cluster", action="store_true", help=f"{what} (needs streamd[cluster])")
+    command.add_argument("--ray-address", default="auto", metavar="ADDRESS",
+                         help="with --cluster: auto (default), ray://HOST:PORT or HOST:PORT")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamd", description="Reversible face anonymization for camera streams.")
     parser.add_argument("--version", action="version", version=f"streamd {__version__}")
@@ -299,6 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the cameras of a config file")
     run.add_argument("config", type=Path)
     run.add_argument("--camera", action="append", help="run only this camera id (repeatable)")
+    run.add_argument("--cluster", metavar="ADDRESS", help="run each camera as a Ray actor on the cluster at "
+                     "auto, ray://HOST:PORT or HOST:PORT (needs streamd[cluster]; see docs/scaling.md)")
     run.set_defaults(handler=cmd_run)
 
     status = commands.add_parser("status", help="show each camera of a running service (from its metrics)")
@@ -307,6 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "else http://127.0.0.1:9108)")
     status.add_argument("--config", type=Path, help="read the metrics address from this config file (only its "
                         "metrics section has to be valid)")
+    _add_cluster_lookup(status, "ask the camera actors of a Ray cluster instead")
     status.set_defaults(handler=cmd_status)
 
     validate = commands.add_parser("validate-config", help="check a config file and point at the bad line")
@@ -324,6 +361,10 @@ def build_parser() -> argparse.ArgumentParser:
     anonymize.add_argument("--recipient", action="append", metavar="PUBLIC_KEY",
                            help="restore public key (restore.pub or credential:NAME) to make the output "
                            "restorable (repeatable; output must be .mkv)")
+    anonymize.add_argument("--cluster", metavar="ADDRESS", help="anonymize the folder INPUT as Ray tasks: auto, "
+                           "local or ray://HOST:PORT (needs streamd[cluster]; see docs/scaling.md)")
+    anonymize.add_argument("--segment-frames", type=int, default=1500, metavar="N",
+                           help="with --cluster: cut videos at the first key frame after every N frames")
     anonymize.set_defaults(handler=cmd_anonymize)
 
     demo = commands.add_parser("demo", help="build a demo clip from bundled faces and anonymize it")
@@ -336,6 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("endpoint")
     tail.add_argument("--seconds", type=float, help="stop after this long")
     tail.add_argument("--count", type=int, help="stop after this many messages")
+    _add_cluster_lookup(tail, "ENDPOINT is a camera id of a fleet on a Ray cluster")
     tail.set_defaults(handler=cmd_tail)
 
     keys = commands.add_parser("keys", help="manage restore keys")
@@ -351,6 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument("--segment-seconds", type=float, default=60.0, help="stream seconds per segment")
     record.add_argument("--duration", type=float, help="stop after this many seconds")
     record.add_argument("--camera", help="record this camera id (default: the first one seen)")
+    _add_cluster_lookup(record, "ENDPOINT is a camera id of a fleet on a Ray cluster")
     record.set_defaults(handler=cmd_record)
 
     restore = commands.add_parser("restore", help="restore chosen tracks of a recording (needs a private key)")

@@ -383,6 +383,14 @@ class PipelineConfig(StrictModel):
     )
 
 
+class CameraResourcesConfig(StrictModel):
+    """What a camera reserves on a Ray cluster (`streamd run --cluster`); unset: from its method."""
+
+    num_cpus: float | None = Field(None, gt=0, le=256, description="CPU cores reserved for the camera.")
+    num_gpus: float | None = Field(None, ge=0, le=16, description="GPUs (or a share of one) reserved.")
+    memory: int | None = Field(None, ge=1 << 20, description="Bytes of memory reserved.")
+
+
 class CameraConfig(StrictModel):
     id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Camera id, used in ZeroMQ topics.")
     source: SourceConfig
@@ -393,6 +401,9 @@ class CameraConfig(StrictModel):
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     reversible: ReversibleConfig | None = Field(
         None, description="Wrap per-track keys to restore public keys and seal original faces; absent: irreversible."
+    )
+    resources: CameraResourcesConfig = Field(
+        default_factory=CameraResourcesConfig, description="Reservations on a Ray cluster (cluster mode only)."
     )
 
 
