@@ -45,6 +45,14 @@ TOLERANCE = 2e-3
 PROJECTION_SEED = 20261130
 LFW_FACES = 100
 DONOR_SOURCE = "skimage.data.lfw_subset() faces 0-99 and their mirror images"
+#: Which faces went where; export/measure_sdn.py never evaluates a face listed in not_for_evaluation.
+DATA_ROLES = {
+    "training": "face space from " + DONOR_SOURCE + " (grey, 25x25; no evaluation photo)",
+    "tuning": "skimage astronaut (astronaut.png) and insightface Tom_Hanks_54745.png: components, amplitude, "
+              "light sigma",
+    "calibration": "none",
+    "not_for_evaluation": ["astronaut.png:*", "Tom_Hanks_54745.png:*"],
+}
 
 
 def lfw_donor_faces(side: int, zoom: float, centre_y: float) -> np.ndarray:
@@ -147,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
             "key_code": "HKDF-SHA256 of the track key, label streamd/sdn-key-code/v1, Gaussian (Box-Muller)",
             "files": files, "model_card": f"{args.name}.md", "opset": OPSET_VERSION,
             "built_by": "export/build_synthetic_identity.py",
+            "data_roles": DATA_ROLES,
             "tensor_layout": "NCHW float32 RGB in [-1, 1]; key_code float32 (N, code_dimensions)",
         })
     return 0
