@@ -24,7 +24,7 @@ from streamd.anonymize.crops import AlignedCropAnonymizer
 from streamd.anonymize.key_code import KEY_CODE_LABEL, KEY_MATERIAL_BITS, key_code, key_from_bits
 from streamd.anonymize.neural_models import SharedModelKey, acquire_model, release_model
 from streamd.config import AnonymizerConfig
-from streamd.errors import ModelError
+from streamd.errors import ConfigError, ModelError
 from streamd.keys import new_track_key
 from streamd.runtime.manifest import load_manifest
 from streamd.runtime.sdn import crops_bgr_to_nchw, nchw_to_crops_bgr
@@ -155,6 +155,10 @@ class SyntheticIdentityAnonymizer(AlignedCropAnonymizer):
     def __init__(self, config: AnonymizerConfig, codec: SyntheticCodec | None = None) -> None:
         self._config = config
         self._shared_key: SharedModelKey | None = None
+        unsupported = [name for name in ("attributes", "manipulations") if getattr(config.sdn, name)]
+        if unsupported:
+            raise ConfigError(f"sdn model {config.sdn.model} is a keyed synthetic identity model: it takes no "
+                              f"{' and no '.join(unsupported)} (remove anonymizer.sdn.{unsupported[0]})")
         if codec is None:
             sdn = config.sdn
             codec, self._shared_key = acquire_model("sdn", sdn, lambda: SyntheticCodec.from_manifest(

@@ -63,6 +63,16 @@ def test_the_gate_reads_the_recorded_frame_level_protection(models_dir: Path) ->
                 build_anonymizer(config_for(models_dir))
 
 
+def test_attributes_and_manipulations_are_refused(models_dir: Path) -> None:
+    from streamd.errors import ConfigError
+
+    set_protection(models_dir, 0.96)
+    config = AnonymizerConfig(method="sdn", sdn=SdnMethodConfig(model=MODEL, models_dir=models_dir,
+                                                                manipulations={"smiling": 1.0}))
+    with pytest.raises(ConfigError, match="takes no manipulations"):
+        build_anonymizer(config)
+
+
 def test_surrogates_follow_the_track_key_and_hide_the_face(models_dir: Path) -> None:
     set_protection(models_dir, 0.96)
     rng = np.random.default_rng(0)
