@@ -8,7 +8,7 @@ aligned into the model's crop geometry at `basis_resolution`. The face space is 
 first `components` principal components. The key code (128 values) is mapped onto the components by
 a fixed random matrix with orthonormal rows (seeded), so every component depends on every code value.
 
-Nothing is trained; the parameters of `SyntheticIdentityConfig` (components 16, amplitude 2, light
+Nothing is trained; the parameters of `SyntheticIdentityConfig` (components 16, amplitude 2.5, light
 sigma 16 px) were chosen on two tuning faces only (skimage's astronaut and insightface's
 Tom_Hanks_54745.png), never on the evaluation faces (model card). Writes NAME-surrogate.onnx,
 NAME-reveal.onnx, NAME-identity.onnx and NAME-face-space.npz, checks each graph in onnxruntime
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--manifest", action="store_true", help="record the files in OUT_DIR/manifest.json")
     parser.add_argument("--resolution", type=int, default=128)
     parser.add_argument("--components", type=int, default=16)
-    parser.add_argument("--amplitude", type=float, default=2.0)
+    parser.add_argument("--amplitude", type=float, default=2.5)
     parser.add_argument("--shading-sigma", type=float, default=16.0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -13,7 +13,8 @@ Frames. Each held-out face appears in --photo-frames frames of 1280x720 (the pho
 is 60-200 px wide, at a random place) and in a zooming clip per photo (--clip-frames frames, H.264
 through PyAV and back, every --judge-every-th frame judged): `streamd.evaluation.held_out_frames`.
 
-Daemon. The frames go through the daemon's own parts: CenterFace with the default detector settings,
+Daemon. The frames go through the daemon's own parts: CenterFace (profile --detector-profile, fast
+by default: the balanced profile's extra passes are for faces smaller than these),
 the tracker, and `method: sdn` with this model (`streamd.evaluation.frame_protection`), twice, with
 fresh random track keys each time (keys A and B).
 
@@ -46,7 +47,7 @@ import cv2
 import numpy as np
 
 from export.sdn_data import jpeg_round_trip_bgr
-from streamd.config import AnonymizerConfig, CenterFaceConfig
+from streamd.config import DETECTOR_PROFILES, AnonymizerConfig, CenterFaceConfig
 from streamd.evaluation.frame_protection import detection_inside, run_daemon, score_frames, summarize
 from streamd.evaluation.held_out_frames import (
     EvaluationFrame,
@@ -218,8 +219,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--photos", type=Path, nargs="+", required=True, help="photos whose faces are evaluated")
     parser.add_argument("--exclude", nargs="*", default=[], help="faces not to evaluate: PHOTO:INDEX, PHOTO:A-B, PHOTO:*")
     parser.add_argument("--photo-frames", type=int, default=8, help="photo frames per held-out face")
-    parser.add_argument("--clip-frames", type=int, default=40, help="frames of each photo's video clip")
+    parser.add_argument("--clip-frames", type=int, default=32, help="frames of each photo's video clip")
     parser.add_argument("--judge-every", type=int, default=4, help="judge every n-th clip frame")
+    parser.add_argument("--detector-profile", choices=DETECTOR_PROFILES, default="fast",
+                        help="the daemon's CenterFace profile (fast: one pass a frame; the faces here are 60-200 px)")
     parser.add_argument("--jpeg-quality", type=int, default=90)
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
     parser.add_argument("--seed", type=int, default=0)
@@ -254,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     sdn = {"model": args.name, "models_dir": args.models_dir, "intra_op_threads": args.threads,
            "allow_unprotective_model": True}  # measuring is how a model earns its protection record
     anonymizer_config = AnonymizerConfig(method="sdn", sdn=sdn)
-    detector_config = CenterFaceConfig()
+    detector_config = CenterFaceConfig(profile=args.detector_profile)
     progress = ProgressBar(2 * len(frames) + 2 * len(judged), "evaluation")
     written_a = run_daemon(frames, anonymizer_config, detector_config, progress)
     written_b = run_daemon(frames, anonymizer_config, detector_config, progress)
@@ -269,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         "faces": {"held_out": held_out, "dropped": sorted(excluded)},
         "data_roles": roles,
         "photos": [str(path.name) for path in args.photos],
+        "detector": detector_config.model_dump(mode="json"),
         "frames": {"total": len(frames), "judged": len(judged), "photo_frames_per_face": args.photo_frames,
                    "clip_frames": args.clip_frames, "judge_every": args.judge_every, "size_range_px": SIZE_RANGE},
         "frame_level": summarize(scores, DLIB_THRESHOLD),

@@ -40,7 +40,7 @@ class SyntheticIdentityConfig:
     code_dimensions: int = 128
     components: int = 16
     #: Each component moves by `amplitude` times its standard deviation per unit of code.
-    amplitude: float = 2.0
+    amplitude: float = 2.5
     #: Gaussian sigma of the light transfer, in pixels of the `resolution` crop.
     shading_sigma: float = 16.0
     #: The aligned crop is the ArcFace template zoomed by `zoom` about its landmarks' centre, put at
