@@ -63,6 +63,11 @@ def synthetic_template(size: int, zoom: float, centre_y: float) -> np.ndarray:
     return (((template - centre) * zoom + np.array([0.5, centre_y])) * size).astype(np.float32)
 
 
+def code_from_track_secrets(secrets: TrackSecrets, track_id: int, dimensions: int) -> np.ndarray:
+    """The key code of a track: 256 bits of the track's secrets (all of its key) expanded by HKDF."""
+    return key_code(key_from_bits(secrets.password_bits(track_id, KEY_MATERIAL_BITS)), dimensions)
+
+
 class SyntheticCodec:
     """The surrogate, reveal and identity graphs of one `sdn-synthetic` model, through onnxruntime."""
 
@@ -186,8 +191,7 @@ class SyntheticIdentityAnonymizer(AlignedCropAnonymizer):
     def _code(self, track_id: int) -> np.ndarray:
         code = self._codes.get(track_id)
         if code is None:
-            key = key_from_bits(self._secrets.password_bits(track_id, KEY_MATERIAL_BITS))
-            code = key_code(key, self.codec.spec.code_dimensions)
+            code = code_from_track_secrets(self._secrets, track_id, self.codec.spec.code_dimensions)
             self._codes[track_id] = code
         return code
 

@@ -99,11 +99,14 @@ class SyntheticKeyedModel:
         return synthetic_crop_matrix(kps5, self.crop_size, spec.zoom, spec.centre_y)
 
     def code_for_key(self, key: bytes) -> np.ndarray:
-        from streamd.anonymize.key_code import KEY_MATERIAL_BITS, key_code, key_from_bits
+        from streamd.anonymize.synthetic import code_from_track_secrets
         from streamd.keys import derive_password_bits
 
-        # what SyntheticIdentityAnonymizer does with a track's secrets
-        return key_code(key_from_bits(derive_password_bits(key, KEY_MATERIAL_BITS)), self.code_size)
+        class OneTrack:  # the secrets of one track keyed by `key`, as the daemon's key ring hands them out
+            def password_bits(self, track_id: int, n_bits: int) -> np.ndarray:
+                return derive_password_bits(key, n_bits)
+
+        return code_from_track_secrets(OneTrack(), 0, self.code_size)
 
     def encode(self, images: np.ndarray, codes: np.ndarray) -> np.ndarray:
         return self.codec.encode(images, codes)

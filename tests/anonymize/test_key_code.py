@@ -63,3 +63,22 @@ def test_key_from_bits_packs_all_bits():
     assert np.array_equal(np.unpackbits(np.frombuffer(key, np.uint8)), bits.astype(np.uint8))
     with pytest.raises(ValueError):
         key_from_bits(np.array([0, 1, 2, 0, 0, 0, 0, 0]))
+
+
+def test_a_track_key_reaches_the_code_through_the_track_secrets():
+    """The anonymizer's path: the key ring's 256 password bits of a track, expanded into the code."""
+    from streamd.anonymize.synthetic import code_from_track_secrets
+    from streamd.keys import derive_password_bits
+
+    class KeyRing:
+        def __init__(self, keys: dict[int, bytes]) -> None:
+            self.keys = keys
+
+        def password_bits(self, track_id: int, n_bits: int) -> np.ndarray:
+            return derive_password_bits(self.keys[track_id], n_bits)
+
+    key = os.urandom(32)
+    ring = KeyRing({1: key, 2: flip_bit(key, 255)})
+    first = code_from_track_secrets(ring, 1, 256)
+    assert np.array_equal(first, code_from_track_secrets(ring, 1, 256))
+    assert abs(float(np.corrcoef(first, code_from_track_secrets(ring, 2, 256))[0, 1])) < 4.0 / 16
