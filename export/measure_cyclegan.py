@@ -30,7 +30,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from export.measure_sdn import IdentityJudge, is_grey
+from export.measure_sdn_restore import IdentityJudge, is_grey
 from export.measure_cli import emit_report, held_out_faces, measurement_parser
 from export.sdn_data import jpeg_round_trip_bgr
 from streamd.anonymize.pixelate import canonical_face_box, pixelate_face_crop

@@ -12,6 +12,11 @@ def build_anonymizer(config: AnonymizerConfig) -> FaceAnonymizer:
 
         return RegionAnonymizer(config)
     if config.method == "sdn":
+        from streamd.anonymize.synthetic import SYNTHETIC_KIND, SyntheticIdentityAnonymizer
+        from streamd.runtime.manifest import load_manifest
+
+        if load_manifest(config.sdn.models_dir).model(config.sdn.model).kind == SYNTHETIC_KIND:
+            return SyntheticIdentityAnonymizer(config)
         from streamd.anonymize.sdn import SdnAnonymizer
 
         return SdnAnonymizer(config)

@@ -1,0 +1,167 @@
+"""A keyed synthetic identity rendered with the original's light: the surrogate graph of `sdn-synth*`.
+
+No part of the surrogate's face is learned from the original face. The key code (streamd.anonymize.
+key_code, a Gaussian vector expanded from the track key) selects a face in a linear face space built
+from donor faces (mean plus principal components, `export/build_synthetic_identity.py`): a face that
+is none of the donors. That face replaces everything inside an oval covering forehead, eyes, cheeks,
+jaw and chin of the aligned crop. What the original still gives it is its light: the synthetic
+face is multiplied by the ratio of the original's and its own heavily low-passed luminance, and takes
+the original's low-passed colour. Outside the oval the crop stays the original, so the paste-back has
+no outline of the original's face.
+
+Graphs (all NCHW float32, batch axis dynamic):
+- surrogate: (crop RGB in [-1, 1], key_code) -> surrogate RGB in [-1, 1];
+- decoder:   (surrogate, key_code) -> the low-passed original colour inside the oval (all that a
+  surrogate carries of the original; best effort, never the face itself);
+- identity:  (key_code) -> the synthetic face alone, grey in [-1, 1] (contact sheets, attacks).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+#: Added to both low-passed luminances before their ratio is taken (keeps dark regions stable).
+SHADING_EPSILON = 0.02
+#: Low-pass filters run on the crop averaged over LOWPASS_POOL x LOWPASS_POOL blocks.
+LOWPASS_POOL = 4
+COEFFICIENT_CLIP = 2.5
+
+
+@dataclasses.dataclass(frozen=True)
+class SyntheticIdentityConfig:
+    resolution: int = 128
+    #: Side of the stored face space; its faces are upsampled to `resolution`.
+    basis_resolution: int = 64
+    code_dimensions: int = 128
+    components: int = 16
+    #: Each component moves by `amplitude` times its standard deviation per unit of code.
+    amplitude: float = 2.5
+    #: Gaussian sigma of the light transfer, in pixels of the `resolution` crop.
+    shading_sigma: float = 16.0
+    #: The aligned crop is the ArcFace template zoomed by `zoom` about its landmarks' centre, put at
+    #: (0.5, `centre_y`) of the crop: room for hairline, jaw and ears.
+    zoom: float = 0.8
+    centre_y: float = 0.52
+    #: Oval covered by the synthetic face, as shares of the crop.
+    oval_centre_y: float = 0.49
+    oval_radius_x: float = 0.36
+    oval_radius_y: float = 0.44
+    oval_feather: float = 0.12
+
+    def to_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+
+def oval_mask(config: SyntheticIdentityConfig) -> torch.Tensor:
+    """(1, 1, S, S) float32: 1 inside the oval, a soft edge of `oval_feather` of its radius, 0 outside."""
+    size = config.resolution
+    centres = (torch.arange(size, dtype=torch.float64) + 0.5) / size
+    yy, xx = torch.meshgrid(centres, centres, indexing="ij")
+    distance = torch.sqrt(((xx - 0.5) / config.oval_radius_x) ** 2 + ((yy - config.oval_centre_y) / config.oval_radius_y) ** 2)
+    mask = torch.clamp((1.0 - distance) / config.oval_feather + 0.5, 0.0, 1.0)
+    return mask.float()[None, None]
+
+
+def gaussian_kernel_1d(sigma: float) -> torch.Tensor:
+    radius = max(1, int(math.ceil(3.0 * sigma)))
+    positions = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    kernel = torch.exp(-0.5 * (positions / sigma) ** 2)
+    return (kernel / kernel.sum()).float()
+
+
+class SyntheticIdentity(nn.Module):
+    """The three graphs' arithmetic over one face space (buffers only: nothing here is trained)."""
+
+    def __init__(self, config: SyntheticIdentityConfig, mean_face: torch.Tensor, components: torch.Tensor,
+                 component_std: torch.Tensor, projection: torch.Tensor) -> None:
+        super().__init__()
+        side = config.basis_resolution
+        if mean_face.shape != (side * side,):
+            raise ValueError(f"mean_face must be ({side * side},), got {tuple(mean_face.shape)}")
+        if components.shape != (config.components, side * side) or component_std.shape != (config.components,):
+            raise ValueError("components must be (K, side*side) and component_std (K,) with K = config.components")
+        if projection.shape != (config.components, config.code_dimensions):
+            raise ValueError(f"projection must be ({config.components}, {config.code_dimensions})")
+        if config.resolution % LOWPASS_POOL:
+            raise ValueError(f"resolution must be a multiple of {LOWPASS_POOL}")
+        self.config = config
+        self.register_buffer("mean_face", mean_face.float())
+        self.register_buffer("scaled_components", (components * (config.amplitude * component_std)[:, None]).float())
+        self.register_buffer("projection", projection.float())
+        self.register_buffer("mask", oval_mask(config))
+        self.register_buffer("kernel", gaussian_kernel_1d(config.shading_sigma / LOWPASS_POOL))
+
+    def identity(self, key_code: torch.Tensor) -> torch.Tensor:
+        """(N, code) -> (N, 1, S, S) synthetic face luminance in [0, 1]."""
+        coefficients = torch.clamp(key_code @ self.projection.t(), -COEFFICIENT_CLIP, COEFFICIENT_CLIP)
+        side = self.config.basis_resolution
+        faces = (self.mean_face + coefficients @ self.scaled_components).reshape(-1, 1, side, side)
+        faces = F.interpolate(faces, size=(self.config.resolution, self.config.resolution), mode="bilinear",
+                              align_corners=False)
+        return torch.clamp(faces, 0.0, 1.0)
+
+    def lowpass(self, image: torch.Tensor) -> torch.Tensor:
+        """Gaussian low-pass of (N, C, S, S), computed on LOWPASS_POOL-pooled blocks."""
+        size = self.config.resolution
+        small = F.avg_pool2d(image, LOWPASS_POOL)
+        side = size // LOWPASS_POOL
+        radius = self.kernel.shape[0] // 2
+        flat = small.reshape(-1, 1, side, side)
+        flat = F.conv2d(F.pad(flat, (radius, radius, 0, 0), mode="replicate"), self.kernel.reshape(1, 1, 1, -1))
+        flat = F.conv2d(F.pad(flat, (0, 0, radius, radius), mode="replicate"), self.kernel.reshape(1, 1, -1, 1))
+        small = flat.reshape(image.shape[0], image.shape[1], side, side)
+        return F.interpolate(small, size=(size, size), mode="bilinear", align_corners=False)
+
+    def surrogate(self, crop: torch.Tensor, key_code: torch.Tensor) -> torch.Tensor:
+        original = (crop + 1.0) * 0.5
+        luminance = original.mean(dim=1, keepdim=True)
+        face = self.identity(key_code)
+        light = self.lowpass(torch.cat([luminance, original, face], dim=1))
+        light_luminance, light_colour, face_light = light[:, :1], light[:, 1:4], light[:, 4:5]
+        shaded = torch.clamp(face * (light_luminance + SHADING_EPSILON) / (face_light + SHADING_EPSILON), 0.0, 1.0)
+        colour = light_colour / (light_luminance + SHADING_EPSILON)
+        rendered = torch.clamp(shaded * colour, 0.0, 1.0)
+        mixed = self.mask * rendered + (1.0 - self.mask) * original
+        return mixed * 2.0 - 1.0
+
+    def reveal(self, surrogate: torch.Tensor, key_code: torch.Tensor) -> torch.Tensor:
+        """The low-passed original colour inside the oval, from a surrogate and its code."""
+        seen = (surrogate + 1.0) * 0.5
+        face = self.identity(key_code)
+        face_light = self.lowpass(face)
+        light_colour = seen * (face_light + SHADING_EPSILON) / (face + SHADING_EPSILON)
+        light_colour = torch.clamp(self.lowpass(light_colour), 0.0, 1.0)
+        inside = torch.clamp(self.mask * 1.25 - 0.25, 0.0, 1.0)
+        return (inside * light_colour + (1.0 - inside) * seen) * 2.0 - 1.0
+
+
+class SurrogateGraph(nn.Module):
+    def __init__(self, model: SyntheticIdentity) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, crop: torch.Tensor, key_code: torch.Tensor) -> torch.Tensor:
+        return self.model.surrogate(crop, key_code)
+
+
+class RevealGraph(nn.Module):
+    def __init__(self, model: SyntheticIdentity) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, surrogate: torch.Tensor, key_code: torch.Tensor) -> torch.Tensor:
+        return self.model.reveal(surrogate, key_code)
+
+
+class IdentityGraph(nn.Module):
+    def __init__(self, model: SyntheticIdentity) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, key_code: torch.Tensor) -> torch.Tensor:
+        return self.model.identity(key_code) * 2.0 - 1.0
