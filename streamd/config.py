@@ -314,6 +314,11 @@ class FileOutputConfig(StrictModel):
     preset: Literal[
         "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"
     ] = "veryfast"
+    audio: bool = Field(
+        True,
+        description="Copy the audio streams of a file source into the output, unchanged and in sync "
+        "(a looping source's audio is not copied; a camera's RTSP audio is not either).",
+    )
 
     @field_validator("path")
     @classmethod
