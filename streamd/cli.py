@@ -56,7 +56,15 @@ def _stop_on_sigterm() -> None:
 
 # ---------------------------------------------------------------- commands
 def cmd_validate_config(args: argparse.Namespace) -> int:
+    from streamd.config_checks import describe_problems, run_time_problems
+
     config = load_config(args.file)
+    problems = run_time_problems(config)
+    if problems:
+        text = args.file.read_text(encoding="utf-8")
+        for line in describe_problems(problems, text, str(args.file)):
+            print(f"streamd: error: {line}", file=sys.stderr)
+        return 2
     print(f"{args.file}: ok ({len(config.cameras)} camera{'s' if len(config.cameras) != 1 else ''}: "
           f"{', '.join(camera.id for camera in config.cameras)})")
     return 0
@@ -368,7 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--config", type=Path, help="read the metrics address from this config file")
     status.set_defaults(handler=cmd_status)
 
-    validate = commands.add_parser("validate-config", help="check a config file and point at the bad line")
+    validate = commands.add_parser("validate-config", help="check a config file and what it names (files, folders, "
+                                   "addresses); point at each bad line")
     validate.add_argument("file", type=Path)
     validate.set_defaults(handler=cmd_validate_config)
 
