@@ -56,7 +56,8 @@ def anonymize_video(input_path: Path, output_path: Path, camera: CameraConfig, p
         if progress is not None and announced:
             progress.total = announced
         stats = pipeline.run()
-    lost = source.decode_errors + source.frames_short if isinstance(source, FileVideoSource) else 0
+    # Frames short of the announced count include those whose packets failed to decode.
+    lost = max(source.decode_errors, source.frames_short) if isinstance(source, FileVideoSource) else 0
     return OneShotResult(kind="video", files_written=[output_path], stats=stats, faces=stats.faces_out,
                          frames_lost=lost, frames_announced=announced)
 
