@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,6 +28,7 @@ from streamd.config import (
 from streamd.errors import Interrupted, StreamdError
 
 if TYPE_CHECKING:
+    from streamd.oneshot import OneShotResult
     from streamd.oneshot.settings import OneShotFlags
 
 logger = logging.getLogger("streamd")
@@ -45,13 +47,18 @@ def _progress(total: int | None, unit: str, description: str):
     return tqdm(total=total, unit=unit, desc=description, leave=False, file=sys.stderr)
 
 
-def _stop_on_sigterm() -> None:
-    """SIGTERM stops a one-shot run like Ctrl-C: outputs finished so far are kept as incomplete."""
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """Within the block SIGTERM stops a one-shot run like Ctrl-C: what was written is kept as incomplete."""
 
     def interrupt(signum: int, _frame: object) -> None:
         raise Interrupted(signal.Signals(signum).name)
 
-    signal.signal(signal.SIGTERM, interrupt)
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # ---------------------------------------------------------------- commands
@@ -116,30 +123,33 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
     if is_video:
         check_output(args.input, output, args.force)
         camera = with_file_output(camera, output, _one_shot_flags(args))
-    _stop_on_sigterm()
-    with _progress(None, "image" if not is_video else "frame", "anonymizing") as progress:
+    with _sigterm_interrupts(), _progress(None, "frame" if is_video else "image", "anonymizing") as progress:
         result = anonymize_path(args.input, output, camera, progress, recursive=args.recursive, force=args.force)
+    return _report_one_shot(args.input, output, camera.anonymizer.method, result)
+
+
+def _report_one_shot(input_path: Path, output: Path, method: str, result: OneShotResult) -> int:
+    """What a one-shot run did and what it could not; its exit status."""
     if result.skipped_folders:
         names = ", ".join(folder.name for folder in result.skipped_folders[:5])
         more = f" and {len(result.skipped_folders) - 5} more" if len(result.skipped_folders) > 5 else ""
-        print(f"streamd: {args.input}: {len(result.skipped_folders)} subfolder(s) not searched ({names}{more}); "
+        print(f"streamd: {input_path}: {len(result.skipped_folders)} subfolder(s) not searched ({names}{more}); "
               "pass --recursive to include them", file=sys.stderr)
     for path, reason in result.failures.items():
         print(f"streamd: skipped {reason if reason.startswith(str(path)) else f'{path}: {reason}'}", file=sys.stderr)
     if result.kind != "video" or result.stats is None:
-        print(f"{output}: {len(result.files_written)} images written, {result.faces} faces masked "
-              f"({camera.anonymizer.method})")
+        print(f"{output}: {len(result.files_written)} images written, {result.faces} faces masked ({method})")
         return 1 if result.failures else 0
     snapshot = result.stats.snapshot()
-    print(f"{output}: {snapshot['frames_out']} frames, {snapshot['faces_out']} faces masked "
-          f"({camera.anonymizer.method}), {snapshot['fps']:.1f} fps")
+    print(f"{output}: {snapshot['frames_out']} frames, {snapshot['faces_out']} faces masked ({method}), "
+          f"{snapshot['fps']:.1f} fps")
     code = 0
     if snapshot["frames_masked"]:
         print(f"streamd: {snapshot['frames_masked']} frames failed processing and were blanked", file=sys.stderr)
         code = 1
     if result.frames_lost:
         announced = f" of the {result.frames_announced} its container announces" if result.frames_announced else ""
-        print(f"streamd: {args.input}: {result.frames_lost} frames were lost: {snapshot['frames_in']} frames "
+        print(f"streamd: {input_path}: {result.frames_lost} frames were lost: {snapshot['frames_in']} frames "
               f"decoded{announced} (the file is truncated or damaged); the output holds those that decoded",
               file=sys.stderr)
         code = 1
