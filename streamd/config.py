@@ -546,6 +546,8 @@ def _describe(path: tuple[Any, ...], error: dict[str, Any], data: Any) -> tuple[
     elif error["type"] == "union_tag_not_found":
         node = _node_at(data, path)
         tags = " or ".join(union_tags(StreamdConfig, path, data))
+        if not isinstance(node, dict):
+            return path, f"{'.'.join(map(str, path))}: must be a section of keys, starting with `type` ({tags})"
         near_type = [key for key in node if did_you_mean(key, ["type"])] if isinstance(node, dict) else []
         if near_type:
             path = path + (near_type[0],)
@@ -590,7 +592,8 @@ def parse_config(text: str, source_name: str = "<config>") -> StreamdConfig:
     try:
         return StreamdConfig.model_validate(data)
     except ValidationError as exc:
-        first, *rest = exc.errors()
+        # A misspelled key also makes the key it was meant to be "missing": name the misspelling first.
+        first, *rest = sorted(exc.errors(), key=lambda error: error["type"] != "extra_forbidden")
         path, problem = _describe(yaml_path(tuple(first["loc"]), data, first["type"]), first, data)
         line = _line_for(path, lines)
         where = f"{source_name}:{line}" if line else source_name

@@ -41,6 +41,10 @@ def config_error(text: str) -> str:
      "cam.yaml:4: cameras.0.source.type: 'rtps' is not one of file, rtsp (did you mean 'rtsp'?)"),
     (CAMERA + "      path: other.mp4\n",
      "cam.yaml:6: cameras.0.source.path: key given twice (first on line 5; only one may stay)"),
+    ("cameras:\n  - id: a\n    sorce: {type: file, path: in.mp4}\n",
+     "cam.yaml:3: cameras.0.sorce: unknown key (did you mean 'source'?) (and 1 more problem)"),
+    (CAMERA + "    detector: 5\n",
+     "cam.yaml:6: cameras.0.detector: must be a section of keys, starting with `type` (centerface or insightface)"),
     ("log_level: INFO\n" + CAMERA + "log_level: DEBUG\n",
      "cam.yaml:7: log_level: key given twice (first on line 1; only one may stay)"),
 ])

@@ -44,7 +44,7 @@ def write_config(path: Path, clip: Path, metrics_port: int, output: Path | None 
 
 def frames_out(metrics_url: str) -> float:
     try:
-        samples = parse_metrics(fetch_metrics(metrics_url, timeout_s=1))
+        samples = parse_metrics(fetch_metrics(metrics_url, timeout_s=5))
     except Exception:  # not serving yet: counts as no frames  # noqa: BLE001
         return 0
     return next(value for name, labels, value in samples if name == "streamd_frames_out_total")
