@@ -28,7 +28,7 @@ import numpy as np
 from streamd.demo_clip import build_demo_clip
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results" / "oneshot-audio-progress.json"
-PROGRESS = re.compile(r"anonymizing: (\d+)/(\d+) frames")
+PROGRESS = re.compile(r"^anonymizing: ")  # "started", then counts
 SAMPLE_RATE = 48000
 
 

@@ -3,8 +3,9 @@
 On a terminal the CLI shows a tqdm bar instead. `LineProgress` has the part of tqdm's interface the
 work loops use (`update`, `total`, context manager), and a thread that writes one line every
 `interval_s` seconds, even while no item finishes (a model loading, a slow first frame), so a
-reader always knows the run is alive:
+reader always knows the run is alive. The first line says the work started:
 
+    anonymizing: started
     anonymizing: 240/480 frames (50%), 23.4 frames/s, ETA 10 s
 """
 
@@ -14,7 +15,7 @@ import threading
 import time
 from typing import TextIO
 
-DEFAULT_INTERVAL_S = 5.0
+DEFAULT_INTERVAL_S = 4.0  # a loaded machine wakes the reporter late; lines still come within 5 s
 
 
 def format_duration(seconds: float) -> str:
@@ -46,6 +47,7 @@ class LineProgress:
         self._done = threading.Event()
         self._started = time.monotonic()
         self._thread = threading.Thread(target=self._report_every_interval, name="progress", daemon=True)
+        self._write(f"{description}: started")
         self._thread.start()
 
     def update(self, count: int = 1) -> None:
