@@ -148,13 +148,15 @@ def test_server_restart_on_the_same_port_resumes_frames(server: RtspTestServer,
 
 
 def test_frozen_server_times_out_and_reconnects(server: RtspTestServer, collectors: list[FrameCollector]) -> None:
-    collector = FrameCollector(source_config(server.url, read_timeout_s=0.5, open_timeout_s=0.5))
+    collector = FrameCollector(source_config(server.url, read_timeout_s=1.0, open_timeout_s=1.0))
     collectors.append(collector)
     collector.wait_for_frames(5, timeout_s=10.0)
     server.freeze()
     detected_s = collector.wait_until(lambda: collector.source.disconnects == 1, 10.0, "stall detected")
-    assert detected_s >= 0.4
-    assert collector.states[-1] == (False, "no data for 0.5 s")
+    assert detected_s >= 0.9
+    # The reader counts the disconnect before the consumer has taken the state change from its queue.
+    collector.wait_until(lambda: not collector.states[-1][0], 10.0, "down state handed over")
+    assert collector.states[-1] == (False, "no data for 1 s")
     server.unfreeze()
     collector.wait_until(lambda: collector.source.reconnects == 1, 10.0, "reconnected after the freeze")
     collector.wait_for_frames(5, timeout_s=10.0)
@@ -236,8 +238,12 @@ def test_many_restart_cycles_recover_each_time(server: RtspTestServer, collector
         collector.wait_until(lambda: not collector.source.connected, 10.0, f"cycle {cycle}: end of stream")
         time.sleep(0.2)
         server.start()
-        recoveries.append(collector.wait_for_frames(2, timeout_s=10.0))
-    assert max(recoveries) < 10.0
+        # Reconnected first: frames read before the outage may still be in the hand-off queue.
+        started = time.monotonic()
+        collector.wait_until(lambda: collector.source.reconnects == cycle + 1, 10.0, f"cycle {cycle}: reconnected")
+        collector.wait_for_frames(2, timeout_s=10.0)
+        recoveries.append(time.monotonic() - started)
+    assert max(recoveries) < 20.0
     source = collector.source
     assert source.reconnects == cycles and source.disconnects == cycles
     assert threading.active_count() <= threads_before + 2
