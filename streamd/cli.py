@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from streamd import __version__
 from streamd.config import (
@@ -22,7 +25,11 @@ from streamd.config import (
     StreamdConfig,
     load_config,
 )
-from streamd.errors import StreamdError
+from streamd.errors import Interrupted, StreamdError
+
+if TYPE_CHECKING:
+    from streamd.oneshot import OneShotResult
+    from streamd.oneshot.settings import OneShotFlags
 
 logger = logging.getLogger("streamd")
 
@@ -30,9 +37,28 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def _progress(total: int | None, unit: str, description: str):
+    """A tqdm bar on a terminal; otherwise a progress line every few seconds (logs, CI, systemd)."""
+    if not sys.stderr.isatty():
+        from streamd.progress import LineProgress
+
+        return LineProgress(sys.stderr, description, unit, total=total)
     from tqdm import tqdm
 
-    return tqdm(total=total, unit=unit, desc=description, disable=None, leave=False, file=sys.stderr)
+    return tqdm(total=total, unit=unit, desc=description, leave=False, file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """Within the block SIGTERM stops a one-shot run like Ctrl-C: what was written is kept as incomplete."""
+
+    def interrupt(signum: int, _frame: object) -> None:
+        raise Interrupted(signal.Signals(signum).name)
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _print_error(line: str) -> None:
@@ -41,13 +67,30 @@ def _print_error(line: str) -> None:
 
 # ---------------------------------------------------------------- commands
 def cmd_validate_config(args: argparse.Namespace) -> int:
+    from streamd.config_checks import describe_problems, run_time_problems
+
     config = load_config(args.file)
+    problems = run_time_problems(config)
+    if problems:
+        text = args.file.read_text(encoding="utf-8")
+        for line in describe_problems(problems, text, str(args.file)):
+            print(f"streamd: error: {line}", file=sys.stderr)
+        return 2
     print(f"{args.file}: ok ({len(config.cameras)} camera{'s' if len(config.cameras) != 1 else ''}: "
           f"{', '.join(camera.id for camera in config.cameras)})")
     return 0
 
 
+def _one_shot_flags(args: argparse.Namespace) -> OneShotFlags:
+    from streamd.oneshot.settings import OneShotFlags
+
+    return OneShotFlags(threshold=args.thresh, mask_scale=args.mask_scale, detect_every=args.detect_every,
+                        crf=args.crf, preset=args.preset, audio=False if args.no_audio else None)
+
+
 def _one_shot_camera(args: argparse.Namespace) -> CameraConfig:
+    from streamd.oneshot.settings import apply_detection_flags
+
     if args.config is not None:
         config = load_config(args.config)
         camera = config.cameras[0]
@@ -62,7 +105,7 @@ def _one_shot_camera(args: argparse.Namespace) -> CameraConfig:
         reversible = camera.reversible or ReversibleConfig(recipients=args.recipient)
         reversible = reversible.model_copy(update={"recipients": list(args.recipient)})
         camera = camera.model_copy(update={"reversible": ReversibleConfig.model_validate(reversible.model_dump())})
-    return camera
+    return apply_detection_flags(camera, _one_shot_flags(args))
 
 
 def camera_with_profile(camera: CameraConfig, profile: str) -> CameraConfig:
@@ -74,28 +117,52 @@ def camera_with_profile(camera: CameraConfig, profile: str) -> CameraConfig:
 
 
 def cmd_anonymize(args: argparse.Namespace) -> int:
-    from streamd.oneshot import anonymize_path
+    from streamd.oneshot import anonymize_path, default_output, is_image_path
+    from streamd.oneshot.planning import check_output
+    from streamd.oneshot.settings import with_file_output
 
+    output = args.output or default_output(args.input, restorable=bool(args.recipient))
     camera = _one_shot_camera(args)
     if args.cluster is not None:
         from streamd.cluster.commands import anonymize_archive
 
+        args.output = output
         return anonymize_archive(args, camera, print, _print_error)
-    with _progress(None, "frame", "anonymizing") as progress:
-        result = anonymize_path(args.input, args.output, camera, progress)
+    is_video = args.input.is_file() and not is_image_path(args.input)
+    if is_video:
+        check_output(args.input, output, args.force)
+        camera = with_file_output(camera, output, _one_shot_flags(args))
+    with _sigterm_interrupts(), _progress(None, "frame" if is_video else "image", "anonymizing") as progress:
+        result = anonymize_path(args.input, output, camera, progress, recursive=args.recursive, force=args.force)
+    return _report_one_shot(args.input, output, camera.anonymizer.method, result)
+
+
+def _report_one_shot(input_path: Path, output: Path, method: str, result: OneShotResult) -> int:
+    """What a one-shot run did and what it could not; its exit status."""
+    if result.skipped_folders:
+        names = ", ".join(folder.name for folder in result.skipped_folders[:5])
+        more = f" and {len(result.skipped_folders) - 5} more" if len(result.skipped_folders) > 5 else ""
+        print(f"streamd: {input_path}: {len(result.skipped_folders)} subfolder(s) not searched ({names}{more}); "
+              "pass --recursive to include them", file=sys.stderr)
     for path, reason in result.failures.items():
-        print(f"streamd: skipped {path}: {reason}", file=sys.stderr)
-    if result.kind == "video" and result.stats is not None:
-        snapshot = result.stats.snapshot()
-        print(f"{args.output}: {snapshot['frames_out']} frames, {snapshot['faces_out']} faces masked "
-              f"({camera.anonymizer.method}), {snapshot['fps']:.1f} fps")
-        if snapshot["frames_masked"]:
-            print(f"streamd: {snapshot['frames_masked']} frames failed processing and were blanked", file=sys.stderr)
-            return 1
-    else:
-        print(f"{args.output}: {len(result.files_written)} images written, {result.faces} faces masked "
-              f"({camera.anonymizer.method})")
-    return 1 if result.failures else 0
+        print(f"streamd: skipped {reason if reason.startswith(str(path)) else f'{path}: {reason}'}", file=sys.stderr)
+    if result.kind != "video" or result.stats is None:
+        print(f"{output}: {len(result.files_written)} images written, {result.faces} faces masked ({method})")
+        return 1 if result.failures else 0
+    snapshot = result.stats.snapshot()
+    print(f"{output}: {snapshot['frames_out']} frames, {snapshot['faces_out']} faces masked ({method}), "
+          f"{snapshot['fps']:.1f} fps")
+    code = 0
+    if snapshot["frames_masked"]:
+        print(f"streamd: {snapshot['frames_masked']} frames failed processing and were blanked", file=sys.stderr)
+        code = 1
+    if result.frames_lost:
+        announced = f" of the {result.frames_announced} its container announces" if result.frames_announced else ""
+        print(f"streamd: {input_path}: {result.frames_lost} frames were lost: {snapshot['frames_in']} frames "
+              f"decoded{announced} (the file is truncated or damaged); the output holds those that decoded",
+              file=sys.stderr)
+        code = 1
+    return code
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -194,10 +261,17 @@ def cmd_record(args: argparse.Namespace) -> int:
     summary = recorder.run(stop=stop, duration_s=args.duration)
     for path in summary.files:
         print(path)
-    print(f"{summary.frames} frames in {len(summary.files)} segment(s); "
-          f"{summary.faces_without_keys} faces seen before their track keys, "
+    keys = (f"camera {recorder.camera} is not reversible (its stream carries no track keys): the recording "
+            "cannot be restored" if summary.camera_not_reversible
+            else f"{summary.faces_without_keys} faces seen before their track keys")
+    print(f"{summary.frames} frames in {len(summary.files)} segment(s); {keys}, "
           f"{summary.frames_missing} frames missing (never received), "
           f"{summary.invalid_messages} invalid messages", file=sys.stderr)
+    if summary.frames == 0:
+        print(f"streamd: error: no frame arrived from {args.endpoint}"
+              f"{f' for camera {args.camera}' if args.camera else ''} (is a streamd publisher running there?)",
+              file=sys.stderr)
+        return 1
     return 0
 
 
@@ -346,14 +420,29 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cluster_lookup(status, "ask the camera actors of a Ray cluster instead")
     status.set_defaults(handler=cmd_status)
 
-    validate = commands.add_parser("validate-config", help="check a config file and point at the bad line")
+    validate = commands.add_parser("validate-config", help="check a config file and what it names (files, folders, "
+                                   "addresses); point at each bad line")
     validate.add_argument("file", type=Path)
     validate.set_defaults(handler=cmd_validate_config)
 
     anonymize = commands.add_parser("anonymize", help="anonymize a video, an image or a folder of images")
-    anonymize.add_argument("input", type=Path)
-    anonymize.add_argument("-o", "--output", type=Path, required=True)
+    anonymize.add_argument("input", type=Path, help="a video, an image, or a folder of images")
+    anonymize.add_argument("-o", "--output", type=Path,
+                           help="where to write (default: NAME.anonymized.EXT beside the input)")
+    anonymize.add_argument("--force", action="store_true", help="overwrite an existing output")
+    anonymize.add_argument("--recursive", action="store_true",
+                           help="a folder: include the images of its subfolders (the output mirrors them)")
     anonymize.add_argument("--method", choices=ANONYMIZATION_METHODS)
+    anonymize.add_argument("--thresh", type=float, metavar="SCORE",
+                           help="detection threshold, 0..1 (default 0.25; lower misses fewer faces)")
+    anonymize.add_argument("--mask-scale", type=float, metavar="FACTOR",
+                           help="scale each face box by this before masking, 1..3 (default 1.4)")
+    anonymize.add_argument("--detect-every", type=int, metavar="N",
+                           help="run the detector every N frames, following faces in between (default 1)")
+    anonymize.add_argument("--crf", type=int, metavar="CRF", help="x264 quality, 0..51, lower is better (default 20)")
+    anonymize.add_argument("--preset", choices=["ultrafast", "superfast", "veryfast", "faster", "fast", "medium",
+                                                "slow"], help="x264 preset (default veryfast)")
+    anonymize.add_argument("--no-audio", action="store_true", help="drop the audio (copied unchanged by default)")
     anonymize.add_argument("--profile", choices=DETECTOR_PROFILES,
                            help="detector profile (default balanced; see the README's profile table)")
     anonymize.add_argument("--config", type=Path, help="take detector, tracker and anonymizer settings from "
@@ -476,15 +565,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.debug:
         logging.getLogger().setLevel(logging.WARNING)
     try:
-        return args.handler(args)
+        code = args.handler(args)
+        sys.stdout.flush()
+        return code
     except StreamdError as exc:
         if args.debug:
             raise
         print(f"streamd: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("streamd: interrupted", file=sys.stderr)
-        return 130
+    except BrokenPipeError:
+        return _reader_went_away()
+    except KeyboardInterrupt as exc:
+        signal_name = exc.signal_name if isinstance(exc, Interrupted) else "SIGINT"
+        print(f"streamd: interrupted ({signal_name})", file=sys.stderr)
+        return 128 + signal.Signals[signal_name].value
+
+
+def _reader_went_away() -> int:
+    """stdout's reader closed the pipe (`streamd restore --list | head`): end quietly, as `cat` does.
+
+    stdout is pointed at /dev/null so that the interpreter's last flush does not fail again.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 128 + signal.SIGPIPE.value
 
 
 if __name__ == "__main__":

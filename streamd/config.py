@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
+from streamd.config_yaml import did_you_mean, duplicate_keys, known_keys, union_tags
 from streamd.errors import ConfigError
 
 
@@ -107,7 +108,17 @@ class InsightFaceConfig(StrictModel):
     providers: list[str] = Field(default_factory=lambda: ["CPUExecutionProvider"])
 
 
-DetectorConfig = Annotated[Union[CenterFaceConfig, InsightFaceConfig], Field(discriminator="type")]
+def _detector_type(value: Any) -> str | None:
+    """A detector section without `type` is CenterFace, the default detector."""
+    if isinstance(value, dict):
+        return value.get("type", "centerface")
+    return getattr(value, "type", None)
+
+
+DetectorConfig = Annotated[
+    Union[Annotated[CenterFaceConfig, Tag("centerface")], Annotated[InsightFaceConfig, Tag("insightface")]],
+    Discriminator(_detector_type),
+]
 
 
 # ---------------------------------------------------------------- tracking
@@ -314,6 +325,11 @@ class FileOutputConfig(StrictModel):
     preset: Literal[
         "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"
     ] = "veryfast"
+    audio: bool = Field(
+        True,
+        description="Copy the audio streams of a file source into the output, unchanged and in sync "
+        "(a looping source's audio is not copied; a camera's RTSP audio is not either).",
+    )
 
     @field_validator("path")
     @classmethod
@@ -532,11 +548,15 @@ def _node_lines(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...
             _node_lines(item, path + (index,), out)
 
 
+_UNION_TAGS = frozenset({"file", "rtsp", "centerface", "insightface"})
+
+
 def yaml_path(loc: tuple[Any, ...], data: Any, error_type: str) -> tuple[Any, ...]:
     """The part of a pydantic error location that exists in the YAML document.
 
     Pydantic inserts the tag of a discriminated union (`file`, `rtsp`, ...) into locations; those
-    steps are not keys of the document and are skipped. An invalid tag points at its `type` key.
+    steps are not keys of the document and are skipped (a section without `type` took its union's
+    default tag). An invalid tag points at its `type` key.
     """
     path: list[Any] = []
     node = data
@@ -545,11 +565,8 @@ def yaml_path(loc: tuple[Any, ...], data: Any, error_type: str) -> tuple[Any, ..
             node = node[step]
         elif isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node):
             node = node[step]
-        elif isinstance(node, dict) and isinstance(step, str) and error_type != "extra_forbidden":
-            if step in ("file", "rtsp", "centerface", "insightface") and node.get("type") == step:
-                continue
-            path.append(step)
-            break
+        elif isinstance(node, dict) and step in _UNION_TAGS and node.get("type", step) == step:
+            continue
         else:
             path.append(step)
             break
@@ -568,14 +585,46 @@ def _line_for(path: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> int |
     return None
 
 
-def _describe(path: tuple[Any, ...], error: dict[str, Any]) -> str:
-    where = ".".join(str(k) for k in path)
+def _node_at(data: Any, path: tuple[Any, ...]) -> Any:
+    for step in path:
+        data = data[step]
+    return data
+
+
+def _describe(path: tuple[Any, ...], error: dict[str, Any], data: Any) -> tuple[tuple[Any, ...], str]:
+    """The path to point at and the problem, in words; a misspelled key names the key it resembles."""
     message = error["msg"]
     if error["type"] == "extra_forbidden":
-        message = "unknown key"
+        message = "unknown key" + did_you_mean(path[-1], known_keys(StreamdConfig, path[:-1], data))
     elif error["type"] == "missing":
         message = "required key is missing"
-    return f"{where or '(top level)'}: {message}"
+    elif error["type"] == "union_tag_not_found":
+        node = _node_at(data, path)
+        tags = " or ".join(union_tags(StreamdConfig, path, data))
+        if not isinstance(node, dict):
+            return path, f"{'.'.join(map(str, path))}: must be a section of keys, starting with `type` ({tags})"
+        near_type = [key for key in node if did_you_mean(key, ["type"])] if isinstance(node, dict) else []
+        if near_type:
+            path = path + (near_type[0],)
+            message = f"unknown key (did you mean 'type'? it says what this is: {tags})"
+        else:
+            message = f"`type` is missing; it says what this is: {tags}"
+    elif error["type"] == "union_tag_invalid":
+        tags = union_tags(StreamdConfig, path[:-1], data)
+        tag = error.get("ctx", {}).get("tag")
+        message = f"{tag!r} is not one of {', '.join(tags)}{did_you_mean(str(tag), tags)}"
+    where = ".".join(str(k) for k in path)
+    return path, f"{where or '(top level)'}: {message}"
+
+
+def _check_duplicate_keys(root: yaml.Node, source_name: str) -> None:
+    """PyYAML keeps the last of two equal keys; a file that says a thing twice is an error here."""
+    duplicates = duplicate_keys(root)
+    if duplicates:
+        path, line, first_line = duplicates[0]
+        more = f" (and {len(duplicates) - 1} more)" if len(duplicates) > 1 else ""
+        raise ConfigError(f"{source_name}:{line}: {'.'.join(map(str, path))}: key given twice "
+                          f"(first on line {first_line}; only one may stay){more}")
 
 
 def parse_config(text: str, source_name: str = "<config>") -> StreamdConfig:
@@ -592,17 +641,19 @@ def parse_config(text: str, source_name: str = "<config>") -> StreamdConfig:
         raise ConfigError(f"{source_name}: the file is empty")
     if not isinstance(data, dict):
         raise ConfigError(f"{source_name}:{root.start_mark.line + 1}: the top level must be a mapping of keys")
+    _check_duplicate_keys(root, source_name)
     lines: dict[tuple[Any, ...], int] = {}
     _node_lines(root, (), lines)
     try:
         return StreamdConfig.model_validate(data)
     except ValidationError as exc:
-        first, *rest = exc.errors()
-        path = yaml_path(tuple(first["loc"]), data, first["type"])
+        # A misspelled key also makes the key it was meant to be "missing": name the misspelling first.
+        first, *rest = sorted(exc.errors(), key=lambda error: error["type"] != "extra_forbidden")
+        path, problem = _describe(yaml_path(tuple(first["loc"]), data, first["type"]), first, data)
         line = _line_for(path, lines)
         where = f"{source_name}:{line}" if line else source_name
         more = f" (and {len(rest)} more problem{'s' if len(rest) > 1 else ''})" if rest else ""
-        raise ConfigError(f"{where}: {_describe(path, first)}{more}") from None
+        raise ConfigError(f"{where}: {problem}{more}") from None
 
 
 def load_config(path: Path) -> StreamdConfig:

@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 from streamd.config import FileOutputConfig
 from streamd.sources.base import FrameSource
+from streamd.sources.files import FileVideoSource
 from streamd.sinks import FrameSink, keep_written_frames
 from streamd.types import AnonymizedFrame
 from streamd.video_out import VideoFileWriter
+
+logger = logging.getLogger(__name__)
+
+
+def audio_source_of(config: FileOutputConfig, source: FrameSource) -> Path | None:
+    """The file whose audio the output copies: a file source played once, when `audio` is on."""
+    if not config.audio or not isinstance(source, FileVideoSource):
+        return None
+    if source.loop:
+        logger.info("%s: the source loops; its audio is not copied", config.path)
+        return None
+    return source.path
 
 
 class VideoFileSink(FrameSink):
@@ -33,6 +49,7 @@ class VideoFileSink(FrameSink):
                 codec=self._config.codec,
                 crf=self._config.crf,
                 preset=self._config.preset,
+                audio_source=audio_source_of(self._config, self._source),
             )
         self._writer.write(anonymized.bgr, pts=anonymized.frame.pts)
 

@@ -57,6 +57,11 @@ class _TrackedItem:
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
 
+def describe_failure(exc: BaseException) -> str:
+    """The exception's message, or its type when it has none (an empty reason explains nothing)."""
+    return str(exc) or type(exc).__name__
+
+
 def masked_frame(bgr: np.ndarray) -> np.ndarray:
     """What a frame that failed processing becomes: nothing of the picture survives."""
     return np.zeros_like(bgr)
@@ -117,7 +122,11 @@ class StreamPipeline:
         with self._failure_lock:
             if self._failure is None:
                 self._failure = exc
-                self._log.error("stage %s failed: %s", stage, exc)
+                if isinstance(exc, KeyboardInterrupt):
+                    self._log.warning("interrupted (%s); stopping and keeping what was written",
+                                      str(exc) or "Ctrl-C")
+                else:
+                    self._log.error("stage %s failed: %s", stage, describe_failure(exc))
         self._stop.set()
 
     def _put(self, target: queue.Queue, item: object) -> bool:
@@ -332,9 +341,14 @@ class StreamPipeline:
         ]
         for thread in threads:
             thread.start()
-        self._guarded("output", self._output_stage)()
-        for thread in threads:
-            thread.join()
+        try:
+            self._guarded("output", self._output_stage)()
+            for thread in threads:
+                thread.join()
+        except BaseException as exc:  # a signal while waiting for the stages: stop them, keep the outputs
+            self._fail("output", exc)
+            for thread in threads:
+                thread.join()
         if self._failure is not None:
             for sink in self.sinks:
                 sink.abort()

@@ -38,6 +38,7 @@ from streamd.sinks import keep_written_frames
 logger = logging.getLogger(__name__)
 
 POLL_MS = 100
+MISSING_REPORT_INTERVAL_S = 10.0  # frames that never arrived are summed up in one line this often
 DEFAULT_SEGMENT_SECONDS = 60.0
 
 
@@ -52,6 +53,8 @@ class RecordSummary:
     frames_missing: int = 0
     invalid_messages: int = 0
     other_camera_messages: int = 0
+    #: The camera's tracks start without wrapped keys: it is not reversible, its recording cannot be restored.
+    camera_not_reversible: bool = False
 
 
 @dataclass
@@ -99,6 +102,8 @@ class Recorder:
         self._segment: _Segment | None = None
         self._segment_counter = 0
         self._gaps = FrameGapCounter()
+        self._missing_unreported = 0
+        self._missing_reported_at = time.monotonic()
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -121,6 +126,11 @@ class Recorder:
         event_type = event["type"]
         if event_type in ("track_start", "track_keys") and event.get("wrapped_keys"):
             self._keys.setdefault(stream, {})[int(event["track_id"])] = event["wrapped_keys"]
+            self.summary.camera_not_reversible = False
+        elif event_type == "track_start" and not self._keys.get(stream) and not self.summary.camera_not_reversible:
+            self.summary.camera_not_reversible = True
+            logger.warning("camera %s is not reversible (its tracks start without wrapped keys): the recording "
+                           "anonymizes but can never be restored", event["camera"])
         elif event_type == "track_end":
             self._keys.get(stream, {}).pop(int(event["track_id"]), None)
         elif event_type == "stream_up":
@@ -138,8 +148,8 @@ class Recorder:
         missing, _ = self._gaps.update(header["camera"], header["stream_epoch"], header["frame_index"])
         if missing:
             self.summary.frames_missing += missing
-            logger.warning("%d frame(s) before frame %d never arrived (the publisher or ZeroMQ dropped them)",
-                           missing, header["frame_index"])
+            self._missing_unreported += missing
+        self._report_missing()
         seconds = _media_seconds(header)
         if seconds is None:
             self.summary.frames_skipped += 1
@@ -162,6 +172,16 @@ class Recorder:
         segment.writer.write_frame(bgr, header, payload_parts, known_keys)
         segment.last_pts = header["pts"]
         self.summary.frames += 1
+
+    def _report_missing(self, final: bool = False) -> None:
+        """One warning line for the frames that never arrived, at most every MISSING_REPORT_INTERVAL_S."""
+        now = time.monotonic()
+        if not self._missing_unreported or (not final and now - self._missing_reported_at < MISSING_REPORT_INTERVAL_S):
+            return
+        logger.warning("%d frame(s) never arrived in the last %.0f s (%d in all; the publisher or ZeroMQ dropped "
+                       "them)", self._missing_unreported, now - self._missing_reported_at, self.summary.frames_missing)
+        self._missing_unreported = 0
+        self._missing_reported_at = now
 
     def _open_segment(self, header: dict[str, Any], seconds: float) -> _Segment:
         started = datetime.datetime.fromtimestamp(header["wallclock"], tz=datetime.timezone.utc)
@@ -226,6 +246,7 @@ class Recorder:
             self.abort_segment()
             raise
         finally:
+            self._report_missing(final=True)
             socket.close(linger=0)
             context.term()
         self.close_segment()

@@ -262,7 +262,11 @@ class StreamService:
             self._wake.clear()
 
     def _all_finished(self) -> bool:
-        return all(worker.state == CameraState.FINISHED for worker in self.workers.values())
+        """Every camera's source has ended, or the camera failed for good."""
+        return all(worker.state in (CameraState.FINISHED, CameraState.FAILED) for worker in self.workers.values())
+
+    def _failed_cameras(self) -> list[str]:
+        return [camera_id for camera_id, worker in self.workers.items() if worker.state == CameraState.FAILED]
 
     def run(self) -> int:
         """Start, serve until stopped (or until every camera's file has ended), shut down; the exit code."""
@@ -287,11 +291,16 @@ class StreamService:
                     self.reload()
                 self._check()
                 if self._all_finished():
-                    logger.info("every camera's source has ended")
+                    logger.info("every camera's source has ended or the camera failed")
                     break
                 self._wake.wait(self._tick_s())
                 self._wake.clear()
-            return self.shutdown()
+            failed = self._failed_cameras()
+            code = self.shutdown()
+            if failed:
+                logger.error("cameras failed: %s", ", ".join(failed))
+                return code or 1
+            return code
         finally:
             self.live_views.close()
             if self.metrics_server is not None:

@@ -65,6 +65,6 @@ def keep_written_frames(writer: _ClosableWriter, target: Path) -> Path | None:
         logger.error("%s: the %d frames written before the failure could not be kept: %s",
                      target, writer.frames_written, exc)
         return None
-    logger.warning("%s: the run failed; the %d frames written before the failure are in %s",
+    logger.warning("%s: the run stopped early; the %d frames written before it stopped are in %s",
                    target, writer.frames_written, kept)
     return kept

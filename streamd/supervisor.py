@@ -69,8 +69,11 @@ class CameraState:
     STOPPING = "stopping"
     STOPPED = "stopped"
     FINISHED = "finished"  # a file source reached its end
+    FAILED = "failed"  # a permanent error (a missing file, a setting that cannot work): not restarted
 
-    ALL = (STARTING, UP, DOWN, RESTARTING, STOPPING, STOPPED, FINISHED)
+    ALL = (STARTING, UP, DOWN, RESTARTING, STOPPING, STOPPED, FINISHED, FAILED)
+    #: States in which the worker's thread has ended.
+    ENDED = (STOPPED, FINISHED, FAILED)
 
 
 @dataclass(frozen=True)
@@ -142,7 +145,7 @@ class CameraWorker:
     def stop(self) -> None:
         """Ask the camera to finish its outputs and end; returns at once (see `join`)."""
         self._stop.set()
-        if self.state not in (CameraState.FINISHED, CameraState.STOPPED):
+        if self.state not in CameraState.ENDED:
             self._set_state(CameraState.STOPPING)
         self._stop_pipeline()
 
@@ -226,6 +229,12 @@ class CameraWorker:
                     pipeline.run()
             except Exception as exc:  # one camera's failure restarts that camera only
                 failure = f"{type(exc).__name__}: {exc}"
+                if getattr(exc, "permanent", False) and not self._stop.is_set():
+                    self.last_error = str(exc)
+                    self._log.error("camera %s failed: %s; not restarting it (retrying cannot help: fix the "
+                                    "config or the file, then restart the service)", self.camera.id, exc)
+                    self._set_state(CameraState.FAILED)
+                    return
             finally:
                 self._detach()
                 self.opened.set()
@@ -263,7 +272,8 @@ class CameraWorker:
             self._progress_at = now
             self._stall_stop_at = None
         if not self._thread.is_alive():
-            return self.state in (CameraState.FINISHED, CameraState.STOPPED)
+            # A failed camera is not wedged (restarting the process cannot help); its state says it is down.
+            return self.state in CameraState.ENDED
         if self.state == CameraState.STARTING and now - self._state_since > self.service.stall_timeout_s:
             self._log.error("camera %s has been starting for %.0f s", self.camera.id, now - self._state_since)
             return False

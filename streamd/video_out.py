@@ -20,7 +20,8 @@ import av
 import cv2
 import numpy as np
 
-from streamd.errors import SinkError, SourceError
+from streamd.audio import AudioPassthrough
+from streamd.errors import SinkError, SourceError, StreamdError, UnusableOutputError
 
 logger = logging.getLogger(__name__)
 
@@ -49,13 +50,13 @@ def incomplete_sibling(path: Path) -> Path:
 def _check_output_dir(path: Path) -> None:
     folder = path.parent
     if not folder.exists():
-        raise SinkError(f"{path}: output folder {folder} does not exist")
+        raise UnusableOutputError(f"{path}: output folder {folder} does not exist")
     if not folder.is_dir():
-        raise SinkError(f"{path}: {folder} is not a folder")
+        raise UnusableOutputError(f"{path}: {folder} is not a folder")
     if path.is_dir():
-        raise SinkError(f"{path}: is a folder, cannot write a file there")
+        raise UnusableOutputError(f"{path}: is a folder, cannot write a file there")
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise SinkError(f"{path}: output folder {folder} is not writable")
+        raise UnusableOutputError(f"{path}: output folder {folder} is not writable")
 
 
 def _even(value: int) -> int:
@@ -75,6 +76,9 @@ class VideoFileWriter:
 
     Extra streams (for example per-frame metadata from `add_subtitle_stream`) must be added before
     the first frame is written, because the container header is written with the first packet.
+
+    `audio_source`: a media file whose audio streams are copied into the output unchanged, in time
+    order with the frames (`streamd.audio`); the frames must carry that file's timestamps.
     """
 
     def __init__(
@@ -86,6 +90,7 @@ class VideoFileWriter:
         codec: str = "libx264",
         crf: int = 20,
         preset: str = "veryfast",
+        audio_source: Path | None = None,
     ) -> None:
         self.path = Path(path)
         suffix = self.path.suffix.lower()
@@ -109,6 +114,7 @@ class VideoFileWriter:
         self._ticks_per_frame = max(1, round(1 / (self.average_rate * self.time_base)))
         self._temporary_path = _temporary_sibling(self.path)
         self._finished = False
+        self._audio: AudioPassthrough | None = None
 
         try:
             # Create the file now: FFmpeg opens it only when the first packet is muxed, and a
@@ -126,6 +132,12 @@ class VideoFileWriter:
         except (ValueError, av.FFmpegError) as exc:
             self._discard()
             raise SinkError(f"{self.path}: cannot set up the {codec} encoder: {exc}") from None
+        if audio_source is not None:
+            try:
+                self._audio = AudioPassthrough(audio_source, self._container, self.path)
+            except StreamdError:
+                self._discard()
+                raise
         if self.encoded_resolution_wh != self.resolution_wh:
             logger.info(
                 "%s: %dx%d is odd; padding to %dx%d for %s",
@@ -215,6 +227,8 @@ class VideoFileWriter:
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(bgr), format="bgr24")
         frame.pts = pts
         frame.time_base = self.time_base
+        if self._audio is not None:
+            self._audio.mux_until(pts * self.time_base)
         try:
             for packet in self._video_stream.encode(frame):
                 self._container.mux(packet)
@@ -233,12 +247,22 @@ class VideoFileWriter:
             self.abort()
             raise SinkError(f"{self.path}: no frames were written; no output file created")
         try:
+            if self._audio is not None:
+                # A complete output gets all the audio; frames kept after a failure get the audio they cover.
+                complete = final_path == self.path
+                self._audio.mux_until(None if complete else (self._last_pts or 0) * self.time_base)
             for packet in self._video_stream.encode(None):
                 self._container.mux(packet)
             self._container.close()
         except (OSError, av.FFmpegError) as exc:
             self.abort()
             raise SinkError(f"{self.path}: cannot finish the output file: {exc}") from None
+        except SinkError:
+            self.abort()
+            raise
+        finally:
+            if self._audio is not None:
+                self._audio.close()
         self._finished = True
         try:
             os.replace(self._temporary_path, final_path)
@@ -255,6 +279,8 @@ class VideoFileWriter:
 
     def _discard(self) -> None:
         self._finished = True
+        if self._audio is not None:
+            self._audio.close()
         try:
             self._container.close()
         except (OSError, av.FFmpegError) as exc:

@@ -39,7 +39,8 @@ def wait_until(condition: Callable[[], bool], timeout_s: float, what: str, poll_
 
 def rtsp_camera(camera_id: str, url: str, zmq_endpoint: str | None = None, **source: Any) -> dict[str, Any]:
     """A camera section reading `url`, with fast reconnects unless overridden."""
-    settings = {"open_timeout_s": 2.0, "read_timeout_s": 1.0, "reconnect_initial_s": 0.05, "reconnect_max_s": 0.3}
+    # Timeouts well above the stalls a loaded machine causes, so only the tests that freeze the server see one.
+    settings = {"open_timeout_s": 3.0, "read_timeout_s": 3.0, "reconnect_initial_s": 0.05, "reconnect_max_s": 0.3}
     settings.update(source)
     camera: dict[str, Any] = {"id": camera_id, "source": {"type": "rtsp", "url": url, **settings},
                               "detector": DETECTOR}

@@ -171,9 +171,16 @@ def test_subscriber_receives_every_frame_with_the_documented_header(demo_clip) -
         endpoint = pipeline.sinks[0].endpoint
         subscriber = context.socket(zmq.SUB)
         subscriber.setsockopt(zmq.SUBSCRIBE, b"")
-        subscriber.setsockopt(zmq.RCVTIMEO, 5000)
+        subscriber.setsockopt(zmq.RCVTIMEO, 30000)
         subscriber.connect(endpoint)
-        time.sleep(0.3)  # let the subscription reach the publisher
+        # ZeroMQ subscriptions arrive asynchronously: probe until one gets through, then start afresh.
+        publisher = pipeline.sinks[0].publisher
+        deadline = time.monotonic() + 20
+        while not subscriber.poll(50):
+            assert time.monotonic() < deadline, "the subscription never reached the publisher"
+            publisher.publish_event(publisher.make_event("stream_up", details={"probe": True}))
+        while subscriber.poll(200):
+            subscriber.recv_multipart()
         runner = threading.Thread(target=pipeline.run)
         runner.start()
         try:

@@ -44,7 +44,7 @@ def write_config(path: Path, clip: Path, metrics_port: int, output: Path | None 
 
 def frames_out(metrics_url: str) -> float:
     try:
-        samples = parse_metrics(fetch_metrics(metrics_url, timeout_s=1))
+        samples = parse_metrics(fetch_metrics(metrics_url, timeout_s=5))
     except Exception:  # not serving yet: counts as no frames  # noqa: BLE001
         return 0
     return next(value for name, labels, value in samples if name == "streamd_frames_out_total")
@@ -84,13 +84,13 @@ def test_watchdog_notifications_ready_pings_reload_stopping(clip: Path, tmp_path
     metrics_port = free_tcp_port()
     config = write_config(tmp_path / "streamd.yaml", clip, metrics_port)
     receiver = NotifyReceiver()
-    environment = {**os.environ, "NOTIFY_SOCKET": receiver.address, "WATCHDOG_USEC": "500000"}
+    environment = {**os.environ, "NOTIFY_SOCKET": receiver.address, "WATCHDOG_USEC": "2000000"}
     process = subprocess.Popen([*STREAMD, "run", str(config)], env=environment, stderr=subprocess.PIPE, text=True)
     try:
         wait_until(lambda: receiver.times_of("READY=1"), 20, "READY=1")
-        time.sleep(2.0)
+        time.sleep(3.5)
         process.send_signal(signal.SIGHUP)
-        wait_until(lambda: receiver.times_of("RELOADING=1"), 5, "RELOADING=1 after SIGHUP")
+        wait_until(lambda: receiver.times_of("RELOADING=1"), 20, "RELOADING=1 after SIGHUP")
         time.sleep(0.5)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=20) == 0
@@ -103,9 +103,10 @@ def test_watchdog_notifications_ready_pings_reload_stopping(clip: Path, tmp_path
     pings = receiver.times_of("WATCHDOG=1")
     stopping = receiver.times_of("STOPPING=1")
     assert pings and min(pings) >= ready_at, "a WATCHDOG=1 came before READY=1"
-    assert len(pings) >= 8, f"only {len(pings)} pings in about 2.5 s with WatchdogSec=0.5"
+    # WatchdogSec=2: pings every second or so; a loaded machine may delay one by most of a second.
+    assert len(pings) >= 3, f"only {len(pings)} pings in about 4 s with WatchdogSec=2"
     gaps = [later - earlier for earlier, later in zip(pings, pings[1:])]
-    assert max(gaps) < 0.5, f"longest gap between pings {max(gaps):.2f} s, the watchdog period is 0.5 s"
+    assert max(gaps) < 2.0, f"longest gap between pings {max(gaps):.2f} s, the watchdog period is 2 s"
     assert len(receiver.times_of("READY=1")) == 2, "READY=1 again after the reload"
     assert stopping and stopping[0] >= max(pings), "STOPPING=1 must be the last word"
     statuses = [line for _, lines in receiver.messages for line in lines if line.startswith("STATUS=")]

@@ -105,7 +105,8 @@ def test_tail_reports_idle_seconds() -> None:
     reports: list[TailStats] = []
     started = time.monotonic()
     totals = tail("tcp://127.0.0.1:1", duration_s=2.2, on_stats=reports.append)
-    assert 2.0 <= time.monotonic() - started < 4
-    assert len(reports) == 2 and all(r.frames == 0 for r in reports)
+    assert 2.0 <= time.monotonic() - started < 15  # the upper bound only catches a tail that never ends
+    # One report per full second: two, or one when a loaded machine delayed the first past 1.2 s.
+    assert 1 <= len(reports) <= 2 and all(r.frames == 0 and r.window_s >= 1.0 for r in reports)
     assert totals.frames == 0 and totals.fps == 0.0
     assert "0.0 fps" in format_stats(reports[0])

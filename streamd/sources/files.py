@@ -10,7 +10,7 @@ from pathlib import Path
 
 import av
 
-from streamd.errors import SourceError
+from streamd.errors import SourceError, UnusableSourceError
 from streamd.sources.base import FrameSource
 from streamd.sources.orientation import UPRIGHT, FrameOrienter, Orientation, RotationSetting, first_frame_orientation
 from streamd.types import VideoFrame
@@ -53,6 +53,7 @@ class FileVideoSource(FrameSource):
         self.realtime = realtime
         self.decode_errors = 0
         self.frames_decoded = 0
+        self.frames_short = 0  # frames the container announces that the file did not hold (truncated)
         self._closed = False
         self._iterated = False
         self._container = self._open_container()
@@ -83,17 +84,17 @@ class FileVideoSource(FrameSource):
     # ------------------------------------------------------------ opening and checks
     def _open_container(self) -> av.container.InputContainer:
         if not self.path.exists():
-            raise SourceError(f"{self.path}: video file not found")
+            raise UnusableSourceError(f"{self.path}: video file not found")
         if self.path.is_dir():
-            raise SourceError(f"{self.path}: is a directory, not a video file")
+            raise UnusableSourceError(f"{self.path}: is a directory, not a video file")
         try:
             container = av.open(str(self.path), mode="r")
         except av.error.PermissionError:
-            raise SourceError(f"{self.path}: permission denied") from None
+            raise UnusableSourceError(f"{self.path}: permission denied") from None
         except av.error.InvalidDataError:
-            raise SourceError(f"{self.path}: not a video file, or the file is corrupt or truncated") from None
+            raise UnusableSourceError(f"{self.path}: not a video file, or the file is corrupt or truncated") from None
         except av.FFmpegError as exc:
-            raise SourceError(f"{self.path}: cannot open video: {exc.strerror or exc}") from None
+            raise UnusableSourceError(f"{self.path}: cannot open video: {exc.strerror or exc}") from None
         try:
             self._check_video_stream(container)
         except SourceError:
@@ -106,12 +107,12 @@ class FileVideoSource(FrameSource):
     def _check_video_stream(self, container: av.container.InputContainer) -> None:
         if not container.streams.video:
             kinds = sorted({stream.type for stream in container.streams}) or ["none"]
-            raise SourceError(f"{self.path}: no video stream in the file (streams: {', '.join(kinds)})")
+            raise UnusableSourceError(f"{self.path}: no video stream in the file (streams: {', '.join(kinds)})")
         stream = container.streams.video[0]
         if stream.codec_context is None:
-            raise SourceError(f"{self.path}: unsupported video codec (this FFmpeg build has no decoder for it)")
+            raise UnusableSourceError(f"{self.path}: unsupported video codec (this FFmpeg build has no decoder for it)")
         if stream.codec_context.name in _TEXT_RENDERING_CODECS:
-            raise SourceError(f"{self.path}: not a video file (FFmpeg reads it as text rendered to video)")
+            raise UnusableSourceError(f"{self.path}: not a video file (FFmpeg reads it as text rendered to video)")
 
     def _initial_orientation(self, rotation: RotationSetting) -> Orientation:
         """The fixed orientation asked for, or the display orientation of the file's first frame."""
@@ -255,9 +256,25 @@ class FileVideoSource(FrameSource):
                     "the file is corrupt or not a video"
                 )
             if not self.loop:
+                self._check_complete(frames_in_pass)
                 return
             pass_number += 1
             logger.debug("%s: looping, pass %d starts at frame %d", self.path, pass_number + 1, index)
+
+    def _check_complete(self, frames_in_pass: int) -> None:
+        """Count the frames a truncated file is short of what its container announces.
+
+        The announced count comes from the container's frame count or duration, which can be a frame
+        or two off on a complete file; fewer than max(2, 1%) missing frames is not counted.
+        """
+        announced = self._frame_count_hint
+        if announced is None:
+            return
+        missing = announced - frames_in_pass
+        if missing > max(2, announced // 100):
+            self.frames_short = missing
+            logger.warning("%s: the file ended after %d of the %d frames its container announces (truncated?)",
+                           self.path, frames_in_pass, announced)
 
     def _pace(self, pts: int, pace_start: tuple[float, Fraction] | None) -> tuple[float, Fraction]:
         """Sleep until the frame's time relative to the first paced frame; return the reference."""

@@ -292,7 +292,7 @@ def rtsp_frames(config: RtspSourceConfig, count: int, timeout_s: float = 10.0) -
 
 
 def rtsp_config(url: str, **fields: object) -> RtspSourceConfig:
-    return RtspSourceConfig(url=url, open_timeout_s=2.0, read_timeout_s=2.0, reconnect_initial_s=0.05,
+    return RtspSourceConfig(url=url, open_timeout_s=5.0, read_timeout_s=5.0, reconnect_initial_s=0.05,
                             reconnect_max_s=0.2, **fields)
 
 
