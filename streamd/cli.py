@@ -142,13 +142,13 @@ def cmd_tail(args: argparse.Namespace) -> int:
 
 
 def _read_passphrase(path: Path | None) -> bytes | None:
-    from streamd.keys import read_passphrase_file
+    from streamd.reversible.keys import read_passphrase_file
 
     return None if path is None else read_passphrase_file(path)
 
 
 def cmd_keys_init(args: argparse.Namespace) -> int:
-    from streamd.keys import generate_restore_keypair
+    from streamd.reversible.keys import generate_restore_keypair
 
     written = generate_restore_keypair(args.out, _read_passphrase(args.passphrase_file))
     print(f"key id:      {written.key_id}")
@@ -158,7 +158,7 @@ def cmd_keys_init(args: argparse.Namespace) -> int:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    from streamd.record import Recorder
+    from streamd.reversible.record import Recorder
 
     recorder = Recorder(args.endpoint, args.out, segment_seconds=args.segment_seconds, camera=args.camera)
     stop = threading.Event()
@@ -192,7 +192,7 @@ def _parse_tracks(text: str | None) -> frozenset[int] | None:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from streamd.restore import EXIT_PARTIAL, RestoreRequest, restore_recording
+    from streamd.reversible.restore import EXIT_PARTIAL, RestoreRequest, restore_recording
 
     if args.list:
         for path in args.input:
@@ -217,7 +217,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def _list_recording(path: Path) -> None:
-    from streamd.restore import list_tracks
+    from streamd.reversible.restore import list_tracks
 
     recording, summaries = list_tracks(path)
     print(f"{path}: camera {recording.camera}, stream epoch {recording.stream_epoch}, "

@@ -12,10 +12,10 @@ import cv2
 import numpy as np
 
 from streamd.config import AnonymizerConfig, CameraConfig, FileSourceConfig, ReversibleConfig
-from streamd.keys import generate_restore_keypair
+from streamd.reversible.keys import generate_restore_keypair
 from streamd.oneshot import anonymize_video
-from streamd.recording_format import FrameRecord, RecordingWriter, decode_video_frames, read_recording
-from streamd.seal import PNG_COMPRESSION_LEVEL
+from streamd.reversible.recording_format import FrameRecord, RecordingWriter, decode_video_frames, read_recording
+from streamd.reversible.seal import PNG_COMPRESSION_LEVEL
 
 WINDOW_BYTES = 24
 

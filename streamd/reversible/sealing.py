@@ -6,7 +6,7 @@ For one stream (one camera, one stream epoch) a `StreamSealer`
   hands the wrapped keys to the sinks (in the `track_start` event, and again every `key_repeat_s`
   stream seconds in `track_keys` events, so a late subscriber can still restore);
 - seals, per face per frame, the original pixels of exactly the region the anonymizer replaced,
-  bound to camera, stream epoch, frame index, pts, track id and geometry (`streamd.seal`);
+  bound to camera, stream epoch, frame index, pts, track id and geometry (`streamd.reversible.seal`);
 - forgets a track's key when the track ends.
 
 The pipeline calls it from its anonymize stage and passes the result to the sinks in
@@ -31,7 +31,7 @@ import numpy as np
 from streamd.align import expand_box
 from streamd.config import CameraConfig
 from streamd.errors import StreamdError
-from streamd.keys import (
+from streamd.reversible.keys import (
     RestorePublicKey,
     derive_password_bits,
     derive_payload_key,
@@ -40,7 +40,7 @@ from streamd.keys import (
     track_key_context,
     wrap_track_key,
 )
-from streamd.seal import AFFINE_SCALE, SealBinding, seal_crop
+from streamd.reversible.seal import AFFINE_SCALE, SealBinding, seal_crop
 from streamd.types import TrackedFace, VideoFrame
 
 logger = logging.getLogger(__name__)

@@ -24,12 +24,12 @@ from restore_helpers import (
     tamper_payload_byte,
 )
 
-from streamd.audit import verify_audit_log
+from streamd.reversible.audit import verify_audit_log
 from streamd.cli import main
 from streamd.config import AnonymizerConfig, CameraConfig, FileSourceConfig
 from streamd.oneshot import anonymize_video
-from streamd.recording_format import RecordingError, read_recording
-from streamd.restore import RestoredFace, composite_restored, list_tracks
+from streamd.reversible.recording_format import RecordingError, read_recording
+from streamd.reversible.restore import RestoredFace, composite_restored, list_tracks
 
 PSNR_RESTORED_MIN_DB = 40.0
 PSNR_ANONYMIZED_MAX_DB = 25.0

@@ -32,7 +32,7 @@ from streamd.protocol import (
     decode_frame_message,
     parse_time_base,
 )
-from streamd.recording_format import DEFAULT_AVERAGE_RATE, RecordingWriter
+from streamd.reversible.recording_format import DEFAULT_AVERAGE_RATE, RecordingWriter
 from streamd.sinks import keep_written_frames
 
 logger = logging.getLogger(__name__)

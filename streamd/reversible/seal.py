@@ -34,7 +34,7 @@ import numpy as np
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-from streamd.canonical import canonical_json_bytes
+from streamd.reversible.canonical import canonical_json_bytes
 from streamd.errors import StreamdError
 
 logger = logging.getLogger(__name__)
@@ -195,7 +195,7 @@ def _epoch_text(stream_epoch: str | int) -> str:
 
 def _check_payload_key(payload_key: bytes) -> None:
     if not isinstance(payload_key, (bytes, bytearray)) or len(payload_key) != PAYLOAD_KEY_BYTES:
-        raise ValueError(f"a payload key is {PAYLOAD_KEY_BYTES} bytes (see streamd.keys.derive_payload_key)")
+        raise ValueError(f"a payload key is {PAYLOAD_KEY_BYTES} bytes (see streamd.reversible.keys.derive_payload_key)")
 
 
 def seal_crop(crop_bgr: np.ndarray, payload_key: bytes, binding: SealBinding) -> bytes:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from streamd.errors import StreamdError
-from streamd.keys import (
+from streamd.reversible.keys import (
     KeyFileError,
     KeyUnwrapError,
     PassphraseRequiredError,

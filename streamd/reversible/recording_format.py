@@ -30,7 +30,7 @@ from streamd.config import FileOutputConfig
 from streamd.errors import SinkError, StreamdError
 from streamd.sources.base import FrameSource
 from streamd.protocol import build_frame_header, parse_time_base
-from streamd.sealing import SEALING_EXTRAS_KEY, SealedFrame
+from streamd.reversible.sealing import SEALING_EXTRAS_KEY, SealedFrame
 from streamd.sinks import FrameSink, keep_written_frames
 from streamd.types import AnonymizedFrame
 from streamd.video_out import VideoFileWriter

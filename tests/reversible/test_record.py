@@ -13,9 +13,9 @@ from restore_helpers import decode_frames, inner_box, make_keypair, original_fin
 from streamd.app import open_stream
 from streamd.config import AnonymizerConfig, CameraConfig, FileSourceConfig, OutputsConfig, ReversibleConfig, ZmqOutputConfig
 from streamd.protocol import decode_event, decode_frame_message
-from streamd.record import Recorder
-from streamd.recording_format import read_recording
-from streamd.restore import RestoreError, RestoreRequest, restore_recording
+from streamd.reversible.record import Recorder
+from streamd.reversible.recording_format import read_recording
+from streamd.reversible.restore import RestoreError, RestoreRequest, restore_recording
 
 SLOW_JOINER_S = 0.5
 

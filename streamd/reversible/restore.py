@@ -10,7 +10,7 @@ How a face is restored is a `FaceRestorer`: `SealedPayloadRestorer` opens the se
 pixels (exact); a neural restorer (the SDN decoder, keyed by the track's password, or the CycleGAN's F)
 plugs in through `NEURAL_RESTORERS`, keyed by anonymization method.
 
-Every run appends one entry per input file to the hash-chained audit log (`streamd.audit`), whatever
+Every run appends one entry per input file to the hash-chained audit log (`streamd.reversible.audit`), whatever
 its outcome.
 Nothing is left at the output path after a failure unless `partial` is set.
 """
@@ -28,18 +28,18 @@ from pathlib import Path
 import av
 import numpy as np
 
-from streamd.audit import append_audit_entry, file_sha256
+from streamd.reversible.audit import append_audit_entry, file_sha256
 from streamd.errors import StreamdError
-from streamd.keys import (
+from streamd.reversible.keys import (
     RestorePrivateKey,
     derive_payload_key,
     load_private_key,
     track_key_context,
     unwrap_track_key,
 )
-from streamd.recording_format import FrameRecord, Recording, RecordingError, decode_video_frames, read_recording
-from streamd.seal import open_sealed
-from streamd.sealing import GEOMETRY_BOX, SEALED_FACE_KIND, binding_for_payload, box_region_from_binding
+from streamd.reversible.recording_format import FrameRecord, Recording, RecordingError, decode_video_frames, read_recording
+from streamd.reversible.seal import open_sealed
+from streamd.reversible.sealing import GEOMETRY_BOX, SEALED_FACE_KIND, binding_for_payload, box_region_from_binding
 from streamd.video_out import VideoFileWriter
 
 logger = logging.getLogger(__name__)
@@ -181,13 +181,13 @@ class SealedPayloadRestorer(FaceRestorer):
 
 
 def _sdn_restorer(recording: Recording, track_keys: Mapping[int, bytes]) -> FaceRestorer:
-    from streamd.restore_neural import SdnNeuralRestorer
+    from streamd.reversible.restore_neural import SdnNeuralRestorer
 
     return SdnNeuralRestorer(recording.records[0].document.get("method_details", {}), track_keys)
 
 
 def _cyclegan_restorer(recording: Recording, track_keys: Mapping[int, bytes]) -> FaceRestorer:
-    from streamd.restore_neural import CycleganRestorer
+    from streamd.reversible.restore_neural import CycleganRestorer
 
     return CycleganRestorer(recording.records[0].document.get("method_details", {}))
 

@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from streamd.canonical import canonical_json_bytes
+from streamd.reversible.canonical import canonical_json_bytes
 from streamd.errors import StreamdError
 
 logger = logging.getLogger(__name__)
