@@ -26,9 +26,11 @@ def build_sinks(camera: CameraConfig, source: FrameSource, stream_epoch: str | N
     """The sinks of `camera`; a reversible camera's file output is written in the recording format."""
     sinks: list[FrameSink] = []
     if camera.outputs.file is not None and camera.reversible is not None:
+        from streamd.reversible.host_keys import default_host_key_ref
         from streamd.reversible.recording_format import RecordingFileSink
 
-        sinks.append(RecordingFileSink(camera.outputs.file, camera.id, stream_epoch or new_stream_epoch(), source))
+        sinks.append(RecordingFileSink(camera.outputs.file, camera.id, stream_epoch or new_stream_epoch(), source,
+                                       host_key_ref=camera.reversible.host_key or default_host_key_ref()))
     elif camera.outputs.file is not None:
         sinks.append(VideoFileSink(camera.outputs.file, source))
     if camera.outputs.zmq is not None:

@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import signal
 import sys
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -37,7 +35,10 @@ def _progress(total: int | None, unit: str, description: str):
 
 # ---------------------------------------------------------------- commands
 def cmd_validate_config(args: argparse.Namespace) -> int:
+    from streamd.reversible.checks import check_reversible_cameras
+
     config = load_config(args.file)
+    check_reversible_cameras(config.cameras)
     print(f"{args.file}: ok ({len(config.cameras)} camera{'s' if len(config.cameras) != 1 else ''}: "
           f"{', '.join(camera.id for camera in config.cameras)})")
     return 0
@@ -139,94 +140,6 @@ def cmd_tail(args: argparse.Namespace) -> int:
     tail(args.endpoint, duration_s=args.seconds, max_messages=args.count,
          on_stats=lambda stats: print(format_stats(stats), flush=True))
     return 0
-
-
-def _read_passphrase(path: Path | None) -> bytes | None:
-    from streamd.reversible.keys import read_passphrase_file
-
-    return None if path is None else read_passphrase_file(path)
-
-
-def cmd_keys_init(args: argparse.Namespace) -> int:
-    from streamd.reversible.keys import generate_restore_keypair
-
-    written = generate_restore_keypair(args.out, _read_passphrase(args.passphrase_file))
-    print(f"key id:      {written.key_id}")
-    print(f"private key: {written.private_key_path} (mode 0600; keep it with the restore authority)")
-    print(f"public key:  {written.public_key_path} (deploy this one to daemon hosts)")
-    return 0
-
-
-def cmd_record(args: argparse.Namespace) -> int:
-    from streamd.reversible.record import Recorder
-
-    recorder = Recorder(args.endpoint, args.out, segment_seconds=args.segment_seconds, camera=args.camera)
-    stop = threading.Event()
-
-    def request_stop(signum: int, _frame: object) -> None:
-        logger.info("signal %d: finishing the current segment", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    summary = recorder.run(stop=stop, duration_s=args.duration)
-    for path in summary.files:
-        print(path)
-    print(f"{summary.frames} frames in {len(summary.files)} segment(s); "
-          f"{summary.faces_without_keys} faces seen before their track keys, "
-          f"{summary.frames_missing} frames missing (never received), "
-          f"{summary.invalid_messages} invalid messages", file=sys.stderr)
-    return 0
-
-
-def _parse_tracks(text: str | None) -> frozenset[int] | None:
-    if text is None:
-        return None
-    try:
-        tracks = frozenset(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise StreamdError(f"--tracks takes comma-separated track ids such as 3,7; got {text!r}") from None
-    if not tracks:
-        raise StreamdError("--tracks names no track")
-    return tracks
-
-
-def cmd_restore(args: argparse.Namespace) -> int:
-    from streamd.reversible.restore import EXIT_PARTIAL, RestoreRequest, restore_recording
-
-    if args.list:
-        for path in args.input:
-            _list_recording(path)
-        return 0
-    missing = [name for name, value in (("--key", args.key), ("-o/--output", args.output)) if value is None]
-    if missing:
-        raise StreamdError(f"restore needs {' and '.join(missing)} (or --list to show the tracks)")
-    request = RestoreRequest(
-        input_path=args.input[0], more_inputs=tuple(args.input[1:]), output_path=args.output, key_path=args.key,
-        passphrase=_read_passphrase(args.passphrase_file), tracks=_parse_tracks(args.tracks),
-        from_s=args.from_s, to_s=args.to_s, mode=args.mode, partial=args.partial,
-        expect_camera=args.camera, audit_log_path=args.audit_log,
-    )
-    with _progress(None, "frame", "restoring") as progress:
-        result = restore_recording(request, progress)
-    print(f"{result.output_path}: {result.frames_written} frames, {result.faces_restored} faces of track(s) "
-          f"{', '.join(map(str, result.tracks_restored))} restored")
-    for problem in result.problems:
-        print(f"streamd: not restored: {problem}", file=sys.stderr)
-    return EXIT_PARTIAL if result.problems else 0
-
-
-def _list_recording(path: Path) -> None:
-    from streamd.reversible.restore import list_tracks
-
-    recording, summaries = list_tracks(path)
-    print(f"{path}: camera {recording.camera}, stream epoch {recording.stream_epoch}, "
-          f"{len(recording.records)} frames, method {recording.records[0].document['method']}"
-          + (f" ({'; '.join(recording.problems)})" if recording.problems else ""))
-    print(f"{'track':>5}  {'from s':>8}  {'to s':>8}  {'frames':>6}  {'sealed':>6}  key ids")
-    for summary in summaries:
-        print(f"{summary.track_id:>5}  {summary.first_s:>8.3f}  {summary.last_s:>8.3f}  {summary.frames:>6}  "
-              f"{summary.payloads:>6}  {', '.join(summary.key_ids) or '-'}")
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -342,41 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--count", type=int, help="stop after this many messages")
     tail.set_defaults(handler=cmd_tail)
 
-    keys = commands.add_parser("keys", help="manage restore keys")
-    keys_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="KEYS_COMMAND")
-    keys_init = keys_commands.add_parser("init", help="make a restore key pair (restore.key, restore.pub)")
-    keys_init.add_argument("--out", type=Path, required=True, help="folder for the two key files")
-    keys_init.add_argument("--passphrase-file", type=Path, help="protect the private key with this passphrase")
-    keys_init.set_defaults(handler=cmd_keys_init)
+    from streamd.reversible.commands import add_reversible_commands
 
-    record = commands.add_parser("record", help="subscribe to a stream and write restorable MKV segments")
-    record.add_argument("endpoint", help="ZeroMQ endpoint of a streamd publisher, e.g. tcp://127.0.0.1:5556")
-    record.add_argument("--out", type=Path, required=True, help="folder for the segment files")
-    record.add_argument("--segment-seconds", type=float, default=60.0, help="stream seconds per segment")
-    record.add_argument("--duration", type=float, help="stop after this many seconds")
-    record.add_argument("--camera", help="record this camera id (default: the first one seen)")
-    record.set_defaults(handler=cmd_record)
-
-    restore = commands.add_parser("restore", help="restore chosen tracks of a recording (needs a private key)")
-    restore.add_argument("input", type=Path, nargs="+",
-                         help="a recording file (.mkv), or consecutive segments of one camera's stream epoch, "
-                              "restored into one output in time order")
-    restore.add_argument("--list", action="store_true", help="show tracks and their spans; needs no key")
-    restore.add_argument("--key", type=Path, help="restore private key (restore.key, mode 0600)")
-    restore.add_argument("-o", "--output", type=Path, help="restored video (.mkv or .mp4)")
-    restore.add_argument("--tracks", help="comma-separated track ids (default: every track in the span)")
-    restore.add_argument("--from", dest="from_s", type=float, help="span start, seconds from the first frame")
-    restore.add_argument("--to", dest="to_s", type=float, help="span end, seconds from the first frame")
-    restore.add_argument("--mode", choices=["sealed", "neural", "cyclegan"], default="sealed",
-                         help="sealed: exact original pixels; neural: the method's network (sdn decoder with the "
-                              "track key); cyclegan: the CycleGAN's F on a cyclegan recording")
-    restore.add_argument("--passphrase-file", type=Path, help="passphrase of a protected private key")
-    restore.add_argument("--camera", help="refuse a recording from any other camera")
-    restore.add_argument("--partial", action="store_true",
-                         help="keep what can be restored when some faces or frames cannot (exit status 3)")
-    restore.add_argument("--audit-log", type=Path,
-                         help="audit log to append to (default: ~/.local/state/streamd/audit.jsonl)")
-    restore.set_defaults(handler=cmd_restore)
+    add_reversible_commands(commands)
 
     bench = commands.add_parser("bench", help="measure end-to-end speed and per-stage latency")
     bench.add_argument("input", type=Path, nargs="?", help="video to run (default: the demo clip)")

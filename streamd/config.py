@@ -349,6 +349,14 @@ class ReversibleConfig(StrictModel):
         le=3600,
         description="Repeat the wrapped keys of live tracks this often (stream seconds) for late subscribers.",
     )
+    host_key: str | None = Field(
+        None,
+        description=(
+            "Ed25519 host key (host.key from `streamd keys host`) that signs recordings written here: a file path "
+            "or credential:NAME. Default: $STREAMD_HOST_KEY, else the credential streamd-host.key, else "
+            "~/.config/streamd/host.key."
+        ),
+    )
 
     @field_validator("recipients")
     @classmethod

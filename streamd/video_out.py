@@ -189,6 +189,13 @@ class VideoFileWriter:
         except (OSError, av.FFmpegError) as exc:
             raise SinkError(f"{self.path}: cannot write a text packet: {exc}") from None
 
+    def _mux_video(self, packet: av.Packet) -> None:
+        """Mux one encoded video packet (a subclass may look at it first)."""
+        self._container.mux(packet)
+
+    def _before_container_close(self) -> None:
+        """Called once the encoder is flushed, before the container is finished (for closing records)."""
+
     # ------------------------------------------------------------ frames
     def write(self, bgr: np.ndarray, pts: int | None) -> None:
         """Encode one HxWx3 uint8 BGR frame at `pts` (in `time_base`); None continues one frame on."""
@@ -217,7 +224,7 @@ class VideoFileWriter:
         frame.time_base = self.time_base
         try:
             for packet in self._video_stream.encode(frame):
-                self._container.mux(packet)
+                self._mux_video(packet)
         except (OSError, av.FFmpegError) as exc:
             raise SinkError(f"{self.path}: cannot encode or write a frame: {exc}") from None
         self._last_pts = pts
@@ -234,7 +241,8 @@ class VideoFileWriter:
             raise SinkError(f"{self.path}: no frames were written; no output file created")
         try:
             for packet in self._video_stream.encode(None):
-                self._container.mux(packet)
+                self._mux_video(packet)
+            self._before_container_close()
             self._container.close()
         except (OSError, av.FFmpegError) as exc:
             self.abort()

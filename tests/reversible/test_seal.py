@@ -157,7 +157,7 @@ def test_binding_from_dict_errors():
     with pytest.raises(SealError, match="missing field"):
         SealBinding.from_dict(binding_dict)
     with pytest.raises(SealError, match="version"):
-        SealBinding.from_dict({**_binding().to_dict(), "v": 2})
+        SealBinding.from_dict({**_binding().to_dict(), "v": 7})
 
 
 def test_binding_is_frozen():
