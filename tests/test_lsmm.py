@@ -115,7 +115,7 @@ def test_daemon_records_the_manipulation_and_restore_uses_it(demo_clip, tmp_path
     track_id = recording.records[0].document["faces"][0]["track_id"]
     output = tmp_path / "restored.mkv"
     code = main(["restore", str(recording_path), "--key", str(private_key), "-o", str(output), "--tracks",
-                 str(track_id), "--mode", "neural", "--audit-log", str(tmp_path / "audit.jsonl")])
+                 str(track_id), "--mode", "neural", "--audit-log", str(tmp_path / "audit.jsonl"), "--reason", "test"])
     assert code == 0, capsys.readouterr().err
     assert len([1 for _ in decode_video_frames(output)]) == len(recording.records)
 
