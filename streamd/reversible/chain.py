@@ -141,9 +141,10 @@ class ChainVerifier:
     def __init__(self, host: HostPublicKey) -> None:
         self.host = host
         self.report = ChainReport()
-        self._expected_seq = 0
+        self._last_seq = -1
         self._prev = GENESIS
         self._seen: set[int] = set()
+        self._frame_of: dict[int, object] = {}
 
     def check(self, packet: ParsedPacket, position: int) -> bool:
         """True when the packet's signature is valid (its content can be used); chain breaks are reported."""
@@ -157,26 +158,40 @@ class ChainVerifier:
                                         "it was altered or signed by another key")
             return False
         seq = record.get("seq")
-        if not isinstance(seq, int) or seq in self._seen:
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0 or seq in self._seen:
             self.report.problems.append(f"{label}: sequence number {seq!r} repeats or is malformed (replayed record)")
             return False
-        if seq > self._expected_seq:
-            self.report.problems.append(f"records {self._expected_seq}-{seq - 1} of the segment are missing "
-                                        f"(before frame {record.get('frame_index', '-')})")
-        elif seq < self._expected_seq:
-            self.report.problems.append(f"{label} is out of order (sequence {seq} after {self._expected_seq - 1})")
-        elif record.get("prev") != self._prev:
+        if self._seen and seq < self._last_seq:
+            self.report.problems.append(f"{label} (frame {record.get('frame_index', '-')}) is out of order: "
+                                        f"record {seq} comes after record {self._last_seq}")
+        elif seq == self._last_seq + 1 and record.get("prev") != self._prev:
             self.report.problems.append(f"{label} does not follow the record before it (chain broken)")
         self._seen.add(seq)
-        self._expected_seq = max(self._expected_seq, seq + 1)
+        self._frame_of[seq] = record.get("frame_index")
+        self._last_seq = seq
         self._prev = packet.digest
         self.report.authentic.append(position)
         return True
 
     def finish(self, end_seen: bool) -> ChainReport:
+        highest = max(self._seen, default=-1)
+        missing = [seq for seq in range(highest + 1) if seq not in self._seen]
+        for first, last in _runs(missing):
+            before, after = self._frame_of.get(first - 1, "-"), self._frame_of.get(last + 1, "-")
+            self.report.problems.append(f"records {first}-{last} of the segment are missing "
+                                        f"(between frames {before} and {after})")
         if not end_seen:
-            self.report.problems.append(f"no signed end record after record {self._expected_seq - 1}: "
-                                        "the segment is truncated")
+            self.report.problems.append(f"no signed end record after record {highest}: the segment is truncated")
         else:
             self.report.end_digest = self._prev
         return self.report
+
+
+def _runs(values: list[int]) -> list[tuple[int, int]]:
+    runs: list[tuple[int, int]] = []
+    for value in values:
+        if runs and value == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], value)
+        else:
+            runs.append((value, value))
+    return runs

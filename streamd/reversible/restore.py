@@ -49,7 +49,7 @@ from streamd.reversible.keys import (
     unwrap_track_key,
 )
 from streamd.reversible.neighbours import FaceArea, owned_mask
-from streamd.reversible.outputs import PrivateOutput
+from streamd.reversible.outputs import PRIVATE_FILE_MODE, PrivateOutput
 from streamd.reversible.recording_format import FrameRecord, Recording, RecordingError, decode_video_frames, read_recording
 from streamd.reversible.seal import BOX_SCALE, open_packet, open_sealed
 from streamd.reversible.sealing import (
@@ -162,6 +162,8 @@ class RestoredVideoWriter(VideoFileWriter):
     def __init__(self, *args: object, lossless: bool = False, **kwargs: object) -> None:
         self._lossless = lossless
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        # Restored faces are readable by the owner only, from the first byte on.
+        os.chmod(self._temporary_path, PRIVATE_FILE_MODE)
 
     def _add_video_stream(self, codec: str, crf: int, preset: str) -> av.video.stream.VideoStream:
         stream = super()._add_video_stream(codec, 0 if self._lossless else crf, preset)
