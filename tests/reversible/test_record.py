@@ -21,12 +21,14 @@ from restore_helpers import (
 from streamd.app import open_stream
 from streamd.config import AnonymizerConfig, CameraConfig, FileSourceConfig, OutputsConfig, ReversibleConfig, ZmqOutputConfig
 from streamd.protocol import decode_event, decode_frame_message
+from streamd.reversible import face_stream
 from streamd.reversible.record import Recorder
 from streamd.reversible.recording_format import read_recording
 from streamd.reversible.authenticity import AuthenticityError
 from streamd.reversible.restore import RestoreError, RestoreRequest, restore_recording
 
 REASON = "test of the recorder"
+KEYFRAME_INTERVAL_S = 0.2
 
 SLOW_JOINER_S = 0.5
 
@@ -48,6 +50,15 @@ def _collect(endpoint: str, stop: threading.Event, ready: threading.Event, messa
 
 @pytest.fixture(scope="module")
 def live_recording(demo_clip, tmp_path_factory):
+    # Key frames every 0.2 s instead of 2 s, so the one-second clip has key frames mid-track.
+    saved_interval, face_stream.KEYFRAME_INTERVAL_S = face_stream.KEYFRAME_INTERVAL_S, KEYFRAME_INTERVAL_S
+    try:
+        return _record_live(demo_clip, tmp_path_factory)
+    finally:
+        face_stream.KEYFRAME_INTERVAL_S = saved_interval
+
+
+def _record_live(demo_clip, tmp_path_factory):
     folder = tmp_path_factory.mktemp("live")
     private_key, public_key = make_keypair(folder / "keys")
     camera = CameraConfig(
@@ -219,3 +230,27 @@ def test_a_segment_that_starts_mid_track_carries_its_preroll(live_recording):
     assert tracks_now, "the demo's tracks continue across the segment boundary"
     assert {packet.descriptor["track_id"] for packet in preroll} >= tracks_now
     assert all(packet.descriptor["frame_index"] < second.records[0].frame_index for packet in preroll)
+
+
+def test_a_late_recorder_starts_each_face_stream_at_its_next_key_frame(live_recording, tmp_path):
+    recorder = Recorder("tcp://127.0.0.1:1", tmp_path / "segments", segment_seconds=60, host_key=the_host_key())
+    for parts in live_recording["messages"]:
+        if parts[0].startswith(b"frame."):
+            header, bgr, payload_parts = decode_frame_message(parts)
+            if header["frame_index"] >= 3:
+                recorder.handle_frame(header, bgr, payload_parts)
+        else:
+            recorder.handle_event(decode_event(parts))
+    recorder.close_segment()
+    assert recorder.summary.faces_before_key_frame > 0
+    recording = read_recording(recorder.summary.files[0])
+    first_packet: dict[int, dict] = {}
+    for record in recording.records:
+        for descriptor in record.payload_descriptors:
+            first_packet.setdefault(descriptor["track_id"], descriptor)
+    assert first_packet and all(descriptor["keyframe"] for descriptor in first_packet.values())
+    result = restore_recording(RestoreRequest(input_path=recording.path, output_path=tmp_path / "out.mkv",
+                                              key_path=live_recording["private_key"], tracks=frozenset({2}),
+                                              audit_log_path=tmp_path / "a.jsonl", reason=REASON, partial=True))
+    assert result.faces_restored > 0
+    assert all("no sealed payload for track 2" in problem for problem in result.problems)
