@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from streamd.errors import StreamdError
-from streamd.hashing import file_sha256
+from streamd.hashing import file_sha256  # noqa: F401  (re-exported: restore hashes its inputs with it)
 
 logger = logging.getLogger(__name__)
 

@@ -91,8 +91,8 @@ class PrivateOutput:
         return self.target
 
     def discard(self) -> None:
-        try:
+        """Remove the work folder and what is in it (safe to call twice)."""
+        if self._lock >= 0:
             os.close(self._lock)
-        except OSError:
-            pass
+            self._lock = -1
         shutil.rmtree(self.work_folder, ignore_errors=True)

@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from streamd.align import expand_box
 from streamd.config import CameraConfig
 from streamd.errors import StreamdError
 from streamd.reversible.keys import (

@@ -48,7 +48,7 @@ from streamd.reversible.keys import (
 )
 from streamd.reversible.recording_format import METADATA_STREAM_TITLE, read_recording
 from streamd.reversible.restore import FaceStreamRestorer, _face_regions, composite_restored, list_tracks
-from streamd.reversible.seal import SealBinding, seal_packet
+from streamd.reversible.seal import seal_packet
 from streamd.reversible.sealing import binding_for_payload, StreamSealer
 from streamd.types import TrackedFace, VideoFrame
 
