@@ -484,6 +484,12 @@ def read_recording(path: Path | str) -> Recording:
 
 def decode_video_frames(path: Path) -> Iterator[tuple[int | None, Fraction | None, np.ndarray]]:
     """(pts, time_base, bgr) of every video frame of a recording, in presentation order."""
+    for pts, time_base, frame in decode_video(path):
+        yield pts, time_base, frame.to_ndarray(format="bgr24")
+
+
+def decode_video(path: Path) -> Iterator[tuple[int | None, Fraction | None, av.VideoFrame]]:
+    """(pts, time_base, decoded frame) of every video frame of a recording, in presentation order."""
     try:
         container = av.open(str(path))
     except (OSError, av.FFmpegError) as exc:
@@ -492,8 +498,9 @@ def decode_video_frames(path: Path) -> Iterator[tuple[int | None, Fraction | Non
         if not container.streams.video:
             raise RecordingError(f"{path}: has no video stream")
         stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
         try:
             for frame in container.decode(stream):
-                yield frame.pts, frame.time_base, frame.to_ndarray(format="bgr24")
+                yield frame.pts, frame.time_base, frame
         except (av.FFmpegError, OSError) as exc:
             raise RecordingError(f"{path}: the video is damaged or truncated ({exc})") from None

@@ -50,8 +50,9 @@ from streamd.reversible.keys import (
 )
 from streamd.reversible.neighbours import FaceArea, owned_mask
 from streamd.reversible.outputs import PRIVATE_FILE_MODE, PrivateOutput
-from streamd.reversible.recording_format import FrameRecord, Recording, RecordingError, decode_video_frames, read_recording
+from streamd.reversible.recording_format import FrameRecord, Recording, RecordingError, decode_video, read_recording
 from streamd.reversible.seal import BOX_SCALE, open_packet, open_sealed
+from streamd.reversible.yuv_composite import composite_yuv420
 from streamd.reversible.sealing import (
     GEOMETRY_BOX,
     SEALED_FACE_KIND,
@@ -67,7 +68,7 @@ RESTORE_MODES = ("sealed", "neural", "cyclegan")
 AUDIT_ACTION = "restore"
 AUDIT_LOG_NAME = "audit.jsonl"
 DEFAULT_RESTORE_CRF = 8
-RESTORE_PRESET = "superfast"
+RESTORE_PRESET = "ultrafast"
 RESTORED_PIXEL_FORMAT = "yuv420p"
 LOSSLESS_PIXEL_FORMAT = "yuv444p"
 SEALED_KINDS = (SEALED_FACE_KIND, SEALED_FACE_PACKET_KIND)
@@ -170,12 +171,35 @@ class RestoredVideoWriter(VideoFileWriter):
         stream.pix_fmt = LOSSLESS_PIXEL_FORMAT if self._lossless else RESTORED_PIXEL_FORMAT
         return stream
 
+    def takes_planes(self, frame: av.VideoFrame) -> bool:
+        """Whether `frame` can be written as it is decoded (yuv420p at the output's size), unconverted."""
+        return (not self._lossless and frame.format.name == RESTORED_PIXEL_FORMAT
+                and (frame.width, frame.height) == self.encoded_resolution_wh == self.resolution_wh)
+
+    def write_planes(self, yuv: np.ndarray, pts: int) -> None:
+        """Encode one yuv420p frame given as PyAV's planar array (see `takes_planes`)."""
+        if self._last_pts is not None and pts <= self._last_pts:
+            raise RestoreError(f"{self.path}: pts {pts} does not increase (previous frame had {self._last_pts})")
+        frame = av.VideoFrame.from_ndarray(yuv, format=RESTORED_PIXEL_FORMAT)
+        frame.pts = pts
+        frame.time_base = self.time_base
+        try:
+            for packet in self._video_stream.encode(frame):
+                self._mux_video(packet)
+        except (OSError, av.FFmpegError) as exc:
+            raise RestoreError(f"{self.path}: cannot encode or write a frame: {exc}") from None
+        self._last_pts = pts
+        self.frames_written += 1
+
 
 # ---------------------------------------------------------------- restorers
 class FaceRestorer(abc.ABC):
     """Turns one anonymized face of one frame back into its original pixels."""
 
     mode: str
+    #: Whether `restore_face` reads the anonymized pixels (neural methods); sealed restorers do not, so
+    #: restore can composite in the video's own yuv420p planes.
+    needs_pixels = True
 
     @abc.abstractmethod
     def restore_face(self, anonymized_bgr: np.ndarray, record: FrameRecord, track_id: int) -> RestoredFace | None:
@@ -187,6 +211,7 @@ class SealedPayloadRestorer(FaceRestorer):
     """Opens the track's sealed payloads: exact original pixels."""
 
     mode = "sealed"
+    needs_pixels = False
 
     def __init__(self, camera: str, stream_epoch: str, payload_keys: Mapping[int, bytes]) -> None:
         self._camera = camera
@@ -212,7 +237,7 @@ class SealedPayloadRestorer(FaceRestorer):
         )
         crop_bgr = open_sealed(record.payload_data[positions[0]], self._payload_keys[track_id], binding)
         region_xyxy = box_region_from_binding(binding)
-        height, width = anonymized_bgr.shape[:2]
+        width, height = _frame_size(record)
         x0, y0, x1, y1 = region_xyxy
         if x0 < 0 or y0 < 0 or x1 > width or y1 > height:
             raise RestoreError(f"frame {record.frame_index}, track {track_id}: sealed region {list(region_xyxy)} "
@@ -240,6 +265,7 @@ class FaceStreamRestorer(FaceRestorer):
     packets from the key frame before (`advance`, or the preroll a segment carries)."""
 
     mode = "sealed"
+    needs_pixels = False
 
     def __init__(self, camera: str, stream_epoch: str, payload_keys: Mapping[int, bytes]) -> None:
         self._camera = camera
@@ -288,7 +314,7 @@ class FaceStreamRestorer(FaceRestorer):
         binding = binding_for_payload(camera=self._camera, stream_epoch=self._stream_epoch,
                                       frame_index=record.frame_index, pts=record.pts, descriptor=descriptor)
         x0, y0, x1, y1 = box_region_from_binding(binding)
-        height, width = anonymized_bgr.shape[:2]
+        width, height = _frame_size(record)
         if x0 < 0 or y0 < 0 or x1 > width or y1 > height or y1 - y0 > canvas.shape[0] or x1 - x0 > canvas.shape[1]:
             raise RestoreError(f"frame {record.frame_index}, track {track_id}: sealed region {[x0, y0, x1, y1]} "
                                f"does not fit the {width}x{height} frame or its face-stream canvas")
@@ -381,20 +407,28 @@ def _face_regions(record: FrameRecord) -> dict[int, list[tuple[int, int, int, in
 
 
 def composite_restored(
-    anonymized_bgr: np.ndarray, restored: Sequence[RestoredFace], protected_regions: Sequence[tuple[int, int, int, int]]
+    anonymized_bgr: np.ndarray, restored: Sequence[RestoredFace], protected_regions: Sequence[tuple[int, int, int, int]],
+    origin_xy: tuple[int, int] = (0, 0),
 ) -> np.ndarray:
-    """`anonymized_bgr` with each restored face pasted, except on pixels inside any protected region."""
+    """`anonymized_bgr` with each restored face pasted, except on pixels inside any protected region or
+    outside the pixels a face owns. `anonymized_bgr` may be a patch of the frame whose top-left corner
+    is at `origin_xy`; faces are clipped to it."""
     out = anonymized_bgr.copy()
     height, width = out.shape[:2]
+    ox, oy = origin_xy
     protected = np.zeros((height, width), dtype=bool)
     for x0, y0, x1, y1 in protected_regions:
-        protected[max(0, y0):max(0, y1), max(0, x0):max(0, x1)] = True
+        protected[max(0, y0 - oy):max(0, y1 - oy), max(0, x0 - ox):max(0, x1 - ox)] = True
     for face in restored:
         x0, y0, x1, y1 = face.region_xyxy
-        keep = ~protected[y0:y1, x0:x1]
+        px0, py0, px1, py1 = max(x0, ox), max(y0, oy), min(x1, ox + width), min(y1, oy + height)
+        if px1 <= px0 or py1 <= py0:
+            continue
+        crop = face.bgr[py0 - y0:py1 - y0, px0 - x0:px1 - x0]
+        keep = ~protected[py0 - oy:py1 - oy, px0 - ox:px1 - ox]
         if face.mask is not None:
-            keep &= face.mask
-        out[y0:y1, x0:x1][keep] = face.bgr[keep]
+            keep &= face.mask[py0 - y0:py1 - y0, px0 - x0:px1 - x0]
+        out[py0 - oy:py1 - oy, px0 - ox:px1 - ox][keep] = crop[keep]
     return out
 
 
@@ -563,7 +597,7 @@ def _restore_frames(
                                 f"left anonymized (frames {_ranges(unauthentic)})")
             matched: set[int] = set()
             decoded_count = 0
-            for pts, time_base, bgr in decode_video_frames(recording.path):
+            for pts, time_base, frame in decode_video(recording.path):
                 seconds = float(pts * time_base) if pts is not None and time_base is not None else None
                 position = by_time.get(_pts_key(seconds)) if seconds is not None else None
                 if position is None:
@@ -577,22 +611,31 @@ def _restore_frames(
                 record = records[position]
                 matched.add(position)
                 if writer is None:
-                    writer = RestoredVideoWriter(output_path, (bgr.shape[1], bgr.shape[0]), record.time_base,
+                    writer = RestoredVideoWriter(output_path, (frame.width, frame.height), record.time_base,
                                                  _average_rate(recording), crf=request.crf, preset=RESTORE_PRESET,
                                                  lossless=request.lossless)
-                out_bgr = bgr
+                in_planes = writer.takes_planes(frame) and not restorer.needs_pixels
+                bgr = None if in_planes else frame.to_ndarray(format="bgr24")
+                restored: list[RestoredFace] = []
+                protected: list[tuple[int, int, int, int]] = []
                 if usable[position]:
                     if isinstance(restorer, FaceStreamRestorer):
                         restorer.take_preroll(record)
                     if _in_span(segments.seconds_of(record), request.from_s, request.to_s):
-                        out_bgr, count = _restore_one(bgr, record, restorer, selected, request.partial, problems,
-                                                      restored_tracks)
-                        faces_restored += count
+                        restored, protected = _restore_one(bgr, record, restorer, selected, request.partial, problems,
+                                                           restored_tracks)
+                        faces_restored += len(restored)
                     elif isinstance(restorer, FaceStreamRestorer):
                         for track_id in selected:
                             if position >= starts.get(track_id, 0):
                                 restorer.advance(record, track_id)
-                writer.write(out_bgr, pts=record.pts)
+                if in_planes:
+                    writer.write_planes(composite_yuv420(
+                        frame.to_ndarray(), frame.width, frame.height, [face.region_xyxy for face in restored],
+                        lambda patch, origin: composite_restored(patch, restored, protected, origin)), record.pts)
+                else:
+                    assert bgr is not None
+                    writer.write(composite_restored(bgr, restored, protected) if restored else bgr, pts=record.pts)
                 decoded_count += 1
                 if progress is not None:
                     progress.update(1)  # type: ignore[attr-defined]
@@ -641,14 +684,16 @@ def _average_rate(recording: Recording) -> Fraction:
 
 
 def _restore_one(
-    bgr: np.ndarray,
+    bgr: np.ndarray | None,
     record: FrameRecord,
     restorer: FaceRestorer,
     selected: set[int],
     partial: bool,
     problems: list[str],
     restored_tracks: set[int],
-) -> tuple[np.ndarray, int]:
+) -> tuple[list[RestoredFace], list[tuple[int, int, int, int]]]:
+    """The faces of the selected tracks in this frame, and the regions that must stay anonymized.
+    `bgr` is the anonymized frame, needed only by restorers that read pixels."""
     regions = _face_regions(record)
     restored: list[RestoredFace] = []
     failed: set[int] = set()
@@ -674,7 +719,7 @@ def _restore_one(
         restored_tracks.add(track_id)
     protected = [region for track_id, track_regions in regions.items()
                  if track_id not in selected or track_id in failed for region in track_regions]
-    return composite_restored(bgr, restored, protected), len(restored)
+    return restored, protected
 
 
 def _audit_context(request: RestoreRequest) -> AuditContext:

@@ -293,16 +293,18 @@ def test_a_killed_restore_leaves_nothing_readable_and_is_cleaned_next_time(recor
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     audit = tmp_path / "audit.jsonl"
+    # --lossless: the slower 4:4:4 path leaves more time to catch the restore while it writes.
     argv = [sys.executable, "-m", "streamd", "restore", str(recording), "--key", str(keys["private"]),
-            "-o", str(out_dir / "restored.mkv"), "--reason", "kill test", "--audit-log", str(audit)]
+            "-o", str(out_dir / "restored.mkv"), "--reason", "kill test", "--audit-log", str(audit), "--lossless"]
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy())
     deadline = time.monotonic() + 120
     work = []
     while time.monotonic() < deadline and process.poll() is None:
-        work = [path for path in out_dir.glob(".streamd-restore-*/restored.mkv") if path.stat().st_size > 0]
+        work = list(out_dir.glob(".streamd-restore-*/restored.mkv"))
         if work:
+            process.send_signal(signal.SIGSTOP)
             break
-        time.sleep(0.01)
+        time.sleep(0.002)
     assert work, f"the restore ended before it could be killed: {process.poll()} {process.stderr.read()!r}"
     process.send_signal(signal.SIGKILL)
     process.wait(30)
@@ -378,7 +380,7 @@ def test_a_neighbour_inside_a_sealed_region_is_not_revealed(keys):
     descriptors = [{**descriptor} for descriptor, _ in sealed.payloads]
     # The neighbour's metadata is stripped: only track 1's face and payload remain.
     keep = [position for position, descriptor in enumerate(descriptors) if descriptor["track_id"] == 1]
-    document = {"frame_index": 0, "pts": 0, "time_base": "1/25",
+    document = {"frame_index": 0, "pts": 0, "time_base": "1/25", "width": 320, "height": 240,
                 "faces": [{"track_id": 1, "xyxy": [60.0, 60.0, 140.0, 160.0]}]}
     record = FrameRecord(document=document, payload_descriptors=[descriptors[p] for p in keep],
                          payload_data=[sealed.payloads[p][1] for p in keep])
