@@ -300,6 +300,7 @@ def build_stream_sealer(camera: CameraConfig, stream_epoch: str, region_of: Regi
         region_of=region_of,
         sealed_payloads=camera.reversible.sealed_payloads,
         key_repeat_s=camera.reversible.key_repeat_s,
+        face_crf=camera.reversible.face_crf,
     )
     logger.info(
         "camera %s: track keys wrapped to %s; sealed payloads %s",
