@@ -350,12 +350,12 @@ class ReversibleConfig(StrictModel):
         description="Repeat the wrapped keys of live tracks this often (stream seconds) for late subscribers.",
     )
     face_crf: int = Field(
-        12,
+        10,
         ge=0,
         le=51,
         description=(
             "Quality of the sealed face streams (x264 CRF, 4:4:4): lower is closer to the original and larger. "
-            "12 restores faces at about 40 dB PSNR; see docs/results/recording-benchmark.md."
+            "10 restores faces at about 40 dB PSNR or better; see docs/results/recording-benchmark.md."
         ),
     )
     host_key: str | None = Field(

@@ -208,7 +208,7 @@ def markdown(report: dict[str, object]) -> str:
                      f"{values['faces_at_least_40_db']} | {dlib_text} |")
     lower = report["lower_quality_demo"]
     values = lower["lossless_output"]  # type: ignore[index]
-    lines += ["", f"Demo with `reversible.face_crf: {lower['face_crf']}` instead of 12: "  # type: ignore[index]
+    lines += ["", f"Demo with `reversible.face_crf: {lower['face_crf']}` instead of 10: "  # type: ignore[index]
               f"{lower['restorable_bytes'] / 1e6:.2f} MB, {lower['restorable_over_plain']}x the plain recording, "  # type: ignore[index]
               f"{lower['restorable_over_source']}x the source; restored faces (lossless output) "  # type: ignore[index]
               f"{values['psnr_db_min']} dB min, {values['psnr_db_mean']} dB mean, "

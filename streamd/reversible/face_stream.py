@@ -23,9 +23,9 @@ from streamd.errors import StreamdError
 FACE_CODEC = "libx264"
 FACE_DECODER = "h264"
 FACE_PIXEL_FORMAT = "yuv444p"
-FACE_PRESET = "medium"
+FACE_PRESET = "veryfast"
 FACE_TUNE = "psnr,zerolatency"
-DEFAULT_FACE_CRF = 12
+DEFAULT_FACE_CRF = 10
 KEYFRAME_INTERVAL_S = 2.0
 CANVAS_ALIGN = 16
 CANVAS_HEADROOM = 1.25
