@@ -50,7 +50,9 @@ def _thumbnail(frame_bgr: np.ndarray, box: tuple[float, float, float, float], la
     cv2.rectangle(crop, (int(x0) - cx0, int(y0) - cy0), (int(x1) - cx0, int(y1) - cy0), (0, 200, 255), 2)
     scale = THUMBNAIL_HEIGHT / max(1, crop.shape[0])
     crop = cv2.resize(crop, (max(1, int(crop.shape[1] * scale)), THUMBNAIL_HEIGHT), interpolation=cv2.INTER_AREA)
-    width_out = max(crop.shape[1], 200)
+    text_width = max(cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale_text, 1)[0][0]
+                     for text, scale_text in ((label, 0.55), (times, 0.45)))
+    width_out = max(crop.shape[1], text_width + 12)
     canvas = np.zeros((THUMBNAIL_HEIGHT + BAND_HEIGHT, width_out, 3), dtype=np.uint8)
     canvas[:THUMBNAIL_HEIGHT, :crop.shape[1]] = crop
     cv2.putText(canvas, label, (6, THUMBNAIL_HEIGHT + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA)
