@@ -23,62 +23,52 @@ nothing, and what a killed run left is removed by the next one.
 
 from __future__ import annotations
 
-import abc
 import logging
 import os
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 
 from streamd.errors import StreamdError
 from streamd.reversible.audit import EVENT_STARTED, AuditContext, append_audit_entry, file_sha256
 from streamd.reversible.authenticity import AuthenticityError, Verification, check_segment_order, verify_recording
-from streamd.reversible.face_stream import FaceStreamDecoder
 from streamd.reversible.host_keys import TrustStore
 from streamd.reversible.keys import (
     RestorePrivateKey,
     derive_audit_key,
-    derive_payload_key,
     load_private_key,
     track_key_context,
     unwrap_track_key,
 )
-from streamd.reversible.neighbours import FaceArea, owned_mask
-from streamd.reversible.outputs import PRIVATE_FILE_MODE, PrivateOutput
+from streamd.reversible.outputs import PrivateOutput
 from streamd.reversible.recording_format import FrameRecord, Recording, RecordingError, decode_video, read_recording
-from streamd.reversible.seal import BOX_SCALE, open_packet, open_sealed
-from streamd.reversible.yuv_composite import composite_yuv420
-from streamd.reversible.sealing import (
-    GEOMETRY_BOX,
-    SEALED_FACE_KIND,
-    SEALED_FACE_PACKET_KIND,
-    binding_for_payload,
-    box_region_from_binding,
+from streamd.reversible.restored_video import RESTORE_PRESET, RestoredVideoWriter
+from streamd.reversible.restorers import (  # noqa: F401  (FaceRestorer, NEURAL_RESTORERS: the public API)
+    NEURAL_RESTORERS,
+    RESTORE_MODES,
+    FaceRestorer,
+    FaceStreamRestorer,
+    RestoredFace,
+    RestoreError,
+    build_restorer,
+    frame_size,
 )
-from streamd.video_out import VideoFileWriter
+from streamd.reversible.sealing import SEALED_FACE_KIND, SEALED_FACE_PACKET_KIND
+from streamd.reversible.yuv_composite import composite_yuv420
 
 logger = logging.getLogger(__name__)
 
-RESTORE_MODES = ("sealed", "neural", "cyclegan")
 AUDIT_ACTION = "restore"
 AUDIT_LOG_NAME = "audit.jsonl"
 DEFAULT_RESTORE_CRF = 8
-RESTORE_PRESET = "ultrafast"
-RESTORED_PIXEL_FORMAT = "yuv420p"
-LOSSLESS_PIXEL_FORMAT = "yuv444p"
 SEALED_KINDS = (SEALED_FACE_KIND, SEALED_FACE_PACKET_KIND)
 EXIT_PARTIAL = 3
 # A decoded frame and its record belong together when their times differ by less than this.
 PTS_MATCH_TOLERANCE_S = 0.002
-
-
-class RestoreError(StreamdError):
-    """A restore cannot be done as asked (bad selection, missing keys or payloads, unsupported mode)."""
 
 
 def default_audit_log_path() -> Path:
@@ -143,220 +133,6 @@ class TrackSummary:
     frames: int
     payloads: int
     key_ids: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class RestoredFace:
-    """Pixels to put back: `bgr` covers `region_xyxy` of the frame."""
-
-    track_id: int
-    region_xyxy: tuple[int, int, int, int]
-    bgr: np.ndarray
-    #: Pixels of the region that belong to this face (neighbours' pixels are not pasted); None: all.
-    mask: np.ndarray | None = None
-
-
-class RestoredVideoWriter(VideoFileWriter):
-    """H.264 yuv420p, which every player plays; `lossless` makes it 4:4:4 at quantizer 0 instead (exact
-    up to colour conversion, large, and unplayable in browsers)."""
-
-    def __init__(self, *args: object, lossless: bool = False, **kwargs: object) -> None:
-        self._lossless = lossless
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        # Restored faces are readable by the owner only, from the first byte on.
-        os.chmod(self._temporary_path, PRIVATE_FILE_MODE)
-
-    def _add_video_stream(self, codec: str, crf: int, preset: str) -> av.video.stream.VideoStream:
-        stream = super()._add_video_stream(codec, 0 if self._lossless else crf, preset)
-        stream.pix_fmt = LOSSLESS_PIXEL_FORMAT if self._lossless else RESTORED_PIXEL_FORMAT
-        return stream
-
-    def takes_planes(self, frame: av.VideoFrame) -> bool:
-        """Whether `frame` can be written as it is decoded (yuv420p at the output's size), unconverted."""
-        return (not self._lossless and frame.format.name == RESTORED_PIXEL_FORMAT
-                and (frame.width, frame.height) == self.encoded_resolution_wh == self.resolution_wh)
-
-    def write_planes(self, yuv: np.ndarray, pts: int) -> None:
-        """Encode one yuv420p frame given as PyAV's planar array (see `takes_planes`)."""
-        if self._last_pts is not None and pts <= self._last_pts:
-            raise RestoreError(f"{self.path}: pts {pts} does not increase (previous frame had {self._last_pts})")
-        frame = av.VideoFrame.from_ndarray(yuv, format=RESTORED_PIXEL_FORMAT)
-        frame.pts = pts
-        frame.time_base = self.time_base
-        try:
-            for packet in self._video_stream.encode(frame):
-                self._mux_video(packet)
-        except (OSError, av.FFmpegError) as exc:
-            raise RestoreError(f"{self.path}: cannot encode or write a frame: {exc}") from None
-        self._last_pts = pts
-        self.frames_written += 1
-
-
-# ---------------------------------------------------------------- restorers
-class FaceRestorer(abc.ABC):
-    """Turns one anonymized face of one frame back into its original pixels."""
-
-    mode: str
-    #: Whether `restore_face` reads the anonymized pixels (neural methods); sealed restorers do not, so
-    #: restore can composite in the video's own yuv420p planes.
-    needs_pixels = True
-
-    @abc.abstractmethod
-    def restore_face(self, anonymized_bgr: np.ndarray, record: FrameRecord, track_id: int) -> RestoredFace | None:
-        """The face of `track_id` in this frame, or None when the frame holds nothing to restore for it.
-        Raises StreamdError (SealError for a payload that fails to open) when it cannot."""
-
-
-class SealedPayloadRestorer(FaceRestorer):
-    """Opens the track's sealed payloads: exact original pixels."""
-
-    mode = "sealed"
-    needs_pixels = False
-
-    def __init__(self, camera: str, stream_epoch: str, payload_keys: Mapping[int, bytes]) -> None:
-        self._camera = camera
-        self._stream_epoch = stream_epoch
-        self._payload_keys = dict(payload_keys)
-
-    def restore_face(self, anonymized_bgr: np.ndarray, record: FrameRecord, track_id: int) -> RestoredFace | None:
-        positions = [
-            position for position, descriptor in enumerate(record.payload_descriptors)
-            if descriptor.get("kind") == SEALED_FACE_KIND and descriptor.get("track_id") == track_id
-        ]
-        if not positions:
-            return None
-        if len(positions) > 1:
-            raise RestoreError(f"frame {record.frame_index}: {len(positions)} sealed payloads claim track {track_id}")
-        descriptor = record.payload_descriptors[positions[0]]
-        if descriptor.get("geometry") != GEOMETRY_BOX:
-            raise RestoreError(f"frame {record.frame_index}, track {track_id}: sealed payload geometry "
-                               f"{descriptor.get('geometry')!r} is not supported by this build")
-        binding = binding_for_payload(
-            camera=self._camera, stream_epoch=self._stream_epoch, frame_index=record.frame_index,
-            pts=record.pts, descriptor=descriptor,
-        )
-        crop_bgr = open_sealed(record.payload_data[positions[0]], self._payload_keys[track_id], binding)
-        region_xyxy = box_region_from_binding(binding)
-        width, height = _frame_size(record)
-        x0, y0, x1, y1 = region_xyxy
-        if x0 < 0 or y0 < 0 or x1 > width or y1 > height:
-            raise RestoreError(f"frame {record.frame_index}, track {track_id}: sealed region {list(region_xyxy)} "
-                               f"lies outside the {width}x{height} frame")
-        return RestoredFace(track_id=track_id, region_xyxy=region_xyxy, bgr=crop_bgr)
-
-
-def face_areas(record: FrameRecord) -> list[FaceArea]:
-    """The sealed region and box of every face of a record that has a sealed face-stream packet."""
-    areas: list[FaceArea] = []
-    for descriptor in record.payload_descriptors:
-        if descriptor.get("kind") != SEALED_FACE_PACKET_KIND:
-            continue
-        box = tuple(float(value) / BOX_SCALE for value in descriptor["box_e2"])
-        areas.append(FaceArea(int(descriptor["track_id"]), tuple(int(v) for v in descriptor["region_xyxy"]),  # type: ignore[arg-type]
-                              box))  # type: ignore[arg-type]
-    return areas
-
-
-class FaceStreamRestorer(FaceRestorer):
-    """Decodes the sealed face streams of the selected tracks (signed recordings, format version 2).
-
-    Each packet is opened with the track's payload key and its binding rebuilt from where it is found;
-    a track's stream decodes from a key frame on, so a restore that starts mid-track first feeds the
-    packets from the key frame before (`advance`, or the preroll a segment carries)."""
-
-    mode = "sealed"
-    needs_pixels = False
-
-    def __init__(self, camera: str, stream_epoch: str, payload_keys: Mapping[int, bytes]) -> None:
-        self._camera = camera
-        self._stream_epoch = stream_epoch
-        self._payload_keys = dict(payload_keys)
-        self._decoders = {track_id: FaceStreamDecoder() for track_id in payload_keys}
-
-    def _decode(self, descriptor: Mapping[str, object], data: bytes, frame_index: int, pts: int | None) -> np.ndarray | None:
-        track_id = int(descriptor["track_id"])  # type: ignore[arg-type]
-        binding = binding_for_payload(camera=self._camera, stream_epoch=self._stream_epoch, frame_index=frame_index,
-                                      pts=pts, descriptor=descriptor)
-        packet = open_packet(data, self._payload_keys[track_id], binding)
-        return self._decoders[track_id].decode(int(descriptor["part"]), int(descriptor["number"]),  # type: ignore[arg-type]
-                                               bool(descriptor["keyframe"]), packet)
-
-    def _packet(self, record: FrameRecord, track_id: int) -> tuple[dict[str, object], bytes] | None:
-        found = [(descriptor, data) for descriptor, data in zip(record.payload_descriptors, record.payload_data)
-                 if descriptor.get("kind") == SEALED_FACE_PACKET_KIND and descriptor.get("track_id") == track_id]
-        if len(found) > 1:
-            raise RestoreError(f"frame {record.frame_index}: {len(found)} sealed packets claim track {track_id}")
-        return found[0] if found else None
-
-    def take_preroll(self, record: FrameRecord) -> None:
-        """Feed the earlier packets a segment carries so its tracks decode from their first frame."""
-        for packet in record.preroll:
-            track_id = packet.descriptor.get("track_id")
-            if track_id in self._decoders:
-                self._decode(packet.descriptor, packet.data, int(packet.descriptor["frame_index"]),
-                             packet.descriptor.get("pts"))  # type: ignore[arg-type]
-
-    def advance(self, record: FrameRecord, track_id: int) -> None:
-        """Decode this record's packet for `track_id` without restoring it (a frame before the span)."""
-        found = self._packet(record, track_id)
-        if found is not None:
-            self._decode(found[0], found[1], record.frame_index, record.pts)
-
-    def restore_face(self, anonymized_bgr: np.ndarray, record: FrameRecord, track_id: int) -> RestoredFace | None:
-        found = self._packet(record, track_id)
-        if found is None:
-            return None
-        descriptor, data = found
-        canvas = self._decode(descriptor, data, record.frame_index, record.pts)
-        if canvas is None:
-            raise RestoreError(f"frame {record.frame_index}, track {track_id}: its face stream cannot be decoded here "
-                               "(packets before it are missing; it resumes at the track's next key frame)")
-        binding = binding_for_payload(camera=self._camera, stream_epoch=self._stream_epoch,
-                                      frame_index=record.frame_index, pts=record.pts, descriptor=descriptor)
-        x0, y0, x1, y1 = box_region_from_binding(binding)
-        width, height = _frame_size(record)
-        if x0 < 0 or y0 < 0 or x1 > width or y1 > height or y1 - y0 > canvas.shape[0] or x1 - x0 > canvas.shape[1]:
-            raise RestoreError(f"frame {record.frame_index}, track {track_id}: sealed region {[x0, y0, x1, y1]} "
-                               f"does not fit the {width}x{height} frame or its face-stream canvas")
-        areas = face_areas(record)
-        mine = next(area for area in areas if area.track_id == track_id)
-        return RestoredFace(track_id=track_id, region_xyxy=(x0, y0, x1, y1), bgr=canvas[:y1 - y0, :x1 - x0],
-                            mask=owned_mask(mine, areas))
-
-
-def _sdn_restorer(recording: Recording, track_keys: Mapping[int, bytes]) -> FaceRestorer:
-    from streamd.reversible.restore_neural import SdnNeuralRestorer
-
-    return SdnNeuralRestorer(recording.records[0].document.get("method_details", {}), track_keys)
-
-
-def _cyclegan_restorer(recording: Recording, track_keys: Mapping[int, bytes]) -> FaceRestorer:
-    from streamd.reversible.restore_neural import CycleganRestorer
-
-    return CycleganRestorer(recording.records[0].document.get("method_details", {}))
-
-
-#: Neural restorers by anonymization method: a factory taking the recording and {track_id: track_key}.
-NEURAL_RESTORERS: dict[str, Callable[[Recording, Mapping[int, bytes]], FaceRestorer]] = {
-    "sdn": _sdn_restorer, "cyclegan": _cyclegan_restorer,
-}
-
-
-def build_restorer(mode: str, method: str, recording: Recording, track_keys: Mapping[int, bytes]) -> FaceRestorer:
-    if mode == "sealed":
-        payload_keys = {track_id: derive_payload_key(track_key) for track_id, track_key in track_keys.items()}
-        if recording.signed:
-            return FaceStreamRestorer(recording.camera, recording.stream_epoch, payload_keys)
-        return SealedPayloadRestorer(recording.camera, recording.stream_epoch, payload_keys)
-    if mode == "cyclegan" and method != "cyclegan":
-        raise RestoreError(f"--mode cyclegan restores recordings made with method cyclegan, not {method!r}")
-    if mode in ("neural", "cyclegan"):
-        factory = NEURAL_RESTORERS.get(method)
-        if factory is None:
-            raise RestoreError(f"no neural model for method {method!r}: faces anonymized with {method} can only be "
-                               "restored from sealed payloads (--mode sealed)")
-        return factory(recording, track_keys)
-    raise RestoreError(f"unknown restore mode {mode!r}; one of {', '.join(RESTORE_MODES)}")
 
 
 # ---------------------------------------------------------------- listing
@@ -516,10 +292,10 @@ class Segments:
             if not recording.records or first_record is None:
                 continue
             record = recording.records[0]
-            if record.time_base != first_record.time_base or _frame_size(record) != _frame_size(first_record):
+            if record.time_base != first_record.time_base or frame_size(record) != frame_size(first_record):
                 raise RestoreError(
-                    f"{recording.path} has frames of {_frame_size(record)} in time base {record.time_base}, "
-                    f"{ordered[0].path} of {_frame_size(first_record)} in {first_record.time_base}: "
+                    f"{recording.path} has frames of {frame_size(record)} in time base {record.time_base}, "
+                    f"{ordered[0].path} of {frame_size(first_record)} in {first_record.time_base}: "
                     "restore these segments into separate outputs")
         for earlier, later in zip(ordered, ordered[1:]):
             if earlier.records and later.records and _absolute_seconds(later.records[0]) <= _absolute_seconds(earlier.records[-1]):
@@ -540,10 +316,6 @@ class Segments:
 
     def seconds_of(self, record: FrameRecord) -> float:
         return _absolute_seconds(record) - self.recordings[0].first_seconds
-
-
-def _frame_size(record: FrameRecord) -> tuple[int, int]:
-    return int(record.document["width"]), int(record.document["height"])
 
 
 def _absolute_seconds(record: FrameRecord) -> float:

@@ -24,7 +24,7 @@ from streamd.config import AnonymizerConfig
 from streamd.errors import StreamdError
 from streamd.reversible.keys import derive_password_bits
 from streamd.reversible.recording_format import FrameRecord
-from streamd.reversible.restore import FaceRestorer, RestoredFace
+from streamd.reversible.restorers import FaceRestorer, RestoredFace
 from streamd.runtime.cyclegan import CycleganReidentifier, load_cyclegan_reidentifier
 from streamd.runtime.lsmm import load_directions
 from streamd.runtime.sdn import SdnCodec

@@ -47,7 +47,8 @@ from streamd.reversible.keys import (
     wrap_track_key,
 )
 from streamd.reversible.recording_format import METADATA_STREAM_TITLE, read_recording
-from streamd.reversible.restore import FaceStreamRestorer, _face_regions, composite_restored, list_tracks
+from streamd.reversible.restore import _face_regions, composite_restored, list_tracks
+from streamd.reversible.restorers import FaceStreamRestorer
 from streamd.reversible.seal import seal_packet
 from streamd.reversible.sealing import binding_for_payload, StreamSealer
 from streamd.types import TrackedFace, VideoFrame
