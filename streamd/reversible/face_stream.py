@@ -136,8 +136,9 @@ class FaceStreamDecoder:
         self._number = None
 
     def decode(self, part: int, number: int, keyframe: bool, data: bytes) -> np.ndarray | None:
-        """The canvas (BGR) of this packet; None when it cannot be decoded: no key frame seen yet, or a
-        packet before it is missing (then decoding resumes at the next key frame)."""
+        """The canvas of this packet as 4:4:4 planes (3 x height x width: Y, U, V); None when it cannot be
+        decoded: no key frame seen yet, or a packet before it is missing (then decoding resumes at the
+        next key frame)."""
         if part != self._part or self._number is None or number != self._number + 1:
             self._context = None
         self._part, self._number = part, number
@@ -153,4 +154,6 @@ class FaceStreamDecoder:
             raise FaceStreamError(f"face stream packet does not decode: {exc}") from None
         if len(frames) != 1:
             raise FaceStreamError(f"face stream packet decoded to {len(frames)} frames; expected one")
-        return frames[0].to_ndarray(format="bgr24")
+        if frames[0].format.name != FACE_PIXEL_FORMAT:
+            raise FaceStreamError(f"face stream decoded as {frames[0].format.name}, not {FACE_PIXEL_FORMAT}")
+        return frames[0].to_ndarray()

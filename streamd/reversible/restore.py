@@ -58,7 +58,7 @@ from streamd.reversible.restorers import (  # noqa: F401  (FaceRestorer, NEURAL_
     frame_size,
 )
 from streamd.reversible.sealing import SEALED_FACE_KIND, SEALED_FACE_PACKET_KIND
-from streamd.reversible.yuv_composite import composite_yuv420
+from streamd.reversible.yuv_composite import paste_yuv420
 
 logger = logging.getLogger(__name__)
 
@@ -200,7 +200,7 @@ def composite_restored(
         px0, py0, px1, py1 = max(x0, ox), max(y0, oy), min(x1, ox + width), min(y1, oy + height)
         if px1 <= px0 or py1 <= py0:
             continue
-        crop = face.bgr[py0 - y0:py1 - y0, px0 - x0:px1 - x0]
+        crop = face.as_bgr()[py0 - y0:py1 - y0, px0 - x0:px1 - x0]
         keep = ~protected[py0 - oy:py1 - oy, px0 - ox:px1 - ox]
         if face.mask is not None:
             keep &= face.mask[py0 - y0:py1 - y0, px0 - x0:px1 - x0]
@@ -402,9 +402,7 @@ def _restore_frames(
                             if position >= starts.get(track_id, 0):
                                 restorer.advance(record, track_id)
                 if in_planes:
-                    writer.write_planes(composite_yuv420(
-                        frame.to_ndarray(), frame.width, frame.height, [face.region_xyxy for face in restored],
-                        lambda patch, origin: composite_restored(patch, restored, protected, origin)), record.pts)
+                    writer.write_decoded(paste_yuv420(frame, restored, protected), record.pts)
                 else:
                     assert bgr is not None
                     writer.write(composite_restored(bgr, restored, protected) if restored else bgr, pts=record.pts)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 import av
-import numpy as np
 
 from streamd.reversible.outputs import PRIVATE_FILE_MODE
 from streamd.reversible.restorers import RestoreError
@@ -36,13 +35,13 @@ class RestoredVideoWriter(VideoFileWriter):
         return (not self._lossless and frame.format.name == RESTORED_PIXEL_FORMAT
                 and (frame.width, frame.height) == self.encoded_resolution_wh == self.resolution_wh)
 
-    def write_planes(self, yuv: np.ndarray, pts: int) -> None:
-        """Encode one yuv420p frame given as PyAV's planar array (see `takes_planes`)."""
+    def write_decoded(self, frame: av.VideoFrame, pts: int) -> None:
+        """Encode one yuv420p frame as decoded (see `takes_planes`), at `pts`."""
         if self._last_pts is not None and pts <= self._last_pts:
             raise RestoreError(f"{self.path}: pts {pts} does not increase (previous frame had {self._last_pts})")
-        frame = av.VideoFrame.from_ndarray(yuv, format=RESTORED_PIXEL_FORMAT)
         frame.pts = pts
         frame.time_base = self.time_base
+        frame.pict_type = av.video.frame.PictureType.NONE
         try:
             for packet in self._video_stream.encode(frame):
                 self._mux_video(packet)

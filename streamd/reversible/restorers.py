@@ -12,6 +12,7 @@ import abc
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+import av
 import numpy as np
 
 from streamd.errors import StreamdError
@@ -37,13 +38,27 @@ class RestoreError(StreamdError):
 
 @dataclass(frozen=True)
 class RestoredFace:
-    """Pixels to put back: `bgr` covers `region_xyxy` of the frame."""
+    """Pixels to put back over `region_xyxy` of the frame: BGR, or the face stream's own 4:4:4 planes
+    (Y, U, V; `yuv444`), which restore pastes into yuv420p frames without a round trip through BGR."""
 
     track_id: int
     region_xyxy: tuple[int, int, int, int]
-    bgr: np.ndarray
+    bgr: np.ndarray | None = None
     #: Pixels of the region that belong to this face (neighbours' pixels are not pasted); None: all.
     mask: np.ndarray | None = None
+    yuv444: np.ndarray | None = None
+
+    def as_bgr(self) -> np.ndarray:
+        if self.bgr is not None:
+            return self.bgr
+        assert self.yuv444 is not None
+        return av.VideoFrame.from_ndarray(np.ascontiguousarray(self.yuv444), format="yuv444p").to_ndarray(format="bgr24")
+
+    def as_yuv444(self) -> np.ndarray:
+        if self.yuv444 is not None:
+            return self.yuv444
+        assert self.bgr is not None
+        return av.VideoFrame.from_ndarray(np.ascontiguousarray(self.bgr), format="bgr24").reformat(format="yuv444p").to_ndarray()
 
 
 
@@ -174,12 +189,12 @@ class FaceStreamRestorer(FaceRestorer):
                                       frame_index=record.frame_index, pts=record.pts, descriptor=descriptor)
         x0, y0, x1, y1 = box_region_from_binding(binding)
         width, height = frame_size(record)
-        if x0 < 0 or y0 < 0 or x1 > width or y1 > height or y1 - y0 > canvas.shape[0] or x1 - x0 > canvas.shape[1]:
+        if x0 < 0 or y0 < 0 or x1 > width or y1 > height or y1 - y0 > canvas.shape[1] or x1 - x0 > canvas.shape[2]:
             raise RestoreError(f"frame {record.frame_index}, track {track_id}: sealed region {[x0, y0, x1, y1]} "
                                f"does not fit the {width}x{height} frame or its face-stream canvas")
         areas = face_areas(record)
         mine = next(area for area in areas if area.track_id == track_id)
-        return RestoredFace(track_id=track_id, region_xyxy=(x0, y0, x1, y1), bgr=canvas[:y1 - y0, :x1 - x0],
+        return RestoredFace(track_id=track_id, region_xyxy=(x0, y0, x1, y1), yuv444=canvas[:, :y1 - y0, :x1 - x0],
                             mask=owned_mask(mine, areas))
 
 
