@@ -25,7 +25,9 @@ from streamd.config import (
     StreamdConfig,
     load_config,
 )
+from streamd.cluster.lookup import add_cluster_lookup, cluster_endpoint
 from streamd.errors import Interrupted, StreamdError
+from streamd.progress import progress_display
 
 if TYPE_CHECKING:
     from streamd.oneshot import OneShotResult
@@ -34,17 +36,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("streamd")
 
 Handler = Callable[[argparse.Namespace], int]
-
-
-def _progress(total: int | None, unit: str, description: str):
-    """A tqdm bar on a terminal; otherwise a progress line every few seconds (logs, CI, systemd)."""
-    if not sys.stderr.isatty():
-        from streamd.progress import LineProgress
-
-        return LineProgress(sys.stderr, description, unit, total=total)
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit=unit, desc=description, leave=False, file=sys.stderr)
 
 
 @contextlib.contextmanager
@@ -68,8 +59,10 @@ def _print_error(line: str) -> None:
 # ---------------------------------------------------------------- commands
 def cmd_validate_config(args: argparse.Namespace) -> int:
     from streamd.config_checks import describe_problems, run_time_problems
+    from streamd.reversible.checks import check_reversible_cameras
 
     config = load_config(args.file)
+    check_reversible_cameras(config.cameras)
     problems = run_time_problems(config)
     if problems:
         text = args.file.read_text(encoding="utf-8")
@@ -132,7 +125,7 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
     if is_video:
         check_output(args.input, output, args.force)
         camera = with_file_output(camera, output, _one_shot_flags(args))
-    with _sigterm_interrupts(), _progress(None, "frame" if is_video else "image", "anonymizing") as progress:
+    with _sigterm_interrupts(), progress_display(None, "frame" if is_video else "image", "anonymizing") as progress:
         result = anonymize_path(args.input, output, camera, progress, recursive=args.recursive, force=args.force)
     return _report_one_shot(args.input, output, camera.anonymizer.method, result)
 
@@ -210,119 +203,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0 if report.healthy else 3
 
 
-def _cluster_endpoint(args: argparse.Namespace) -> str:
-    """With --cluster, ENDPOINT names a camera of the fleet: the address its publisher bound."""
-    from streamd.cluster.commands import resolve_camera_endpoint
-
-    endpoint = resolve_camera_endpoint(args.ray_address, args.endpoint)
-    print(f"streamd: camera {args.endpoint} publishes on {endpoint}", file=sys.stderr)
-    return endpoint
-
-
 def cmd_tail(args: argparse.Namespace) -> int:
     from streamd.tail import format_stats, tail
 
-    endpoint = _cluster_endpoint(args) if args.cluster else args.endpoint
+    endpoint = cluster_endpoint(args) if args.cluster else args.endpoint
     tail(endpoint, duration_s=args.seconds, max_messages=args.count,
          on_stats=lambda stats: print(format_stats(stats), flush=True))
     return 0
-
-
-def _read_passphrase(path: Path | None) -> bytes | None:
-    from streamd.keys import read_passphrase_file
-
-    return None if path is None else read_passphrase_file(path)
-
-
-def cmd_keys_init(args: argparse.Namespace) -> int:
-    from streamd.keys import generate_restore_keypair
-
-    written = generate_restore_keypair(args.out, _read_passphrase(args.passphrase_file))
-    print(f"key id:      {written.key_id}")
-    print(f"private key: {written.private_key_path} (mode 0600; keep it with the restore authority)")
-    print(f"public key:  {written.public_key_path} (deploy this one to daemon hosts)")
-    return 0
-
-
-def cmd_record(args: argparse.Namespace) -> int:
-    from streamd.record import Recorder
-
-    endpoint = _cluster_endpoint(args) if args.cluster else args.endpoint
-    camera = args.camera or (args.endpoint if args.cluster else None)
-    recorder = Recorder(endpoint, args.out, segment_seconds=args.segment_seconds, camera=camera)
-    stop = threading.Event()
-
-    def request_stop(signum: int, _frame: object) -> None:
-        logger.info("signal %d: finishing the current segment", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    summary = recorder.run(stop=stop, duration_s=args.duration)
-    for path in summary.files:
-        print(path)
-    keys = (f"camera {recorder.camera} is not reversible (its stream carries no track keys): the recording "
-            "cannot be restored" if summary.camera_not_reversible
-            else f"{summary.faces_without_keys} faces seen before their track keys")
-    print(f"{summary.frames} frames in {len(summary.files)} segment(s); {keys}, "
-          f"{summary.frames_missing} frames missing (never received), "
-          f"{summary.invalid_messages} invalid messages", file=sys.stderr)
-    if summary.frames == 0:
-        print(f"streamd: error: no frame arrived from {args.endpoint}"
-              f"{f' for camera {args.camera}' if args.camera else ''} (is a streamd publisher running there?)",
-              file=sys.stderr)
-        return 1
-    return 0
-
-
-def _parse_tracks(text: str | None) -> frozenset[int] | None:
-    if text is None:
-        return None
-    try:
-        tracks = frozenset(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise StreamdError(f"--tracks takes comma-separated track ids such as 3,7; got {text!r}") from None
-    if not tracks:
-        raise StreamdError("--tracks names no track")
-    return tracks
-
-
-def cmd_restore(args: argparse.Namespace) -> int:
-    from streamd.restore import EXIT_PARTIAL, RestoreRequest, restore_recording
-
-    if args.list:
-        for path in args.input:
-            _list_recording(path)
-        return 0
-    missing = [name for name, value in (("--key", args.key), ("-o/--output", args.output)) if value is None]
-    if missing:
-        raise StreamdError(f"restore needs {' and '.join(missing)} (or --list to show the tracks)")
-    request = RestoreRequest(
-        input_path=args.input[0], more_inputs=tuple(args.input[1:]), output_path=args.output, key_path=args.key,
-        passphrase=_read_passphrase(args.passphrase_file), tracks=_parse_tracks(args.tracks),
-        from_s=args.from_s, to_s=args.to_s, mode=args.mode, partial=args.partial,
-        expect_camera=args.camera, audit_log_path=args.audit_log,
-    )
-    with _progress(None, "frame", "restoring") as progress:
-        result = restore_recording(request, progress)
-    print(f"{result.output_path}: {result.frames_written} frames, {result.faces_restored} faces of track(s) "
-          f"{', '.join(map(str, result.tracks_restored))} restored")
-    for problem in result.problems:
-        print(f"streamd: not restored: {problem}", file=sys.stderr)
-    return EXIT_PARTIAL if result.problems else 0
-
-
-def _list_recording(path: Path) -> None:
-    from streamd.restore import list_tracks
-
-    recording, summaries = list_tracks(path)
-    print(f"{path}: camera {recording.camera}, stream epoch {recording.stream_epoch}, "
-          f"{len(recording.records)} frames, method {recording.records[0].document['method']}"
-          + (f" ({'; '.join(recording.problems)})" if recording.problems else ""))
-    print(f"{'track':>5}  {'from s':>8}  {'to s':>8}  {'frames':>6}  {'sealed':>6}  key ids")
-    for summary in summaries:
-        print(f"{summary.track_id:>5}  {summary.first_s:>8.3f}  {summary.last_s:>8.3f}  {summary.frames:>6}  "
-              f"{summary.payloads:>6}  {', '.join(summary.key_ids) or '-'}")
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -378,7 +265,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     outcome = run_evaluation(
         args.input, args.method or list(DEFAULT_METHODS), args.output, key_hex=args.key, seed=args.seed,
         diversity_keys=args.keys, frame_step=args.frame_step or 12, max_frames=args.max_frames,
-        progress_factory=lambda total: _progress(total, "image", "evaluating"),
+        progress_factory=lambda total: progress_display(total, "image", "evaluating"),
     )
     report = outcome.report
     print(summary_table(report))
@@ -392,12 +279,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- parser
-def _add_cluster_lookup(command: argparse.ArgumentParser, what: str) -> None:
-    command.add_argument("--cluster", action="store_true", help=f"{what} (needs streamd[cluster])")
-    command.add_argument("--ray-address", default="auto", metavar="ADDRESS",
-                         help="with --cluster: auto (default), ray://HOST:PORT or HOST:PORT")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamd", description="Reversible face anonymization for camera streams.")
     parser.add_argument("--version", action="version", version=f"streamd {__version__}")
@@ -417,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "else http://127.0.0.1:9108)")
     status.add_argument("--config", type=Path, help="read the metrics address from this config file (only its "
                         "metrics section has to be valid)")
-    _add_cluster_lookup(status, "ask the camera actors of a Ray cluster instead")
+    add_cluster_lookup(status, "ask the camera actors of a Ray cluster instead")
     status.set_defaults(handler=cmd_status)
 
     validate = commands.add_parser("validate-config", help="check a config file and what it names (files, folders, "
@@ -466,45 +347,12 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("endpoint")
     tail.add_argument("--seconds", type=float, help="stop after this long")
     tail.add_argument("--count", type=int, help="stop after this many messages")
-    _add_cluster_lookup(tail, "ENDPOINT is a camera id of a fleet on a Ray cluster")
+    add_cluster_lookup(tail, "ENDPOINT is a camera id of a fleet on a Ray cluster")
     tail.set_defaults(handler=cmd_tail)
 
-    keys = commands.add_parser("keys", help="manage restore keys")
-    keys_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="KEYS_COMMAND")
-    keys_init = keys_commands.add_parser("init", help="make a restore key pair (restore.key, restore.pub)")
-    keys_init.add_argument("--out", type=Path, required=True, help="folder for the two key files")
-    keys_init.add_argument("--passphrase-file", type=Path, help="protect the private key with this passphrase")
-    keys_init.set_defaults(handler=cmd_keys_init)
+    from streamd.reversible.commands import add_reversible_commands
 
-    record = commands.add_parser("record", help="subscribe to a stream and write restorable MKV segments")
-    record.add_argument("endpoint", help="ZeroMQ endpoint of a streamd publisher, e.g. tcp://127.0.0.1:5556")
-    record.add_argument("--out", type=Path, required=True, help="folder for the segment files")
-    record.add_argument("--segment-seconds", type=float, default=60.0, help="stream seconds per segment")
-    record.add_argument("--duration", type=float, help="stop after this many seconds")
-    record.add_argument("--camera", help="record this camera id (default: the first one seen)")
-    _add_cluster_lookup(record, "ENDPOINT is a camera id of a fleet on a Ray cluster")
-    record.set_defaults(handler=cmd_record)
-
-    restore = commands.add_parser("restore", help="restore chosen tracks of a recording (needs a private key)")
-    restore.add_argument("input", type=Path, nargs="+",
-                         help="a recording file (.mkv), or consecutive segments of one camera's stream epoch, "
-                              "restored into one output in time order")
-    restore.add_argument("--list", action="store_true", help="show tracks and their spans; needs no key")
-    restore.add_argument("--key", type=Path, help="restore private key (restore.key, mode 0600)")
-    restore.add_argument("-o", "--output", type=Path, help="restored video (.mkv or .mp4)")
-    restore.add_argument("--tracks", help="comma-separated track ids (default: every track in the span)")
-    restore.add_argument("--from", dest="from_s", type=float, help="span start, seconds from the first frame")
-    restore.add_argument("--to", dest="to_s", type=float, help="span end, seconds from the first frame")
-    restore.add_argument("--mode", choices=["sealed", "neural", "cyclegan"], default="sealed",
-                         help="sealed: exact original pixels; neural: the method's network (sdn decoder with the "
-                              "track key); cyclegan: the CycleGAN's F on a cyclegan recording")
-    restore.add_argument("--passphrase-file", type=Path, help="passphrase of a protected private key")
-    restore.add_argument("--camera", help="refuse a recording from any other camera")
-    restore.add_argument("--partial", action="store_true",
-                         help="keep what can be restored when some faces or frames cannot (exit status 3)")
-    restore.add_argument("--audit-log", type=Path,
-                         help="audit log to append to (default: ~/.local/state/streamd/audit.jsonl)")
-    restore.set_defaults(handler=cmd_restore)
+    add_reversible_commands(commands)
 
     bench = commands.add_parser("bench", help="measure end-to-end speed and per-stage latency")
     bench.add_argument("input", type=Path, nargs="?", help="video to run (default: the demo clip)")

@@ -388,6 +388,23 @@ class ReversibleConfig(StrictModel):
         le=3600,
         description="Repeat the wrapped keys of live tracks this often (stream seconds) for late subscribers.",
     )
+    face_crf: int = Field(
+        10,
+        ge=0,
+        le=51,
+        description=(
+            "Quality of the sealed face streams (x264 CRF, 4:4:4): lower is closer to the original and larger. "
+            "10 restores faces at about 40 dB PSNR or better; see docs/results/recording-benchmark.md."
+        ),
+    )
+    host_key: str | None = Field(
+        None,
+        description=(
+            "Ed25519 host key (host.key from `streamd keys host`) that signs recordings written here: a file path "
+            "or credential:NAME. Default: $STREAMD_HOST_KEY, else the credential streamd-host.key, else "
+            "~/.config/streamd/host.key."
+        ),
+    )
 
     @field_validator("recipients")
     @classmethod

@@ -21,7 +21,7 @@ from streamd.anonymize.base import FaceAnonymizer
 from streamd.config import CameraConfig
 from streamd.detect.base import FaceDetector
 from streamd.sources.base import FrameSource
-from streamd.sealing import SEALING_EXTRAS_KEY, StreamSealer
+from streamd.reversible.sealing import SEALING_EXTRAS_KEY, StreamSealer
 from streamd.sinks import FrameSink
 from streamd.stats import PipelineStats
 from streamd.tracking import FaceTracker

@@ -11,6 +11,8 @@ reader always knows the run is alive. The first line says the work started:
 
 from __future__ import annotations
 
+import sys
+
 import threading
 import time
 from typing import TextIO
@@ -92,3 +94,12 @@ class LineProgress:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def progress_display(total: int | None, unit: str, description: str):
+    """A tqdm bar on a terminal; otherwise a LineProgress line every few seconds (logs, CI, systemd)."""
+    if not sys.stderr.isatty():
+        return LineProgress(sys.stderr, description, unit, total=total)
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit=unit, desc=description, leave=False, file=sys.stderr)

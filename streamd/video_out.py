@@ -201,6 +201,13 @@ class VideoFileWriter:
         except (OSError, av.FFmpegError) as exc:
             raise SinkError(f"{self.path}: cannot write a text packet: {exc}") from None
 
+    def _mux_video(self, packet: av.Packet) -> None:
+        """Mux one encoded video packet (a subclass may look at it first)."""
+        self._container.mux(packet)
+
+    def _before_container_close(self) -> None:
+        """Called once the encoder is flushed, before the container is finished (for closing records)."""
+
     # ------------------------------------------------------------ frames
     def write(self, bgr: np.ndarray, pts: int | None) -> None:
         """Encode one HxWx3 uint8 BGR frame at `pts` (in `time_base`); None continues one frame on."""
@@ -231,7 +238,7 @@ class VideoFileWriter:
             self._audio.mux_until(pts * self.time_base)
         try:
             for packet in self._video_stream.encode(frame):
-                self._container.mux(packet)
+                self._mux_video(packet)
         except (OSError, av.FFmpegError) as exc:
             raise SinkError(f"{self.path}: cannot encode or write a frame: {exc}") from None
         self._last_pts = pts
@@ -252,7 +259,8 @@ class VideoFileWriter:
                 complete = final_path == self.path
                 self._audio.mux_until(None if complete else (self._last_pts or 0) * self.time_base)
             for packet in self._video_stream.encode(None):
-                self._container.mux(packet)
+                self._mux_video(packet)
+            self._before_container_close()
             self._container.close()
         except (OSError, av.FFmpegError) as exc:
             self.abort()

@@ -12,10 +12,11 @@ import cv2
 import numpy as np
 
 from streamd.config import AnonymizerConfig, CameraConfig, FileSourceConfig, ReversibleConfig
-from streamd.keys import generate_restore_keypair
 from streamd.oneshot import anonymize_video
-from streamd.recording_format import FrameRecord, RecordingWriter, decode_video_frames, read_recording
-from streamd.seal import PNG_COMPRESSION_LEVEL
+from streamd.reversible.host_keys import HostPrivateKey, default_host_key_ref, generate_host_key, load_host_key
+from streamd.reversible.keys import generate_restore_keypair
+from streamd.reversible.recording_format import FrameRecord, RecordingWriter, decode_video_frames, read_recording
+from streamd.reversible.seal import PNG_COMPRESSION_LEVEL
 
 WINDOW_BYTES = 24
 
@@ -55,17 +56,33 @@ def inner_box(xyxy) -> tuple[int, int, int, int]:
     return int(np.ceil(x0)), int(np.ceil(y0)), int(np.floor(x1)), int(np.floor(y1))
 
 
-def rewrite_recording(source: Path, target: Path, mutate: Callable[[list[FrameRecord]], None]) -> Path:
-    """Write `source` again into `target` after `mutate` changed its records (payloads, keys, metadata)."""
+def the_host_key() -> HostPrivateKey:
+    """The host key the daemon under test signs with (set up by conftest)."""
+    return load_host_key(default_host_key_ref())
+
+
+def attacker_host_key(folder: Path) -> HostPrivateKey:
+    """A host key nobody trusts: what someone without the daemon's host key can sign with."""
+    _, private_path, _ = generate_host_key(folder)
+    return load_host_key(private_path)
+
+
+def rewrite_recording(source: Path, target: Path, mutate: Callable[[list[FrameRecord]], None],
+                      host_key: HostPrivateKey) -> Path:
+    """Write `source` again into `target` after `mutate` changed its records (payloads, keys, metadata),
+    signed with `host_key` (the real one only models a thief of the host key)."""
     recording = read_recording(source)
+    frames = {round(float(pts * time_base) * 1000): bgr for pts, time_base, bgr in decode_video_frames(source)}
     mutate(recording.records)
-    frames = [bgr for _, _, bgr in decode_video_frames(source)]
     first = recording.records[0]
-    writer = RecordingWriter(target, (frames[0].shape[1], frames[0].shape[0]), first.time_base, 25)
-    for record, bgr in zip(recording.records, frames):
-        header = {name: value for name, value in record.document.items() if name not in ("payloads", "wrapped_keys")}
+    writer = RecordingWriter(target, (first.document["width"], first.document["height"]), first.time_base, 25,
+                             host_key=host_key)
+    for record in recording.records:
+        header = {name: value for name, value in record.document.items()
+                  if name not in ("payloads", "wrapped_keys", "seq", "prev", "video", "segment", "preroll")}
         header["payloads"] = record.payload_descriptors
         known_keys = {int(track): keys for track, keys in record.document["wrapped_keys"].items()}
+        bgr = frames[round(float(record.pts * record.time_base) * 1000)]
         writer.write_frame(bgr, header, record.payload_data, known_keys)
     writer.close()
     return target
@@ -125,10 +142,10 @@ def identity_distance(original_bgr: np.ndarray, candidate_bgr: np.ndarray, xyxy)
 
 
 def tamper_payload_byte(source: Path, target: Path) -> Path:
-    """Copy `source` with one base64 character changed inside the first sealed payload's data."""
+    """Copy `source` with one byte changed inside the first sealed payload (its ciphertext)."""
     data = bytearray(source.read_bytes())
-    marker = data.index(b'"data":"') + len(b'"data":"') + 200
-    data[marker] = ord("B") if data[marker] != ord("B") else ord("C")
+    marker = data.index(b"SDSL") + 60
+    data[marker] ^= 0x01
     target.write_bytes(bytes(data))
     return target
 

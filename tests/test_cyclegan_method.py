@@ -90,7 +90,7 @@ def test_missing_or_tampered_model_is_an_error(models_dir: Path, tmp_path: Path)
 def test_recording_restores_with_f_and_other_modes_are_checked(models_dir, demo_clip, tmp_path, monkeypatch,
                                                                capsys) -> None:
     from streamd.cli import main
-    from streamd.recording_format import decode_video_frames, read_recording
+    from streamd.reversible.recording_format import decode_video_frames, read_recording
 
     monkeypatch.setenv("STREAMD_MODELS_DIR", str(models_dir))
     private_key, public_key = make_keypair(tmp_path / "keys")
@@ -111,7 +111,7 @@ def test_recording_restores_with_f_and_other_modes_are_checked(models_dir, demo_
     for mode in ("cyclegan", "neural", "sealed"):
         output = tmp_path / f"restored-{mode}.mkv"
         code = main(["restore", str(recording_path), "--key", str(private_key), "-o", str(output),
-                     "--tracks", str(track_id), "--mode", mode, "--audit-log", str(audit)])
+                     "--tracks", str(track_id), "--mode", mode, "--audit-log", str(audit), "--reason", "test"])
         err = capsys.readouterr().err
         assert code == 0, err
         restored_frames[mode] = [bgr for _, _, bgr in decode_video_frames(output)]
@@ -121,12 +121,12 @@ def test_recording_restores_with_f_and_other_modes_are_checked(models_dir, demo_
     assert not np.array_equal(cyclegan_face, anonymized[0][y0:y1, x0:x1])
     assert psnr(cyclegan_face, restored_frames["neural"][0][y0:y1, x0:x1]) > 45, "neural runs F as well"
     assert psnr(original[0][y0:y1, x0:x1], restored_frames["sealed"][0][y0:y1, x0:x1]) > 38
-    assert len(audit.read_text().splitlines()) == 3
+    assert len(audit.read_text().splitlines()) == 6  # a started and a finished entry per run
 
     # Restore still requires the private key that unwraps the recording's track keys.
     wrong_key, _ = make_keypair(tmp_path / "other-keys")
     code = main(["restore", str(recording_path), "--key", str(wrong_key), "-o", str(tmp_path / "x.mkv"),
-                 "--mode", "cyclegan", "--audit-log", str(audit)])
+                 "--mode", "cyclegan", "--audit-log", str(audit), "--reason", "test"])
     assert code != 0 and not (tmp_path / "x.mkv").exists()
     capsys.readouterr()
 
@@ -137,6 +137,6 @@ def test_cyclegan_mode_refuses_other_methods(demo_clip, tmp_path, capsys) -> Non
     private_key, public_key = make_keypair(tmp_path / "keys")
     recording_path = anonymize_reversibly(demo_clip.path, tmp_path / "rec.mkv", [public_key], method="solid")
     code = main(["restore", str(recording_path), "--key", str(private_key), "-o", str(tmp_path / "out.mkv"),
-                 "--mode", "cyclegan", "--audit-log", str(tmp_path / "audit.jsonl")])
+                 "--mode", "cyclegan", "--audit-log", str(tmp_path / "audit.jsonl"), "--reason", "test"])
     assert code != 0
     assert "--mode cyclegan restores recordings made with method cyclegan" in capsys.readouterr().err

@@ -119,7 +119,7 @@ def test_unknown_attribute_is_a_config_error(models_dir: Path) -> None:
 def test_recording_restores_by_sealed_payloads_and_by_the_decoder(models_dir, demo_clip, tmp_path, monkeypatch,
                                                                   capsys) -> None:
     from streamd.cli import main
-    from streamd.recording_format import decode_video_frames, read_recording
+    from streamd.reversible.recording_format import decode_video_frames, read_recording
 
     monkeypatch.setenv("STREAMD_MODELS_DIR", str(models_dir))
     private_key, public_key = make_keypair(tmp_path / "keys")
@@ -128,7 +128,7 @@ def test_recording_restores_by_sealed_payloads_and_by_the_decoder(models_dir, de
     recording = read_recording(recording_path)
     details = recording.records[0].document["method_details"]
     assert details["model"] == MODEL and details["crop_size"] == 64
-    assert all(d["kind"] == "sealed_face" for r in recording.records for d in r.payload_descriptors)
+    assert all(d["kind"] == "sealed_face_packet" for r in recording.records for d in r.payload_descriptors)
 
     original = [bgr for _, _, bgr in decode_video_frames(demo_clip.path)]
     anonymized = [bgr for _, _, bgr in decode_video_frames(recording_path)]
@@ -140,7 +140,7 @@ def test_recording_restores_by_sealed_payloads_and_by_the_decoder(models_dir, de
     for mode in ("sealed", "neural"):
         output = tmp_path / f"restored-{mode}.mkv"
         code = main(["restore", str(recording_path), "--key", str(private_key), "-o", str(output),
-                     "--tracks", str(track_id), "--mode", mode, "--audit-log", str(tmp_path / "audit.jsonl")])
+                     "--tracks", str(track_id), "--mode", mode, "--audit-log", str(tmp_path / "audit.jsonl"), "--reason", "test"])
         err = capsys.readouterr().err
         assert code == 0, err
         restored = [bgr for _, _, bgr in decode_video_frames(output)]

@@ -56,11 +56,13 @@ def test_daemon_unit_settings() -> None:
     for required in ("Type=notify", "NotifyAccess=main", "Restart=on-failure", "NoNewPrivileges=yes",
                      "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes", "PrivateDevices=yes",
                      "CapabilityBoundingSet=", "SystemCallFilter=@system-service", "User=streamd",
-                     "LoadCredential=restore.pub:/etc/streamd/restore.pub"):
+                     "LoadCredential=restore.pub:/etc/streamd/restore.pub",
+                     "LoadCredential=streamd-host.key:/etc/streamd/host.key"):
         assert required in lines, required
     assert any(line.startswith("WatchdogSec=") for line in lines)
     text = (UNIT_DIR / "streamd.service").read_text() + (UNIT_DIR / "streamd-record@.service").read_text()
     assert "streamd restore" not in text and "restore.key" not in text, "the restore tool is never part of a unit"
     record = (UNIT_DIR / "streamd-record@.service").read_text()
     assert f"ExecStart={INSTALLED_STREAMD} record ${{ENDPOINT}} --out /var/lib/streamd/recordings/%i" in record
-    assert "LoadCredential" not in record
+    credentials = [line.strip() for line in record.splitlines() if line.startswith("LoadCredential")]
+    assert credentials == ["LoadCredential=streamd-host.key:/etc/streamd/host.key"], "only the signing key"

@@ -7,6 +7,12 @@ stream epoch changes or the stream goes down, when the frame size changes, and w
 stops (`stop` event, `duration_s`, SIGTERM/SIGINT through the CLI); it is then finalized, never
 left half-written. Sealed payloads are written as they arrive: the recorder never holds a key that
 opens them.
+
+Segments are signed with the host key and linked: each names its index in the run and the end
+digest of the segment before, so a missing or reordered segment is found at restore. A track's face
+stream is recorded from its first key frame on (a recorder that joins late skips the packets before
+it); a segment that starts mid-track carries the track's packets since its last key frame as
+`preroll`, so each segment decodes on its own.
 """
 
 from __future__ import annotations
@@ -32,7 +38,9 @@ from streamd.protocol import (
     decode_frame_message,
     parse_time_base,
 )
-from streamd.recording_format import DEFAULT_AVERAGE_RATE, RecordingWriter
+from streamd.reversible.host_keys import HostPrivateKey
+from streamd.reversible.recording_format import DEFAULT_AVERAGE_RATE, PrerollPacket, RecordingWriter, SegmentLink
+from streamd.reversible.sealing import SEALED_FACE_PACKET_KIND
 from streamd.sinks import keep_written_frames
 
 logger = logging.getLogger(__name__)
@@ -40,6 +48,9 @@ logger = logging.getLogger(__name__)
 POLL_MS = 100
 MISSING_REPORT_INTERVAL_S = 10.0  # frames that never arrived are summed up in one line this often
 DEFAULT_SEGMENT_SECONDS = 60.0
+# A track's packets since its last key frame are kept for the next segment's preroll; key frames come
+# at least every 2 s, so this bound is only reached by a broken stream (the track then waits for a key frame).
+MAX_PREROLL_PACKETS = 600
 
 
 @dataclass
@@ -55,6 +66,7 @@ class RecordSummary:
     other_camera_messages: int = 0
     #: The camera's tracks start without wrapped keys: it is not reversible, its recording cannot be restored.
     camera_not_reversible: bool = False
+    faces_before_key_frame: int = 0
 
 
 @dataclass
@@ -85,6 +97,7 @@ class Recorder:
         *,
         segment_seconds: float = DEFAULT_SEGMENT_SECONDS,
         camera: str | None = None,
+        host_key: HostPrivateKey,
         crf: int = 20,
         preset: str = "veryfast",
     ) -> None:
@@ -104,6 +117,12 @@ class Recorder:
         self._gaps = FrameGapCounter()
         self._missing_unreported = 0
         self._missing_reported_at = time.monotonic()
+        self.host_key = host_key
+        # Per stream: index and end digest of the last closed segment.
+        self._links: dict[tuple[str, str], SegmentLink] = {}
+        # Per track of the current stream: packets since its last key frame (None: waiting for one).
+        self._since_key: dict[int, list[PrerollPacket] | None] = {}
+        self._face_stream: tuple[str, str] | None = None
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -169,7 +188,9 @@ class Recorder:
             segment = self._open_segment(header, seconds)
         known_keys = self._keys.get(stream, {})
         self.summary.faces_without_keys += sum(1 for face in header["faces"] if face["track_id"] not in known_keys)
-        segment.writer.write_frame(bgr, header, payload_parts, known_keys)
+        header, payload_parts, preroll = self._face_packets(header, payload_parts, fresh_segment=segment.writer.frames_written == 0,
+                                                            frames_missing=missing)
+        segment.writer.write_frame(bgr, header, payload_parts, known_keys, preroll)
         segment.last_pts = header["pts"]
         self.summary.frames += 1
 
@@ -183,6 +204,40 @@ class Recorder:
         self._missing_unreported = 0
         self._missing_reported_at = now
 
+    def _face_packets(self, header: dict[str, Any], parts: list[bytes], *, fresh_segment: bool,
+                      frames_missing: int) -> tuple[dict[str, Any], list[bytes], list[PrerollPacket]]:
+        """Keep the face-stream packets that can be decoded (from each track's first key frame on), and
+        the preroll a new segment needs."""
+        stream = (header["camera"], header["stream_epoch"])
+        if stream != self._face_stream or frames_missing:
+            self._since_key = {}
+            self._face_stream = stream
+        preroll: list[PrerollPacket] = []
+        if fresh_segment:
+            current = {descriptor.get("track_id") for descriptor in header["payloads"]}
+            preroll = [packet for track_id, packets in self._since_key.items() if packets and track_id in current
+                       for packet in packets]
+        kept_descriptors: list[dict[str, Any]] = []
+        kept_parts: list[bytes] = []
+        for descriptor, part in zip(header["payloads"], parts):
+            if descriptor.get("kind") == SEALED_FACE_PACKET_KIND:
+                track_id = int(descriptor["track_id"])
+                packets = self._since_key.get(track_id)
+                if descriptor.get("keyframe"):
+                    packets = []
+                elif packets is None or len(packets) >= MAX_PREROLL_PACKETS:
+                    self._since_key[track_id] = None
+                    self.summary.faces_before_key_frame += 1
+                    continue
+                packets.append(PrerollPacket({**descriptor, "frame_index": header["frame_index"], "pts": header["pts"]},
+                                             part))
+                self._since_key[track_id] = packets
+            kept_descriptors.append(descriptor)
+            kept_parts.append(part)
+        for track_id in set(self._since_key) - {face["track_id"] for face in header["faces"]}:
+            self._since_key.pop(track_id, None)
+        return {**header, "payloads": kept_descriptors}, kept_parts, preroll
+
     def _open_segment(self, header: dict[str, Any], seconds: float) -> _Segment:
         started = datetime.datetime.fromtimestamp(header["wallclock"], tz=datetime.timezone.utc)
         self._segment_counter += 1
@@ -191,9 +246,12 @@ class Recorder:
         stream = (header["camera"], header["stream_epoch"])
         time_base = parse_time_base(header["time_base"])
         assert time_base is not None
+        previous = self._links.get(stream)
+        link = SegmentLink() if previous is None else SegmentLink(previous.index + 1, previous.previous_end)
         writer = RecordingWriter(
             path, (header["width"], header["height"]), time_base,
-            self._average_rate.get(stream, DEFAULT_AVERAGE_RATE), crf=self.crf, preset=self.preset,
+            self._average_rate.get(stream, DEFAULT_AVERAGE_RATE), host_key=self.host_key, segment=link,
+            crf=self.crf, preset=self.preset,
         )
         self._segment = _Segment(writer, path, header["camera"], header["stream_epoch"],
                                  (header["width"], header["height"]), seconds)
@@ -206,7 +264,15 @@ class Recorder:
         if segment is None:
             return
         segment.writer.close()
+        self._remember_link(segment)
         self.summary.files.append(segment.path)
+
+    def _remember_link(self, segment: _Segment) -> None:
+        """The next segment of this stream names this one's index and end digest."""
+        stream = (segment.camera, segment.stream_epoch)
+        previous = self._links.get(stream)
+        index = 0 if previous is None else previous.index + 1
+        self._links[stream] = SegmentLink(index, segment.writer.end_digest)
 
     def abort_segment(self) -> None:
         """The recorder failed: keep what the open segment holds under an incomplete name."""
@@ -264,9 +330,10 @@ class Recorder:
             logger.warning("skipped an invalid message: %s", exc)
 
 
-def record(endpoint: str, out_dir: Path | str, *, segment_seconds: float = DEFAULT_SEGMENT_SECONDS,
-           duration_s: float | None = None, camera: str | None = None, stop: threading.Event | None = None,
+def record(endpoint: str, out_dir: Path | str, *, host_key: HostPrivateKey,
+           segment_seconds: float = DEFAULT_SEGMENT_SECONDS, duration_s: float | None = None,
+           camera: str | None = None, stop: threading.Event | None = None,
            ready: threading.Event | None = None) -> RecordSummary:
     """Record `endpoint` into `out_dir` (see `Recorder`)."""
-    recorder = Recorder(endpoint, out_dir, segment_seconds=segment_seconds, camera=camera)
+    recorder = Recorder(endpoint, out_dir, segment_seconds=segment_seconds, camera=camera, host_key=host_key)
     return recorder.run(stop=stop, duration_s=duration_s, ready=ready)

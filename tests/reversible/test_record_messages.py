@@ -16,7 +16,7 @@ from service_helpers import free_tcp_port
 from streamd.app import open_stream
 from streamd.config import CameraConfig, FileSourceConfig, OutputsConfig, ZmqOutputConfig
 from streamd.protocol import decode_event, decode_frame_message
-from streamd.record import Recorder
+from streamd.reversible.record import Recorder
 
 STREAMD = [sys.executable, "-m", "streamd.cli"]
 
@@ -52,7 +52,7 @@ def test_lost_frames_are_summed_up_and_a_plain_camera_is_named_once(demo_clip, t
     assert len(frames) == 25
     recorder = Recorder("tcp://127.0.0.1:1", tmp_path / "segments", segment_seconds=60)
     lost = set(range(2, 24, 2))  # every other frame: eleven gaps
-    with caplog.at_level(logging.WARNING, logger="streamd.record"):
+    with caplog.at_level(logging.WARNING, logger="streamd.reversible.record"):
         for parts in messages:
             if parts[0].startswith(b"frame."):
                 header, bgr, payload_parts = decode_frame_message(parts)

@@ -8,14 +8,27 @@ import time
 
 import pytest
 import zmq
-from restore_helpers import decode_frames, inner_box, make_keypair, original_fingerprints, psnr, read_audit
+from restore_helpers import (
+    decode_frames,
+    inner_box,
+    make_keypair,
+    original_fingerprints,
+    psnr,
+    read_audit,
+    the_host_key,
+)
 
 from streamd.app import open_stream
 from streamd.config import AnonymizerConfig, CameraConfig, FileSourceConfig, OutputsConfig, ReversibleConfig, ZmqOutputConfig
 from streamd.protocol import decode_event, decode_frame_message
-from streamd.record import Recorder
-from streamd.recording_format import read_recording
-from streamd.restore import RestoreError, RestoreRequest, restore_recording
+from streamd.reversible import face_stream
+from streamd.reversible.record import Recorder
+from streamd.reversible.recording_format import read_recording
+from streamd.reversible.authenticity import AuthenticityError
+from streamd.reversible.restore import RestoreError, RestoreRequest, restore_recording
+
+REASON = "test of the recorder"
+KEYFRAME_INTERVAL_S = 0.2
 
 SLOW_JOINER_S = 0.5
 
@@ -37,6 +50,15 @@ def _collect(endpoint: str, stop: threading.Event, ready: threading.Event, messa
 
 @pytest.fixture(scope="module")
 def live_recording(demo_clip, tmp_path_factory):
+    # Key frames every 0.2 s instead of 2 s, so the one-second clip has key frames mid-track.
+    saved_interval, face_stream.KEYFRAME_INTERVAL_S = face_stream.KEYFRAME_INTERVAL_S, KEYFRAME_INTERVAL_S
+    try:
+        return _record_live(demo_clip, tmp_path_factory)
+    finally:
+        face_stream.KEYFRAME_INTERVAL_S = saved_interval
+
+
+def _record_live(demo_clip, tmp_path_factory):
     folder = tmp_path_factory.mktemp("live")
     private_key, public_key = make_keypair(folder / "keys")
     camera = CameraConfig(
@@ -50,7 +72,7 @@ def live_recording(demo_clip, tmp_path_factory):
     messages: list[list[bytes]] = []
     with open_stream(camera) as pipeline:
         endpoint = pipeline.sinks[0].endpoint
-        recorder = Recorder(endpoint, folder / "segments", segment_seconds=0.5)
+        recorder = Recorder(endpoint, folder / "segments", segment_seconds=0.35, host_key=the_host_key())
         recorder_ready, collector_ready = threading.Event(), threading.Event()
         summary_holder = {}
         recorder_thread = threading.Thread(
@@ -71,7 +93,7 @@ def live_recording(demo_clip, tmp_path_factory):
 def test_segments_are_complete_and_self_contained(live_recording):
     summary = live_recording["summary"]
     assert summary.frames == 25 and summary.invalid_messages == 0 and summary.faces_without_keys == 0
-    assert len(summary.files) == 2
+    assert len(summary.files) == 3
     frames = 0
     for path in summary.files:
         recording = read_recording(path)
@@ -87,7 +109,7 @@ def test_second_segment_restores_on_its_own(live_recording, demo_clip, tmp_path)
     output, audit = tmp_path / "restored.mkv", tmp_path / "audit.jsonl"
     result = restore_recording(RestoreRequest(input_path=segment, output_path=output,
                                               key_path=live_recording["private_key"], tracks=frozenset({2}),
-                                              audit_log_path=audit))
+                                              audit_log_path=audit, reason=REASON, lossless=True))
     assert result.tracks_restored == [2] and result.problems == []
     assert read_audit(audit)[-1]["outcome"] == "ok"
     originals = decode_frames(demo_clip.path)
@@ -109,7 +131,7 @@ def test_wire_carries_keys_repeats_and_sealed_payloads(live_recording):
     header, _, parts = frames[3]
     assert header["version"] == "1.2"
     assert len(parts) == len(header["faces"]) and all(part.startswith(b"SDSL") for part in parts)
-    assert [d["kind"] for d in header["payloads"]] == ["sealed_face"] * len(parts)
+    assert [d["kind"] for d in header["payloads"]] == ["sealed_face_packet"] * len(parts)
 
 
 def test_no_original_face_bytes_on_the_wire_or_in_segments(live_recording, demo_clip):
@@ -125,7 +147,7 @@ def test_no_original_face_bytes_on_the_wire_or_in_segments(live_recording, demo_
 
 
 def test_recorder_counts_frames_that_never_arrived(live_recording, tmp_path):
-    recorder = Recorder("tcp://127.0.0.1:1", tmp_path / "segments", segment_seconds=60)
+    recorder = Recorder("tcp://127.0.0.1:1", tmp_path / "segments", segment_seconds=60, host_key=the_host_key())
     lost = {5, 6, 7, 12}
     for parts in live_recording["messages"]:
         if parts[0].startswith(b"frame."):
@@ -140,17 +162,17 @@ def test_recorder_counts_frames_that_never_arrived(live_recording, tmp_path):
 
 
 def test_segments_restore_into_one_output_in_time_order(live_recording, demo_clip, tmp_path):
-    first, second = live_recording["summary"].files
+    first, second, third = live_recording["summary"].files
     output, audit = tmp_path / "joined.mkv", tmp_path / "audit.jsonl"
-    result = restore_recording(RestoreRequest(input_path=second, more_inputs=(first,), output_path=output,
+    result = restore_recording(RestoreRequest(input_path=second, more_inputs=(third, first), output_path=output,
                                               key_path=live_recording["private_key"], tracks=frozenset({2}),
-                                              from_s=0.3, audit_log_path=audit))
+                                              from_s=0.3, audit_log_path=audit, reason=REASON, lossless=True))
     assert result.tracks_restored == [2] and result.problems == [] and result.frames_written == 25
-    entries = read_audit(audit)
-    assert [entry["input_path"] for entry in entries] == [str(second), str(first)]
-    assert all(entry["outcome"] == "ok" and entry["input_sha256"] for entry in entries)
+    started, finished = read_audit(audit)
+    assert [entry["path"] for entry in finished["inputs"]] == [str(second), str(third), str(first)]
+    assert finished["outcome"] == "ok" and all(entry["sha256"] for entry in finished["inputs"])
     originals = decode_frames(demo_clip.path)
-    records = read_recording(first).records + read_recording(second).records
+    records = [record for path in (first, second, third) for record in read_recording(path).records]
     restored = decode_frames(output)
     assert len(restored) == len(records) == 25
     checked_before = checked_after = 0
@@ -174,5 +196,61 @@ def test_the_same_segment_twice_is_refused(live_recording, tmp_path):
     segment = live_recording["summary"].files[0]
     with pytest.raises(RestoreError, match="given twice"):
         restore_recording(RestoreRequest(input_path=segment, more_inputs=(segment,), output_path=tmp_path / "x.mkv",
-                                         key_path=live_recording["private_key"], audit_log_path=tmp_path / "a.jsonl"))
+                                         key_path=live_recording["private_key"], audit_log_path=tmp_path / "a.jsonl",
+                                         reason=REASON))
     assert not (tmp_path / "x.mkv").exists()
+
+
+def test_a_missing_segment_is_found(live_recording, tmp_path):
+    first, _, third = live_recording["summary"].files
+    with pytest.raises(AuthenticityError, match="segment\\(s\\) 1-1 are missing between"):
+        restore_recording(RestoreRequest(input_path=first, more_inputs=(third,), output_path=tmp_path / "x.mkv",
+                                         key_path=live_recording["private_key"], audit_log_path=tmp_path / "a.jsonl",
+                                         reason=REASON))
+    assert not (tmp_path / "x.mkv").exists()
+    result = restore_recording(RestoreRequest(input_path=first, more_inputs=(third,), output_path=tmp_path / "x.mkv",
+                                              key_path=live_recording["private_key"], audit_log_path=tmp_path / "a.jsonl",
+                                              reason=REASON, partial=True))
+    assert any("segment(s) 1-1 are missing" in problem for problem in result.problems)
+
+
+def test_segments_are_signed_and_linked(live_recording):
+    recordings = [read_recording(path) for path in live_recording["summary"].files]
+    assert [recording.segment["index"] for recording in recordings] == [0, 1, 2]
+    assert recordings[0].segment["previous_end"] is None
+    assert all(recording.signed and recording.segment["host_key_id"] == the_host_key().key_id
+               for recording in recordings)
+
+
+def test_a_segment_that_starts_mid_track_carries_its_preroll(live_recording):
+    second = read_recording(live_recording["summary"].files[1])
+    preroll = second.records[0].preroll
+    tracks_now = {descriptor["track_id"] for descriptor in second.records[0].payload_descriptors
+                  if not descriptor["keyframe"]}
+    assert tracks_now, "the demo's tracks continue across the segment boundary"
+    assert {packet.descriptor["track_id"] for packet in preroll} >= tracks_now
+    assert all(packet.descriptor["frame_index"] < second.records[0].frame_index for packet in preroll)
+
+
+def test_a_late_recorder_starts_each_face_stream_at_its_next_key_frame(live_recording, tmp_path):
+    recorder = Recorder("tcp://127.0.0.1:1", tmp_path / "segments", segment_seconds=60, host_key=the_host_key())
+    for parts in live_recording["messages"]:
+        if parts[0].startswith(b"frame."):
+            header, bgr, payload_parts = decode_frame_message(parts)
+            if header["frame_index"] >= 3:
+                recorder.handle_frame(header, bgr, payload_parts)
+        else:
+            recorder.handle_event(decode_event(parts))
+    recorder.close_segment()
+    assert recorder.summary.faces_before_key_frame > 0
+    recording = read_recording(recorder.summary.files[0])
+    first_packet: dict[int, dict] = {}
+    for record in recording.records:
+        for descriptor in record.payload_descriptors:
+            first_packet.setdefault(descriptor["track_id"], descriptor)
+    assert first_packet and all(descriptor["keyframe"] for descriptor in first_packet.values())
+    result = restore_recording(RestoreRequest(input_path=recording.path, output_path=tmp_path / "out.mkv",
+                                              key_path=live_recording["private_key"], tracks=frozenset({2}),
+                                              audit_log_path=tmp_path / "a.jsonl", reason=REASON, partial=True))
+    assert result.faces_restored > 0
+    assert all("no sealed payload for track 2" in problem for problem in result.problems)

@@ -34,14 +34,18 @@ import numpy as np
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-from streamd.canonical import canonical_json_bytes
+from streamd.reversible.canonical import canonical_json_bytes
 from streamd.errors import StreamdError
 
 logger = logging.getLogger(__name__)
 
 SEAL_MAGIC = b"SDSL"
 SEAL_VERSION = 1
+#: Blob version of a sealed face-stream packet (raw codec bytes instead of PNG).
+SEAL_PACKET_VERSION = 2
 BINDING_VERSION = 1
+#: Binding version of a face-stream packet: version 1 fields plus `face_stream`.
+PACKET_BINDING_VERSION = 2
 BINDING_DIGEST_BYTES = 16
 NONCE_BYTES = 12
 TAG_BYTES = 16
@@ -78,6 +82,9 @@ class SealBinding:
     affine_e4: tuple[int, int, int, int, int, int]
     crop_wh: tuple[int, int]
     box_e2: tuple[int, int, int, int]
+    #: For a face-stream packet: (part, packet number in the part, canvas width, canvas height, key frame 0/1);
+    #: None for a PNG crop.
+    face_stream: tuple[int, int, int, int, int] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.camera, str) or not self.camera:
@@ -95,6 +102,8 @@ class SealBinding:
         _check_int_tuple(self.crop_wh, 2, "crop_wh")
         if min(self.crop_wh) <= 0:
             raise ValueError(f"SealBinding.crop_wh must be positive, got {self.crop_wh}")
+        if self.face_stream is not None:
+            _check_int_tuple(self.face_stream, 5, "face_stream")
 
     @classmethod
     def from_geometry(
@@ -131,8 +140,8 @@ class SealBinding:
 
     def to_dict(self) -> dict[str, object]:
         """The canonical, JSON-safe form; its canonical JSON is the associated data."""
-        return {
-            "v": BINDING_VERSION,
+        document: dict[str, object] = {
+            "v": BINDING_VERSION if self.face_stream is None else PACKET_BINDING_VERSION,
             "camera": self.camera,
             "stream_epoch": self.stream_epoch,
             "frame_index": self.frame_index,
@@ -142,14 +151,20 @@ class SealBinding:
             "crop_wh": list(self.crop_wh),
             "box_e2": list(self.box_e2),
         }
+        if self.face_stream is not None:
+            document["face_stream"] = list(self.face_stream)
+        return document
 
     @classmethod
     def from_dict(cls, binding_dict: Mapping[str, object]) -> "SealBinding":
         """Rebuild a binding from `to_dict` output; raises SealError naming a missing or bad field."""
         version = binding_dict.get("v")
-        if version != BINDING_VERSION:
-            raise SealError(f"seal binding has version {version!r}; this build reads version {BINDING_VERSION}")
+        if version not in (BINDING_VERSION, PACKET_BINDING_VERSION):
+            raise SealError(f"seal binding has version {version!r}; this build reads versions "
+                            f"{BINDING_VERSION} and {PACKET_BINDING_VERSION}")
         expected = ("camera", "stream_epoch", "frame_index", "pts", "track_id", "affine_e4", "crop_wh", "box_e2")
+        if version == PACKET_BINDING_VERSION:
+            expected = (*expected, "face_stream")
         missing = [name for name in expected if name not in binding_dict]
         if missing:
             raise SealError(f"seal binding is missing field(s): {', '.join(missing)}")
@@ -163,6 +178,7 @@ class SealBinding:
                 affine_e4=tuple(binding_dict["affine_e4"]),  # type: ignore[arg-type]
                 crop_wh=tuple(binding_dict["crop_wh"]),  # type: ignore[arg-type]
                 box_e2=tuple(binding_dict["box_e2"]),  # type: ignore[arg-type]
+                face_stream=tuple(binding_dict["face_stream"]) if version == PACKET_BINDING_VERSION else None,  # type: ignore[arg-type]
             )
         except (TypeError, ValueError) as exc:
             raise SealError(f"malformed seal binding: {exc}") from exc
@@ -195,7 +211,7 @@ def _epoch_text(stream_epoch: str | int) -> str:
 
 def _check_payload_key(payload_key: bytes) -> None:
     if not isinstance(payload_key, (bytes, bytearray)) or len(payload_key) != PAYLOAD_KEY_BYTES:
-        raise ValueError(f"a payload key is {PAYLOAD_KEY_BYTES} bytes (see streamd.keys.derive_payload_key)")
+        raise ValueError(f"a payload key is {PAYLOAD_KEY_BYTES} bytes (see streamd.reversible.keys.derive_payload_key)")
 
 
 def seal_crop(crop_bgr: np.ndarray, payload_key: bytes, binding: SealBinding) -> bytes:
@@ -215,23 +231,40 @@ def seal_crop(crop_bgr: np.ndarray, payload_key: bytes, binding: SealBinding) ->
     )
     if not encoded_ok:
         raise SealError(f"PNG encoding of a {crop_wh[0]}x{crop_wh[1]} crop failed")
+    return _encrypt(png_buffer.tobytes(), payload_key, binding, SEAL_VERSION)
+
+
+def _encrypt(plaintext: bytes, payload_key: bytes, binding: SealBinding, version: int) -> bytes:
     nonce = secrets.token_bytes(NONCE_BYTES)
-    header = _HEADER.pack(SEAL_MAGIC, SEAL_VERSION, binding.frame_index, binding.track_id, binding.digest(), nonce)
+    header = _HEADER.pack(SEAL_MAGIC, version, binding.frame_index, binding.track_id, binding.digest(), nonce)
     associated_data = header + binding.canonical_bytes()
-    ciphertext = ChaCha20Poly1305(bytes(payload_key)).encrypt(nonce, png_buffer.tobytes(), associated_data)
+    ciphertext = ChaCha20Poly1305(bytes(payload_key)).encrypt(nonce, plaintext, associated_data)
     return header + ciphertext
 
 
-def open_sealed(blob: bytes, payload_key: bytes, binding: SealBinding) -> np.ndarray:
-    """Decrypt and decode a sealed crop; raises SealError saying why it cannot be opened."""
+def seal_packet(packet: bytes, payload_key: bytes, binding: SealBinding) -> bytes:
+    """Encrypt one face-stream codec packet, bound to `binding` (which must name its face stream)."""
+    _check_payload_key(payload_key)
+    if binding.face_stream is None:
+        raise ValueError("a face-stream packet's binding must carry face_stream")
+    return _encrypt(bytes(packet), payload_key, binding, SEAL_PACKET_VERSION)
+
+
+def open_packet(blob: bytes, payload_key: bytes, binding: SealBinding) -> bytes:
+    """Decrypt one sealed face-stream packet; raises SealError saying why it cannot be opened."""
+    return _decrypt(blob, payload_key, binding, SEAL_PACKET_VERSION)
+
+
+def _decrypt(blob: bytes, payload_key: bytes, binding: SealBinding, expected_version: int) -> bytes:
     _check_payload_key(payload_key)
     if len(blob) < SEAL_OVERHEAD_BYTES:
         raise SealError(f"sealed payload is truncated: {len(blob)} bytes, at least {SEAL_OVERHEAD_BYTES} expected")
     magic, version, sealed_frame_index, sealed_track_id, sealed_digest, nonce = _HEADER.unpack_from(blob)
     if magic != SEAL_MAGIC:
         raise SealError(f"not a sealed payload: starts with {magic!r}, expected {SEAL_MAGIC!r}")
-    if version != SEAL_VERSION:
-        raise SealError(f"sealed payload has version {version}; this build reads version {SEAL_VERSION}")
+    if version != expected_version:
+        raise SealError(f"sealed payload has version {version}; expected version {expected_version} here "
+                        f"({SEAL_VERSION}: PNG crop, {SEAL_PACKET_VERSION}: face-stream packet)")
     if (sealed_frame_index, sealed_track_id) != (binding.frame_index, binding.track_id):
         raise SealError(
             f"sealed payload was sealed for frame {sealed_frame_index}, track {sealed_track_id} but is opened for "
@@ -244,7 +277,7 @@ def open_sealed(blob: bytes, payload_key: bytes, binding: SealBinding) -> np.nda
         )
     header = bytes(blob[:SEAL_HEADER_BYTES])
     try:
-        png_bytes = ChaCha20Poly1305(bytes(payload_key)).decrypt(
+        return ChaCha20Poly1305(bytes(payload_key)).decrypt(
             nonce, bytes(blob[SEAL_HEADER_BYTES:]), header + binding.canonical_bytes()
         )
     except InvalidTag as exc:
@@ -252,6 +285,11 @@ def open_sealed(blob: bytes, payload_key: bytes, binding: SealBinding) -> np.nda
             f"sealed payload for frame {binding.frame_index}, track {binding.track_id}: authentication failed: "
             "wrong key, tampered data, or payload bound to another frame/track"
         ) from exc
+
+
+def open_sealed(blob: bytes, payload_key: bytes, binding: SealBinding) -> np.ndarray:
+    """Decrypt and decode a sealed crop; raises SealError saying why it cannot be opened."""
+    png_bytes = _decrypt(blob, payload_key, binding, SEAL_VERSION)
     crop_bgr = cv2.imdecode(np.frombuffer(png_bytes, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if crop_bgr is None or crop_bgr.ndim != 3 or crop_bgr.shape[2] != 3 or crop_bgr.dtype != np.uint8:
         raise SealError(

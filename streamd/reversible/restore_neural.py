@@ -22,9 +22,9 @@ import numpy as np
 from streamd.align import crop_footprint, feathered_mask, paste_back, similarity_transform, warp_to_crop
 from streamd.config import AnonymizerConfig
 from streamd.errors import StreamdError
-from streamd.keys import derive_password_bits
-from streamd.recording_format import FrameRecord
-from streamd.restore import FaceRestorer, RestoredFace
+from streamd.reversible.keys import derive_password_bits
+from streamd.reversible.recording_format import FrameRecord
+from streamd.reversible.restorers import FaceRestorer, RestoredFace
 from streamd.runtime.cyclegan import CycleganReidentifier, load_cyclegan_reidentifier
 from streamd.runtime.lsmm import load_directions
 from streamd.runtime.sdn import SdnCodec

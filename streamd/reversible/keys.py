@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from streamd.canonical import canonical_json_bytes
+from streamd.reversible.canonical import canonical_json_bytes
 from streamd.errors import StreamdError
 
 logger = logging.getLogger(__name__)
@@ -50,7 +50,9 @@ PROTECTION_NONE = "none"
 PROTECTION_SCRYPT_CHACHA = "scrypt+chacha20poly1305"
 
 SCRYPT_SALT_BYTES = 16
-SCRYPT_N = 2**15
+SCRYPT_N = 2**17
+# Key files written before the cost was raised still open; they are reported as weak.
+SCRYPT_N_RECOMMENDED = 2**17
 SCRYPT_R = 8
 SCRYPT_P = 1
 # Bounds accepted when reading a key file, so an edited file cannot demand gigabytes of memory.
@@ -67,6 +69,8 @@ WRAP_VERSION = 1
 WRAP_ALGORITHM = "X25519-HKDF-SHA256-ChaCha20Poly1305"
 SDN_PASSWORD_LABEL = b"streamd/sdn-password/v1"
 SEAL_KEY_LABEL = b"streamd/seal/v1"
+AUDIT_KEY_LABEL = b"streamd/audit-mac/v1"
+RECIPIENT_CHECK_CONTEXT = b"streamd/recipient-check/v1"
 HKDF_MAX_BYTES = 255 * 32
 
 CREDENTIAL_PREFIX = "credential:"
@@ -226,8 +230,12 @@ def read_passphrase_file(path: str | Path) -> bytes:
     passphrase_path = Path(path)
     try:
         passphrase = passphrase_path.read_bytes()
+        permission_bits = stat.S_IMODE(passphrase_path.stat().st_mode)
     except OSError as exc:
         raise KeyFileError(f"cannot read passphrase file {passphrase_path}: {exc.strerror or exc}") from exc
+    if permission_bits & 0o077:
+        logger.warning("passphrase file %s has mode %04o: group or others can read it; run: chmod 600 %s",
+                       passphrase_path, permission_bits, passphrase_path)
     if passphrase.endswith(b"\r\n"):
         passphrase = passphrase[:-2]
     elif passphrase.endswith(b"\n"):
@@ -407,8 +415,15 @@ def load_public_keys(refs: Sequence[str | Path]) -> list[RestorePublicKey]:
                 f"restore public key {recipient.key_id} is given twice ({origin_by_key_id[recipient.key_id]} and {ref})"
             )
         origin_by_key_id[recipient.key_id] = str(ref)
+        check_recipient(recipient)
         recipients.append(recipient)
     return recipients
+
+
+def check_recipient(recipient: RestorePublicKey) -> None:
+    """Wrap a throwaway key to `recipient`, so an unusable key (all zeros, a low-order point) fails now,
+    with its name, instead of at every track later."""
+    wrap_track_key(new_track_key(), [recipient], RECIPIENT_CHECK_CONTEXT)
 
 
 def load_public_key(path: str | Path) -> RestorePublicKey:
@@ -429,8 +444,13 @@ def load_private_key(path: str | Path, passphrase: bytes | None) -> RestorePriva
     or key id disagree.
     """
     key_path = Path(path)
-    document = _parse_key_document(_read_key_file_bytes(key_path, require_private_mode=True), key_path)
+    data, permission_bits = _read_key_file(key_path)
+    document = _parse_key_document(data, key_path)
+    if document.get("format") == PUBLIC_KEY_FORMAT:
+        raise KeyFileError(f"{key_path} is a restore public key (restore.pub); restore needs the private key "
+                           "(restore.key) that was made beside it")
     _check_document_header(document, key_path, PRIVATE_KEY_FORMAT)
+    _refuse_open_mode(key_path, permission_bits)
     raw_public, key_id = _document_public_key(document, key_path)
     protection = document.get("protection")
     if protection == PROTECTION_NONE:
@@ -465,6 +485,9 @@ def _decrypt_private_key(document: Mapping[str, object], key_path: Path, passphr
     parallel_p = _scrypt_parameter(kdf, "p", SCRYPT_P_RANGE, what)
     if cost_n & (cost_n - 1):
         raise KeyFileError(f"{what}: scrypt parameter n={cost_n} is not a power of two")
+    if cost_n < SCRYPT_N_RECOMMENDED:
+        logger.warning("%s: passphrase protected with scrypt n=%d, weaker than the n=%d streamd now uses; "
+                       "re-create the key to raise the cost of guessing", what, cost_n, SCRYPT_N_RECOMMENDED)
     nonce = _b64decode_field(document.get("nonce"), "nonce", KeyFileError, what)
     if len(nonce) != CHACHA_NONCE_BYTES:
         raise KeyFileError(f"{what}: nonce is {len(nonce)} bytes, not {CHACHA_NONCE_BYTES}")
@@ -487,7 +510,22 @@ def _scrypt_parameter(kdf: Mapping[str, object], name: str, bounds: tuple[int, i
     return value
 
 
+def _refuse_open_mode(key_path: Path, permission_bits: int) -> None:
+    if permission_bits & 0o077:
+        raise KeyFileError(
+            f"restore key {key_path} has mode {permission_bits:04o}, so group or others can read or change it; "
+            f"refusing to use it. Run: chmod 600 {key_path}"
+        )
+
+
 def _read_key_file_bytes(key_path: Path, require_private_mode: bool) -> bytes:
+    data, permission_bits = _read_key_file(key_path)
+    if require_private_mode:
+        _refuse_open_mode(key_path, permission_bits)
+    return data
+
+
+def _read_key_file(key_path: Path) -> tuple[bytes, int]:
     try:
         descriptor = os.open(key_path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError as exc:
@@ -499,11 +537,6 @@ def _read_key_file_bytes(key_path: Path, require_private_mode: bool) -> bytes:
         if not stat.S_ISREG(file_status.st_mode):
             raise KeyFileError(f"key file {key_path} is not a regular file")
         permission_bits = stat.S_IMODE(file_status.st_mode)
-        if require_private_mode and permission_bits & 0o077:
-            raise KeyFileError(
-                f"restore key {key_path} has mode {permission_bits:04o}, so group or others can read or change it; "
-                f"refusing to use it. Run: chmod 600 {key_path}"
-            )
         if file_status.st_size > MAX_KEY_FILE_BYTES:
             raise KeyFileError(f"key file {key_path} is {file_status.st_size} bytes; a key file is far smaller")
         chunks: list[bytes] = []
@@ -512,7 +545,7 @@ def _read_key_file_bytes(key_path: Path, require_private_mode: bool) -> bytes:
             if not chunk:
                 break
             chunks.append(chunk)
-        return b"".join(chunks)
+        return b"".join(chunks), permission_bits
     except OSError as exc:
         raise KeyFileError(f"cannot read key file {key_path}: {exc.strerror or exc}") from exc
     finally:
@@ -619,7 +652,8 @@ def wrap_track_key(track_key: bytes, recipients: Sequence[RestorePublicKey], con
             shared_secret = ephemeral_private.exchange(recipient.public_key)
         except ValueError as exc:
             raise KeyFileError(
-                f"restore public key {recipient.key_id} ({recipient.origin}) is not a usable X25519 key"
+                f"restore public key {recipient.key_id} ({recipient.origin or 'given'}) is not a usable X25519 key "
+                "(all zeros or a low-order point): no track key can be wrapped to it; replace it with the real restore.pub"
             ) from exc
         wrap_key, nonce = _wrap_key_and_nonce(shared_secret, ephemeral_public, recipient_public)
         ciphertext = ChaCha20Poly1305(wrap_key).encrypt(
@@ -689,3 +723,10 @@ def derive_password_bits(track_key: bytes, n_bits: int) -> np.ndarray:
 def derive_payload_key(track_key: bytes) -> bytes:
     """The 32-byte ChaCha20-Poly1305 key for a track's sealed payloads (HKDF label "streamd/seal/v1")."""
     return _derive(track_key, SEAL_KEY_LABEL, CHACHA_KEY_BYTES)
+
+
+def derive_audit_key(private_key: RestorePrivateKey) -> bytes:
+    """The HMAC key that authenticates audit entries written with this restore key (HKDF-SHA256 of the
+    raw X25519 private key, label "streamd/audit-mac/v1")."""
+    raw_private = _raw_private_bytes(private_key.private_key)
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=AUDIT_KEY_LABEL).derive(raw_private)

@@ -1,21 +1,23 @@
-"""The recording format: one self-contained Matroska file per segment (docs/recording.md).
+"""The recording format: one self-contained, signed Matroska file per segment (docs/recording.md).
 
 A recording file holds
 - stream 0: the anonymized video, H.264, with the frames' original pts;
-- stream 1: a subrip stream titled `streamd.metadata` carrying one JSON record per frame, at the
-  frame's pts, and a final `end` record. Subrip packets round-trip byte-exact in Matroska.
+- stream 1: a subrip stream titled `streamd.metadata` carrying one packet per frame, at the frame's
+  pts, and a final `end` packet. Subrip packets round-trip byte-exact in Matroska.
 
-A frame record holds the frame's clear metadata (as in the wire protocol's frame header), its
-sealed payloads (base64) with their descriptors, and the wrapped keys of every track that appears in
-the file for the first time, so each file can be restored on its own. The `end` record counts the
-frames: a file without it, or with fewer frames than it says, is truncated.
+Version 2 (written now): a packet is a canonical JSON record, a newline, then the record's sealed
+payloads as raw bytes (sizes in the record). A frame record holds the frame's clear metadata (as in
+the wire protocol's frame header), its sealed face-stream packets, the wrapped keys of tracks new to
+the file, and the digests of the video packets muxed since the previous record. Every record is
+chained to the one before and signed with the host key (`streamd.reversible.chain`); the first
+names the segment (index, host key, end digest of the previous segment). Version 1 files (JSON only,
+PNG payloads in base64, no signatures) are still read; restoring them needs an explicit flag.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,17 +30,20 @@ import numpy as np
 
 from streamd.config import FileOutputConfig
 from streamd.errors import SinkError, StreamdError
-from streamd.sources.base import FrameSource
 from streamd.protocol import build_frame_header, parse_time_base
-from streamd.sealing import SEALING_EXTRAS_KEY, SealedFrame
+from streamd.reversible.chain import ChainSigner, PacketError, ParsedPacket, parse_packet, video_packet_digest
+from streamd.reversible.host_keys import HostPrivateKey, load_host_key
+from streamd.reversible.sealing import SEALING_EXTRAS_KEY, SealedFrame
 from streamd.sinks import FrameSink, keep_written_frames
+from streamd.sources.base import FrameSource
 from streamd.types import AnonymizedFrame
 from streamd.video_out import VideoFileWriter
 
 logger = logging.getLogger(__name__)
 
 RECORDING_FORMAT = "streamd.recording"
-RECORDING_VERSION = 1
+RECORDING_VERSION = 2
+LEGACY_RECORDING_VERSION = 1
 METADATA_STREAM_TITLE = "streamd.metadata"
 RECORD_FRAME = "frame"
 RECORD_END = "end"
@@ -54,8 +59,20 @@ class RecordingError(StreamdError):
     """A recording cannot be read: not a streamd recording, truncated, malformed or inconsistent."""
 
 
-def _dump(record: Mapping[str, Any]) -> bytes:
-    return json.dumps(record, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode("ascii")
+@dataclass(frozen=True)
+class SegmentLink:
+    """Where a segment sits in its recorder's run: its index and the end digest of the segment before."""
+
+    index: int = 0
+    previous_end: str | None = None
+
+
+@dataclass(frozen=True)
+class PrerollPacket:
+    """A sealed face-stream packet of an earlier frame, carried so a segment can decode from a key frame."""
+
+    descriptor: dict[str, Any]
+    data: bytes
 
 
 def frame_record(
@@ -63,7 +80,7 @@ def frame_record(
     payload_parts: Sequence[bytes],
     wrapped_keys: Mapping[int, list[dict[str, Any]]] | None = None,
 ) -> dict[str, Any]:
-    """A frame record from a frame header (wire protocol) and its extra parts, in the header's order."""
+    """A version 2 frame record (without chain fields) from a frame header and its extra parts."""
     descriptors = header["payloads"]
     if len(descriptors) != len(payload_parts):
         raise SinkError(f"frame {header['frame_index']}: {len(descriptors)} payload descriptors, {len(payload_parts)} parts")
@@ -71,16 +88,35 @@ def frame_record(
     record.update({name: header[name] for name in FRAME_FIELDS})
     if "method_details" in header:
         record["method_details"] = header["method_details"]
-    record["payloads"] = [
-        {**descriptor, "size": len(data), "data": base64.b64encode(data).decode("ascii")}
-        for descriptor, data in zip(descriptors, payload_parts)
-    ]
+    record["payloads"] = [{**descriptor, "size": len(data)} for descriptor, data in zip(descriptors, payload_parts)]
     record["wrapped_keys"] = {str(track_id): list(keys) for track_id, keys in (wrapped_keys or {}).items()}
     return record
 
 
+class _DigestingVideoWriter(VideoFileWriter):
+    """The anonymized video; remembers the digest of every packet it muxes, and lets the recording
+    write its end record after the encoder is flushed."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pending_digests: list[str] = []
+        self.before_close: Any = None
+
+    def _mux_video(self, packet: av.Packet) -> None:
+        self.pending_digests.append(video_packet_digest(bytes(packet)))
+        super()._mux_video(packet)
+
+    def _before_container_close(self) -> None:
+        if self.before_close is not None:
+            self.before_close()
+
+    def take_digests(self) -> list[str]:
+        digests, self.pending_digests = self.pending_digests, []
+        return digests
+
+
 class RecordingWriter:
-    """Writes one recording file: video frames with their records, then the end record on `close()`.
+    """Writes one signed recording file: video frames with their records, then the end record on `close()`.
 
     The file appears under its name only when complete (`VideoFileWriter` renames at close);
     `abort()` leaves nothing behind. Keys of each track are written once, with the first record that
@@ -94,6 +130,8 @@ class RecordingWriter:
         time_base: Fraction,
         average_rate: Fraction,
         *,
+        host_key: HostPrivateKey,
+        segment: SegmentLink = SegmentLink(),
         codec: str = "libx264",
         crf: int = 20,
         preset: str = "veryfast",
@@ -101,16 +139,22 @@ class RecordingWriter:
         self.path = Path(path)
         if self.path.suffix.lower() != ".mkv":
             raise SinkError(f"{self.path}: a recording (with sealed payloads and keys) must be an .mkv file")
-        self._video = VideoFileWriter(self.path, resolution_wh, time_base, average_rate, codec=codec, crf=crf, preset=preset)
+        self._video = _DigestingVideoWriter(self.path, resolution_wh, time_base, average_rate, codec=codec, crf=crf,
+                                            preset=preset)
         try:
             self._metadata_stream = self._video.add_subtitle_stream(title=METADATA_STREAM_TITLE)
         except SinkError:
             self._video.abort()
             raise
+        self._video.before_close = self._write_end_record
+        self._signer = ChainSigner(host_key)
+        self._host_key = host_key
+        self._segment = segment
         self._keys_written: set[int] = set()
         self._identity: tuple[str, str] | None = None
         self._last_pts: int | None = None
         self.frames_written = 0
+        self.end_digest: str | None = None
 
     def write_frame(
         self,
@@ -118,6 +162,7 @@ class RecordingWriter:
         header: Mapping[str, Any],
         payload_parts: Sequence[bytes],
         known_keys: Mapping[int, list[dict[str, Any]]],
+        preroll: Sequence[PrerollPacket] = (),
     ) -> None:
         identity = (header["camera"], header["stream_epoch"])
         if self._identity is None:
@@ -131,20 +176,43 @@ class RecordingWriter:
         new_keys = {track_id: keys for track_id, keys in known_keys.items() if track_id not in self._keys_written}
         record = frame_record(header, payload_parts, new_keys)
         self._video.write(bgr, pts=header["pts"])
-        self._video.write_text_packet(self._metadata_stream, _dump(record), header["pts"], time_base)
+        record["video"] = self._video.take_digests()
+        if self.frames_written == 0:
+            record["segment"] = {
+                "index": self._segment.index, "previous_end": self._segment.previous_end,
+                "host_key_id": self._host_key.key_id,
+                "host_public_key": base64.b64encode(self._host_key.public.raw_bytes).decode("ascii"),
+            }
+        if preroll:
+            record["preroll"] = [{**packet.descriptor, "size": len(packet.data)} for packet in preroll]
+        blobs = b"".join(payload_parts) + b"".join(packet.data for packet in preroll)
+        self._mux_metadata(self._signer.sign(record, blobs), header["pts"], time_base)
         self._keys_written.update(new_keys)
         self._last_pts = header["pts"]
         self.frames_written += 1
 
+    def _mux_metadata(self, payload: bytes, pts: int, time_base: Fraction) -> None:
+        self._video.write_text_packet(self._metadata_stream, payload, pts, time_base)
+
+    def _write_end_record(self) -> None:
+        if self._identity is None or self._last_pts is None:
+            return
+        end = {
+            "record": RECORD_END, "format": RECORDING_FORMAT, "version": RECORDING_VERSION,
+            "camera": self._identity[0], "stream_epoch": self._identity[1], "frames": self.frames_written,
+            "video": self._video.take_digests(),
+        }
+        ticks = max(1, round(1 / (self._video.average_rate * self._video.time_base)))
+        packet = av.Packet(self._signer.sign(end, b""))
+        packet.stream = self._metadata_stream
+        packet.time_base = self._video.time_base
+        packet.pts = packet.dts = self._last_pts + ticks
+        packet.duration = ticks
+        self._video.container.mux(packet)
+        self.end_digest = self._signer.head
+
     def close(self, final_path: Path | None = None) -> None:
         """Write the end record and finish the file (under `final_path` if given)."""
-        if self._identity is not None and self._last_pts is not None:
-            end = {
-                "record": RECORD_END, "format": RECORDING_FORMAT, "version": RECORDING_VERSION,
-                "camera": self._identity[0], "stream_epoch": self._identity[1], "frames": self.frames_written,
-            }
-            ticks = max(1, round(1 / (self._video.average_rate * self._video.time_base)))
-            self._video.write_text_packet(self._metadata_stream, _dump(end), self._last_pts + ticks, self._video.time_base)
         self._video.close(final_path)
 
     def abort(self) -> None:
@@ -156,11 +224,13 @@ class RecordingFileSink(FrameSink):
 
     stage = "encode"
 
-    def __init__(self, config: FileOutputConfig, camera_id: str, stream_epoch: str, source: FrameSource) -> None:
+    def __init__(self, config: FileOutputConfig, camera_id: str, stream_epoch: str, source: FrameSource,
+                 host_key_ref: str) -> None:
         self._config = config
         self._camera_id = camera_id
         self._stream_epoch = stream_epoch
         self._source = source
+        self._host_key = load_host_key(host_key_ref)
         self._writer: RecordingWriter | None = None
         self._live_keys: dict[int, list[dict[str, Any]]] = {}
 
@@ -173,7 +243,7 @@ class RecordingFileSink(FrameSink):
         if self._writer is None:
             self._writer = RecordingWriter(
                 self._config.path, frame.resolution_wh, frame.time_base or self._source.time_base,
-                self._source.average_rate or DEFAULT_AVERAGE_RATE,
+                self._source.average_rate or DEFAULT_AVERAGE_RATE, host_key=self._host_key,
                 codec=self._config.codec, crf=self._config.crf, preset=self._config.preset,
             )
         sealing = anonymized.extras.get(SEALING_EXTRAS_KEY)
@@ -189,6 +259,7 @@ class RecordingFileSink(FrameSink):
         header = build_frame_header(anonymized, self._camera_id, self._stream_epoch, image, descriptors)
         if header["pts"] is None:
             raise SinkError(f"{self._config.path}: frame {frame.index} has no pts; a recording needs timestamps")
+        header["payloads"] = [descriptor for descriptor, _ in payloads]
         self._writer.write_frame(anonymized.bgr, header, [data for _, data in payloads], self._live_keys)
         for track_id in anonymized.ended:
             self._live_keys.pop(track_id, None)
@@ -209,11 +280,18 @@ class RecordingFileSink(FrameSink):
 # ---------------------------------------------------------------- reading
 @dataclass
 class FrameRecord:
-    """One frame's metadata in a recording, with its payloads decoded from base64."""
+    """One frame's metadata in a recording, with its payloads as bytes.
+
+    `packet` is the parsed metadata packet (version 2: digest and signature for verification);
+    `authentic` is set by `verify_recording` (always False for version 1 files).
+    """
 
     document: dict[str, Any]
     payload_descriptors: list[dict[str, Any]]
     payload_data: list[bytes]
+    preroll: list[PrerollPacket] = field(default_factory=list)
+    packet: ParsedPacket | None = None
+    authentic: bool = False
 
     @property
     def frame_index(self) -> int:
@@ -232,7 +310,10 @@ class FrameRecord:
 
 @dataclass
 class Recording:
-    """The metadata of one recording file, read without decoding the video."""
+    """The metadata of one recording file, read without decoding the video.
+
+    `packets` are all metadata packets in file order (version 2), `video_digests` the digest of each
+    video packet in file order; `verify_recording` checks both against the signatures."""
 
     path: Path
     records: list[FrameRecord]
@@ -241,6 +322,14 @@ class Recording:
     stream_epoch: str
     end_frames: int | None
     problems: list[str] = field(default_factory=list)
+    version: int = RECORDING_VERSION
+    segment: dict[str, Any] | None = None
+    packets: list[ParsedPacket] = field(default_factory=list)
+    video_digests: list[str] = field(default_factory=list)
+
+    @property
+    def signed(self) -> bool:
+        return self.version >= RECORDING_VERSION
 
     @property
     def truncated(self) -> bool:
@@ -263,22 +352,54 @@ def _metadata_stream(container: av.container.InputContainer, path: Path) -> av.s
                          "it was anonymized without a restore recipient, or is another video")
 
 
-def _parse_record(packet_bytes: bytes, path: Path, position: int) -> dict[str, Any]:
+def _parse(packet_bytes: bytes, path: Path, position: int) -> tuple[dict[str, Any], ParsedPacket | None]:
+    """The record of a metadata packet; version 2 packets also come back parsed (blobs, digest, signature)."""
     try:
-        record = json.loads(packet_bytes.decode("ascii"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RecordingError(f"{path}: metadata record {position} is damaged (not JSON: {exc})") from None
-    if not isinstance(record, dict) or record.get("format") != RECORDING_FORMAT:
+        parsed = parse_packet(packet_bytes)
+    except PacketError as exc:
+        raise RecordingError(f"{path}: metadata record {position} is damaged ({exc})") from None
+    record = parsed.record
+    if record.get("format") != RECORDING_FORMAT:
         raise RecordingError(f"{path}: metadata record {position} is not a {RECORDING_FORMAT} record")
-    if record.get("version") != RECORDING_VERSION:
-        raise RecordingError(f"{path}: recording format version {record.get('version')!r}; this build reads {RECORDING_VERSION}")
-    return record
+    version = record.get("version")
+    if version == LEGACY_RECORDING_VERSION:
+        return record, None
+    if version != RECORDING_VERSION:
+        raise RecordingError(f"{path}: recording format version {version!r}; this build reads "
+                             f"{LEGACY_RECORDING_VERSION} and {RECORDING_VERSION}")
+    return record, parsed
 
 
-def _frame_record(record: dict[str, Any], path: Path) -> FrameRecord:
+def _split_blobs(entries: list[dict[str, Any]], blobs: bytes, offset: int, path: Path, frame: object) -> tuple[list[bytes], int]:
+    parts: list[bytes] = []
+    for entry in entries:
+        size = entry.get("size")
+        if not isinstance(size, int) or size < 0 or offset + size > len(blobs):
+            raise RecordingError(f"{path}: frame {frame}: a payload's size does not match the data carried")
+        parts.append(blobs[offset:offset + size])
+        offset += size
+    return parts, offset
+
+
+def _frame_record(record: dict[str, Any], parsed: ParsedPacket | None, path: Path) -> FrameRecord:
     missing = [name for name in (*FRAME_FIELDS, "payloads", "wrapped_keys") if name not in record]
     if missing:
         raise RecordingError(f"{path}: frame record is missing field(s) {', '.join(missing)}")
+    if parsed is None:
+        return _legacy_frame_record(record, path)
+    descriptors = [dict(entry) for entry in record["payloads"]]
+    data, offset = _split_blobs(descriptors, parsed.blobs, 0, path, record["frame_index"])
+    preroll_descriptors = [dict(entry) for entry in record.get("preroll", [])]
+    preroll_data, offset = _split_blobs(preroll_descriptors, parsed.blobs, offset, path, record["frame_index"])
+    if offset != len(parsed.blobs):
+        raise RecordingError(f"{path}: frame {record['frame_index']}: {len(parsed.blobs) - offset} bytes of payload "
+                             "data are not described by the record")
+    preroll = [PrerollPacket(descriptor, blob) for descriptor, blob in zip(preroll_descriptors, preroll_data)]
+    return FrameRecord(document=record, payload_descriptors=descriptors, payload_data=data, preroll=preroll,
+                       packet=parsed)
+
+
+def _legacy_frame_record(record: dict[str, Any], path: Path) -> FrameRecord:
     descriptors: list[dict[str, Any]] = []
     data: list[bytes] = []
     for entry in record["payloads"]:
@@ -292,10 +413,12 @@ def _frame_record(record: dict[str, Any], path: Path) -> FrameRecord:
 
 
 def read_recording(path: Path | str) -> Recording:
-    """Read every metadata record of a recording file (the video is not decoded).
+    """Read every metadata record of a recording file and the digests of its video packets (the video
+    is not decoded). Signatures are checked by `verify_recording`, not here.
 
-    Raises RecordingError for a file that is not a recording, mixes cameras or stream epochs, or
-    has damaged records. A truncated file is returned with `truncated` True and `problems` saying why.
+    Raises RecordingError for a file that is not a recording, mixes cameras, stream epochs or format
+    versions, or has damaged records. A truncated file is returned with `truncated` True and
+    `problems` saying why.
     """
     path = Path(path)
     if not path.is_file():
@@ -309,20 +432,33 @@ def read_recording(path: Path | str) -> Recording:
     end_frames: int | None = None
     problems: list[str] = []
     identities: set[tuple[str, str]] = set()
+    versions: set[int] = set()
+    packets: list[ParsedPacket] = []
+    video_digests: list[str] = []
+    segment: dict[str, Any] | None = None
     with container:
         stream = _metadata_stream(container, path)
+        streams = [stream, *container.streams.video[:1]]
         try:
-            for position, packet in enumerate(container.demux(stream)):
+            for position, packet in enumerate(container.demux(streams)):
                 if packet.size == 0:
                     continue
-                record = _parse_record(bytes(packet), path, position)
-                if end_frames is not None:
+                if packet.stream.type == "video":
+                    video_digests.append(video_packet_digest(bytes(packet)))
+                    continue
+                record, parsed = _parse(bytes(packet), path, position)
+                versions.add(int(record["version"]))
+                if parsed is not None:
+                    packets.append(parsed)
+                    if segment is None and isinstance(record.get("segment"), dict):
+                        segment = record["segment"]
+                if end_frames is not None and parsed is None:
                     raise RecordingError(f"{path}: metadata continues after the end record")
                 identities.add((str(record.get("camera")), str(record.get("stream_epoch"))))
                 if record.get("record") == RECORD_END:
                     end_frames = int(record.get("frames", -1))
                     continue
-                frame = _frame_record(record, path)
+                frame = _frame_record(record, parsed, path)
                 for track_text, keys in record["wrapped_keys"].items():
                     wrapped_keys.setdefault(int(track_text), []).extend(keys)
                 records.append(frame)
@@ -333,6 +469,8 @@ def read_recording(path: Path | str) -> Recording:
         raise RecordingError(f"{path}: the recording mixes cameras {', '.join(cameras)}; a recording file holds one camera")
     if len(identities) > 1:
         raise RecordingError(f"{path}: the recording mixes stream epochs {', '.join(sorted(e for _, e in identities))}")
+    if len(versions) > 1:
+        raise RecordingError(f"{path}: the recording mixes format versions {sorted(versions)}")
     if not records:
         raise RecordingError(f"{path}: the recording holds no frames (truncated or empty)")
     if end_frames is None:
@@ -340,11 +478,18 @@ def read_recording(path: Path | str) -> Recording:
     elif end_frames != len(records):
         problems.append(f"the end record counts {end_frames} frames but {len(records)} are present")
     camera, stream_epoch = next(iter(identities))
-    return Recording(path, records, wrapped_keys, camera, stream_epoch, end_frames, problems)
+    return Recording(path, records, wrapped_keys, camera, stream_epoch, end_frames, problems,
+                     version=versions.pop(), segment=segment, packets=packets, video_digests=video_digests)
 
 
 def decode_video_frames(path: Path) -> Iterator[tuple[int | None, Fraction | None, np.ndarray]]:
     """(pts, time_base, bgr) of every video frame of a recording, in presentation order."""
+    for pts, time_base, frame in decode_video(path):
+        yield pts, time_base, frame.to_ndarray(format="bgr24")
+
+
+def decode_video(path: Path) -> Iterator[tuple[int | None, Fraction | None, av.VideoFrame]]:
+    """(pts, time_base, decoded frame) of every video frame of a recording, in presentation order."""
     try:
         container = av.open(str(path))
     except (OSError, av.FFmpegError) as exc:
@@ -353,8 +498,9 @@ def decode_video_frames(path: Path) -> Iterator[tuple[int | None, Fraction | Non
         if not container.streams.video:
             raise RecordingError(f"{path}: has no video stream")
         stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
         try:
             for frame in container.decode(stream):
-                yield frame.pts, frame.time_base, frame.to_ndarray(format="bgr24")
+                yield frame.pts, frame.time_base, frame
         except (av.FFmpegError, OSError) as exc:
             raise RecordingError(f"{path}: the video is damaged or truncated ({exc})") from None

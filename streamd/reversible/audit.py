@@ -1,11 +1,18 @@
-"""Append-only, hash-chained audit log (JSON lines) for restore operations.
+"""Append-only, hash-chained and keyed audit log (JSON lines) for restore operations.
 
 Each line is one JSON object. Its `prev_hash` is the SHA-256 (hex) of the previous line's bytes,
 without the line's trailing newline; the first line carries GENESIS_HASH. `seq` counts lines from 1.
 Editing, deleting or reordering any line but the last breaks the chain at the line after it, which
-`verify_audit_log` reports by line number. Cutting lines off the end, or rewriting the whole file,
-cannot be seen from the file alone: keep the hash of the last line (`audit_log_head`) somewhere else
-to detect that.
+`verify_audit_log` reports by line number.
+
+Entries written by a restore carry `mac`: HMAC-SHA256, under a key derived from the restore private
+key (`streamd.reversible.keys.derive_audit_key`), over the entry without `mac`, and `key_id` names that
+restore key. Whoever edits an entry and re-hashes the chain after it cannot recompute the MACs
+without the private key: `verify_audit_log(..., mac_key=...)` finds it. A restore writes a `started`
+entry (who, what, why) before it opens any payload and a `finished` entry with the same `run` id at
+the end; a `started` entry without its `finished` entry is a run that was killed. Cutting lines off
+the end, or rewriting the whole file by the key holder, cannot be seen from the file alone: copy the
+head (`audit_log_head`, `streamd audit head`) somewhere the operator cannot modify.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import datetime
 import fcntl
 import hashlib
+import hmac
 import json
 import logging
 import os
@@ -23,11 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from streamd.errors import StreamdError
-from streamd.hashing import file_sha256
+from streamd.hashing import file_sha256  # noqa: F401  (re-exported: restore hashes its inputs with it)
 
 logger = logging.getLogger(__name__)
 
-AUDIT_FORMAT_VERSION = 1
+AUDIT_FORMAT_VERSION = 2
+LEGACY_AUDIT_FORMAT_VERSION = 1
 GENESIS_HASH = "0" * 64
 ENTRY_FIELDS = (
     "v",
@@ -43,7 +52,11 @@ ENTRY_FIELDS = (
     "outcome",
     "message",
 )
-OUTCOMES = ("ok", "failed", "partial")
+#: Fields of a version 2 entry beyond ENTRY_FIELDS.
+KEYED_FIELDS = ("event", "run", "reason", "inputs", "output_path", "key_id", "mac")
+EVENT_STARTED = "started"
+EVENT_FINISHED = "finished"
+OUTCOMES = ("ok", "failed", "partial", "started")
 _READ_CHUNK_BYTES = 64 * 1024
 
 
@@ -86,10 +99,14 @@ def append_audit_entry(
     tracks: Sequence[int] | None = None,
     span: tuple[float | None, float | None] | None = None,
     message: str = "",
+    context: "AuditContext | None" = None,
+    event: str = EVENT_FINISHED,
 ) -> dict[str, object]:
     """Append one entry and fsync; the log is created with mode 0600. Returns the entry written.
 
     `outcome` is one of OUTCOMES. `span` is (from_seconds, to_seconds), either end None for open.
+    `context` (run id, reason, inputs, output, MAC key) makes a keyed entry; without it (a run that
+    failed before its key was loaded) the entry has `mac` null.
     Appends are serialized with an exclusive lock on the log file.
     """
     if outcome not in OUTCOMES:
@@ -120,7 +137,14 @@ def append_audit_entry(
             "span": None if span is None else [span[0], span[1]],
             "outcome": outcome,
             "message": message,
+            "event": event,
+            "run": context.run_id if context else None,
+            "reason": context.reason if context else None,
+            "inputs": context.inputs if context else None,
+            "output_path": context.output_path if context else None,
+            "key_id": context.key_id if context else None,
         }
+        entry["mac"] = entry_mac(context.mac_key, entry) if context and context.mac_key else None
         encoded_line = json.dumps(entry, ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode("ascii")
         view = memoryview(encoded_line + b"\n")
         while view:
@@ -133,6 +157,25 @@ def append_audit_entry(
         os.close(descriptor)
     logger.debug("audit entry %d appended to %s", entry["seq"], path)
     return entry
+
+
+@dataclass
+class AuditContext:
+    """What every entry of one restore run repeats: its id, the reason given, the inputs with their
+    hashes, the output, and the restore key (id, MAC key) once it is loaded."""
+
+    run_id: str
+    reason: str
+    inputs: list[dict[str, object]]
+    output_path: str | None
+    key_id: str | None = None
+    mac_key: bytes | None = None
+
+
+def entry_mac(mac_key: bytes, entry: dict[str, object]) -> str:
+    body = {name: value for name, value in entry.items() if name != "mac"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return hmac.new(mac_key, canonical.encode("ascii"), hashlib.sha256).hexdigest()
 
 
 def _last_line_and_count(descriptor: int, size: int, path: Path) -> tuple[bytes | None, int]:
@@ -183,8 +226,12 @@ def _read_lines(path: Path) -> list[bytes]:
     return lines
 
 
-def verify_audit_log(log_path: str | Path) -> list[AuditProblem]:
-    """Check the whole chain; returns the problems found (empty when the log is intact)."""
+def verify_audit_log(log_path: str | Path, mac_key: bytes | None = None, key_id: str | None = None) -> list[AuditProblem]:
+    """Check the whole chain; returns the problems found (empty when the log is intact).
+
+    With `mac_key` (and the `key_id` of the restore key it comes from), every entry must carry a valid
+    MAC under that key; an entry keyed by another restore key is reported as not checked. Runs that
+    started and never finished are reported too."""
     path = Path(log_path)
     try:
         content = path.read_bytes()
@@ -201,10 +248,45 @@ def verify_audit_log(log_path: str | Path) -> list[AuditProblem]:
     else:
         problems.append(AuditProblem(len(lines), "the last line has no newline (interrupted write or edit)"))
     expected_prev_hash = GENESIS_HASH
+    open_runs: dict[str, int] = {}
     for line_number, line_bytes in enumerate(lines, start=1):
         problems.extend(_check_line(line_number, line_bytes, expected_prev_hash))
         expected_prev_hash = line_hash(line_bytes)
-    return problems
+        entry = _entry_or_none(line_bytes)
+        if entry is None:
+            continue
+        if mac_key is not None:
+            problems.extend(_check_mac(line_number, entry, mac_key, key_id))
+        run = entry.get("run")
+        if isinstance(run, str):
+            if entry.get("event") == EVENT_STARTED:
+                open_runs[run] = line_number
+            else:
+                open_runs.pop(run, None)
+    for run, line_number in open_runs.items():
+        problems.append(AuditProblem(line_number, f"restore run {run} started here and never finished "
+                                                  "(killed, or its last entry was removed)"))
+    return sorted(problems, key=lambda problem: problem.line_number)
+
+
+def _entry_or_none(line_bytes: bytes) -> dict[str, object] | None:
+    try:
+        entry = json.loads(line_bytes.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return entry if isinstance(entry, dict) else None
+
+
+def _check_mac(line_number: int, entry: dict[str, object], mac_key: bytes, key_id: str | None) -> list[AuditProblem]:
+    mac = entry.get("mac")
+    if not isinstance(mac, str):
+        return [AuditProblem(line_number, "entry carries no MAC (written before a key was loaded, or forged)")]
+    if key_id is not None and entry.get("key_id") != key_id:
+        return [AuditProblem(line_number, f"entry is keyed by restore key {entry.get('key_id')}, "
+                                          f"not {key_id}: not checked")]
+    if not hmac.compare_digest(mac, entry_mac(mac_key, entry)):
+        return [AuditProblem(line_number, "MAC does not match: the entry was edited (and the chain re-hashed)")]
+    return []
 
 
 def _check_line(line_number: int, line_bytes: bytes, expected_prev_hash: str) -> list[AuditProblem]:
@@ -215,13 +297,14 @@ def _check_line(line_number: int, line_bytes: bytes, expected_prev_hash: str) ->
         return [AuditProblem(line_number, f"not a JSON entry ({exc}); the line was edited or damaged")]
     if not isinstance(entry, dict):
         return [AuditProblem(line_number, "not a JSON object; the line was edited or damaged")]
-    missing = [name for name in ENTRY_FIELDS if name not in entry]
+    fields = ENTRY_FIELDS if entry.get("v") == LEGACY_AUDIT_FORMAT_VERSION else (*ENTRY_FIELDS, *KEYED_FIELDS)
+    missing = [name for name in fields if name not in entry]
     if missing:
         problems.append(AuditProblem(line_number, f"missing field(s) {', '.join(missing)}"))
-    unexpected = sorted(set(entry) - set(ENTRY_FIELDS))
+    unexpected = sorted(set(entry) - set(fields))
     if unexpected:
         problems.append(AuditProblem(line_number, f"unexpected field(s) {', '.join(unexpected)}"))
-    if entry.get("v") != AUDIT_FORMAT_VERSION:
+    if entry.get("v") not in (LEGACY_AUDIT_FORMAT_VERSION, AUDIT_FORMAT_VERSION):
         problems.append(AuditProblem(line_number, f"version {entry.get('v')!r}, expected {AUDIT_FORMAT_VERSION}"))
     if entry.get("prev_hash") != expected_prev_hash:
         if line_number == 1:

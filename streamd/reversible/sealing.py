@@ -5,8 +5,11 @@ For one stream (one camera, one stream epoch) a `StreamSealer`
 - makes a fresh track key when a track starts, wraps it to every configured restore public key and
   hands the wrapped keys to the sinks (in the `track_start` event, and again every `key_repeat_s`
   stream seconds in `track_keys` events, so a late subscriber can still restore);
-- seals, per face per frame, the original pixels of exactly the region the anonymizer replaced,
-  bound to camera, stream epoch, frame index, pts, track id and geometry (`streamd.seal`);
+- encodes, per track, the original pixels of exactly the region the anonymizer replaced as a face
+  stream (`streamd.reversible.face_stream`: one H.264 packet per face per frame, key frames at least
+  every 2 s) and seals each packet, bound to camera, stream epoch, frame index, pts, track id,
+  geometry and face-stream position (`streamd.reversible.seal`). Pixels of a neighbouring face
+  inside a region are blanked first (`streamd.reversible.neighbours`);
 - forgets a track's key when the track ends.
 
 The pipeline calls it from its anonymize stage and passes the result to the sinks in
@@ -28,10 +31,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from streamd.align import expand_box
 from streamd.config import CameraConfig
 from streamd.errors import StreamdError
-from streamd.keys import (
+from streamd.reversible.keys import (
     RestorePublicKey,
     derive_password_bits,
     derive_payload_key,
@@ -40,7 +42,9 @@ from streamd.keys import (
     track_key_context,
     wrap_track_key,
 )
-from streamd.seal import AFFINE_SCALE, SealBinding, seal_crop
+from streamd.reversible.face_stream import DEFAULT_FACE_CRF, FaceStreamEncoder
+from streamd.reversible.neighbours import FaceArea, blank_neighbours
+from streamd.reversible.seal import AFFINE_SCALE, BOX_SCALE, SealBinding, seal_packet
 from streamd.types import TrackedFace, VideoFrame
 
 logger = logging.getLogger(__name__)
@@ -50,6 +54,7 @@ RegionOf = Callable[[TrackedFace, tuple[int, int]], tuple[int, int, int, int]]
 
 SEALING_EXTRAS_KEY = "sealing"
 SEALED_FACE_KIND = "sealed_face"
+SEALED_FACE_PACKET_KIND = "sealed_face_packet"
 GEOMETRY_BOX = "box"
 
 
@@ -99,6 +104,15 @@ def binding_for_payload(
 ) -> SealBinding:
     """Rebuild a payload's binding: where it sits (camera ... pts) comes from the frame it is found in,
     its track and geometry from its descriptor. A payload moved to another frame therefore fails to open."""
+    face_stream = None
+    if descriptor.get("kind") == SEALED_FACE_PACKET_KIND:
+        try:
+            canvas_wh = descriptor["canvas_wh"]
+            face_stream = (int(descriptor["part"]), int(descriptor["number"]),  # type: ignore[arg-type]
+                           int(canvas_wh[0]), int(canvas_wh[1]),  # type: ignore[index]
+                           int(bool(descriptor["keyframe"])))
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise SealingError(f"frame {frame_index}: malformed sealed_face_packet descriptor ({exc!r})") from exc
     try:
         return SealBinding(
             camera=camera,
@@ -109,6 +123,7 @@ def binding_for_payload(
             affine_e4=tuple(descriptor["affine_e4"]),  # type: ignore[arg-type]
             crop_wh=tuple(descriptor["crop_wh"]),  # type: ignore[arg-type]
             box_e2=tuple(descriptor["box_e2"]),  # type: ignore[arg-type]
+            face_stream=face_stream,
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise SealingError(f"frame {frame_index}: malformed sealed_face descriptor ({exc!r})") from exc
@@ -176,6 +191,7 @@ class StreamSealer:
         region_of: RegionOf,
         sealed_payloads: bool = True,
         key_repeat_s: float = 2.0,
+        face_crf: int = DEFAULT_FACE_CRF,
     ) -> None:
         self.camera_id = camera_id
         self.stream_epoch = stream_epoch
@@ -186,6 +202,8 @@ class StreamSealer:
         self._keyring = TrackKeyring(camera_id, stream_epoch, recipients)
         self._keys_sent_at_s: dict[int, float] = {}
         self._started_this_frame: dict[int, list[dict[str, object]]] = {}
+        self._face_crf = face_crf
+        self._encoders: dict[int, FaceStreamEncoder] = {}
 
     def start_track(self, track_id: int) -> None:
         self._started_this_frame[track_id] = self._keyring.start_track(track_id)
@@ -193,6 +211,7 @@ class StreamSealer:
     def end_track(self, track_id: int) -> None:
         self._keyring.end_track(track_id)
         self._keys_sent_at_s.pop(track_id, None)
+        self._encoders.pop(track_id, None)
 
     def password_bits(self, track_id: int, n_bits: int) -> np.ndarray:
         """Track secrets for a keyed anonymizer (`FaceAnonymizer.use_track_secrets`)."""
@@ -200,34 +219,52 @@ class StreamSealer:
 
     def seal_frame(self, frame: VideoFrame, faces: Sequence[TrackedFace]) -> SealedFrame:
         """Keys for tracks started since the last call, due key repeats, and (when enabled) one sealed
-        payload per face whose region is not empty."""
+        face-stream packet per face whose region is not empty."""
         sealed = self.keys_frame(frame)
         if not self.sealed_payloads:
             return sealed
+        areas: list[tuple[TrackedFace, FaceArea]] = []
         for face in faces:
-            region_xyxy = self._region_of(face, frame.resolution_wh)
-            x0, y0, x1, y1 = region_xyxy
+            x0, y0, x1, y1 = (int(value) for value in self._region_of(face, frame.resolution_wh))
             if x1 <= x0 or y1 <= y0:
                 continue
+            box_e2 = tuple(int(round(float(value) * BOX_SCALE)) for value in face.xyxy)
+            areas.append((face, FaceArea(int(face.track_id), (x0, y0, x1, y1),
+                                         tuple(value / BOX_SCALE for value in box_e2))))  # type: ignore[arg-type]
+        all_areas = [area for _, area in areas]
+        seconds = frame.seconds if frame.seconds is not None else frame.wallclock
+        for face, area in areas:
+            x0, y0, x1, y1 = area.region_xyxy
+            crop = blank_neighbours(frame.bgr[y0:y1, x0:x1], area, all_areas)
+            encoder = self._encoders.get(area.track_id)
+            if encoder is None:
+                encoder = self._encoders[area.track_id] = FaceStreamEncoder(frame.resolution_wh, self._face_crf)
+            packet = encoder.encode(crop, seconds)
             binding = SealBinding.from_geometry(
                 camera=self.camera_id,
                 stream_epoch=self.stream_epoch,
                 frame_index=frame.index,
                 pts=frame.pts,
-                track_id=face.track_id,
-                affine=box_affine(region_xyxy),
+                track_id=area.track_id,
+                affine=box_affine(area.region_xyxy),
                 crop_wh=(x1 - x0, y1 - y0),
                 box_xyxy=face.xyxy,
             )
-            blob = seal_crop(frame.bgr[y0:y1, x0:x1], self._keyring.payload_key(face.track_id), binding)
+            binding = SealBinding(**{**binding.__dict__, "face_stream": (
+                packet.part, packet.number, packet.canvas_wh[0], packet.canvas_wh[1], int(packet.keyframe))})
+            blob = seal_packet(packet.data, self._keyring.payload_key(area.track_id), binding)
             descriptor: dict[str, object] = {
-                "kind": SEALED_FACE_KIND,
-                "track_id": int(face.track_id),
+                "kind": SEALED_FACE_PACKET_KIND,
+                "track_id": area.track_id,
                 "geometry": GEOMETRY_BOX,
-                "region_xyxy": [int(x0), int(y0), int(x1), int(y1)],
+                "region_xyxy": [x0, y0, x1, y1],
                 "affine_e4": list(binding.affine_e4),
                 "crop_wh": list(binding.crop_wh),
                 "box_e2": list(binding.box_e2),
+                "part": packet.part,
+                "number": packet.number,
+                "canvas_wh": list(packet.canvas_wh),
+                "keyframe": packet.keyframe,
             }
             sealed.payloads.append((descriptor, blob))
         return sealed
@@ -263,6 +300,7 @@ def build_stream_sealer(camera: CameraConfig, stream_epoch: str, region_of: Regi
         region_of=region_of,
         sealed_payloads=camera.reversible.sealed_payloads,
         key_repeat_s=camera.reversible.key_repeat_s,
+        face_crf=camera.reversible.face_crf,
     )
     logger.info(
         "camera %s: track keys wrapped to %s; sealed payloads %s",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import stat
@@ -10,7 +12,7 @@ import numpy as np
 import pytest
 
 from streamd.errors import StreamdError
-from streamd.keys import (
+from streamd.reversible.keys import (
     KeyFileError,
     KeyUnwrapError,
     PassphraseRequiredError,
@@ -152,8 +154,49 @@ def test_public_key_in_place_of_private_key(plain_pair, tmp_path):
     copied = tmp_path / "restore.key"
     copied.write_bytes(plain_pair.public_key_path.read_bytes())
     os.chmod(copied, 0o600)
-    with pytest.raises(KeyFileError, match="this is a public key"):
+    with pytest.raises(KeyFileError, match="is a restore public key"):
         load_private_key(copied, None)
+
+
+def test_restore_pub_given_as_the_private_key_says_so_before_any_mode_advice(plain_pair):
+    # restore.pub is 0644: the message names the mix-up, not the file mode.
+    with pytest.raises(KeyFileError, match="is a restore public key") as raised:
+        load_private_key(plain_pair.public_key_path, None)
+    assert "chmod" not in str(raised.value)
+
+
+def test_all_zero_recipient_key_fails_at_load(plain_pair, tmp_path):
+    from streamd.reversible.keys import load_public_keys
+
+    document = json.loads(plain_pair.public_key_path.read_text())
+    zero = bytes(32)
+    document["public_key"] = base64.b64encode(zero).decode()
+    document["key_id"] = hashlib.sha256(zero).hexdigest()[:16]
+    zero_path = tmp_path / "zero.pub"
+    zero_path.write_text(json.dumps(document))
+    with pytest.raises(KeyFileError, match="not a usable X25519 key"):
+        load_public_keys([str(zero_path)])
+
+
+def test_new_keys_use_scrypt_n_at_least_2_17(tmp_path):
+    pair = generate_restore_keypair(tmp_path, PASSPHRASE)
+    assert json.loads(pair.private_key_path.read_text())["kdf"]["n"] >= 2**17
+
+
+def test_passphrase_file_readable_by_others_warns(tmp_path, caplog):
+    from streamd.reversible.keys import read_passphrase_file
+
+    passphrase_file = tmp_path / "pass"
+    passphrase_file.write_text("secret\n")
+    os.chmod(passphrase_file, 0o644)
+    with caplog.at_level("WARNING"):
+        assert read_passphrase_file(passphrase_file) == b"secret"
+    assert "chmod 600" in caplog.text
+    caplog.clear()
+    os.chmod(passphrase_file, 0o600)
+    with caplog.at_level("WARNING"):
+        read_passphrase_file(passphrase_file)
+    assert "chmod" not in caplog.text
 
 
 def test_missing_key_file(tmp_path):

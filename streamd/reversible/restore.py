@@ -6,56 +6,69 @@ restore private key, and writes a copy of the video in which those tracks' faces
 the span and every other face stays anonymized. Where a restored face's region
 overlaps the region of a face that is not restored, the overlap stays anonymized.
 
-How a face is restored is a `FaceRestorer`: `SealedPayloadRestorer` opens the sealed original
-pixels (exact); a neural restorer (the SDN decoder, keyed by the track's password, or the CycleGAN's F)
+Signed recordings (format version 2) are checked first against the pinned host keys
+(`streamd.reversible.authenticity`): anything unsigned, signed by an unknown host, altered,
+reordered or with records or segments missing is refused, or with `partial` left out and reported.
+Unsigned version 1 recordings restore only with `allow_unsigned`, and are reported as unauthenticated.
+
+How a face is restored is a `FaceRestorer`: `FaceStreamRestorer` decodes the track's sealed face
+stream, `SealedPayloadRestorer` opens the sealed PNG crops of version 1 files; a neural restorer (the SDN decoder, keyed by the track's password, or the CycleGAN's F)
 plugs in through `NEURAL_RESTORERS`, keyed by anonymization method.
 
-Every run appends one entry per input file to the hash-chained audit log (`streamd.audit`), whatever
-its outcome.
-Nothing is left at the output path after a failure unless `partial` is set.
+Every run writes a keyed `started` entry to the audit log (`streamd.reversible.audit`) with who, what
+and why before any payload is opened, and a `finished` entry with the outcome. The output is written
+privately (`streamd.reversible.outputs`, mode 0600) and appears only when complete; a failure leaves
+nothing, and what a killed run left is removed by the next one.
 """
 
 from __future__ import annotations
 
-import abc
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 
-from streamd.audit import append_audit_entry, file_sha256
 from streamd.errors import StreamdError
-from streamd.keys import (
+from streamd.reversible.audit import EVENT_STARTED, AuditContext, append_audit_entry, file_sha256
+from streamd.reversible.authenticity import AuthenticityError, Verification, check_segment_order, verify_recording
+from streamd.reversible.host_keys import TrustStore
+from streamd.reversible.keys import (
     RestorePrivateKey,
-    derive_payload_key,
+    derive_audit_key,
     load_private_key,
     track_key_context,
     unwrap_track_key,
 )
-from streamd.recording_format import FrameRecord, Recording, RecordingError, decode_video_frames, read_recording
-from streamd.seal import open_sealed
-from streamd.sealing import GEOMETRY_BOX, SEALED_FACE_KIND, binding_for_payload, box_region_from_binding
-from streamd.video_out import VideoFileWriter
+from streamd.reversible.outputs import PrivateOutput
+from streamd.reversible.recording_format import FrameRecord, Recording, RecordingError, decode_video, read_recording
+from streamd.reversible.restored_video import RESTORE_PRESET, RestoredVideoWriter
+from streamd.reversible.restorers import (  # noqa: F401  (FaceRestorer, NEURAL_RESTORERS: the public API)
+    NEURAL_RESTORERS,
+    RESTORE_MODES,
+    FaceRestorer,
+    FaceStreamRestorer,
+    RestoredFace,
+    RestoreError,
+    build_restorer,
+    frame_size,
+)
+from streamd.reversible.sealing import SEALED_FACE_KIND, SEALED_FACE_PACKET_KIND
+from streamd.reversible.yuv_composite import paste_yuv420
 
 logger = logging.getLogger(__name__)
 
-RESTORE_MODES = ("sealed", "neural", "cyclegan")
 AUDIT_ACTION = "restore"
 AUDIT_LOG_NAME = "audit.jsonl"
-DEFAULT_RESTORE_CRF = 4
-RESTORED_PIXEL_FORMAT = "yuv444p"
+DEFAULT_RESTORE_CRF = 8
+SEALED_KINDS = (SEALED_FACE_KIND, SEALED_FACE_PACKET_KIND)
 EXIT_PARTIAL = 3
 # A decoded frame and its record belong together when their times differ by less than this.
 PTS_MATCH_TOLERANCE_S = 0.002
-
-
-class RestoreError(StreamdError):
-    """A restore cannot be done as asked (bad selection, missing keys or payloads, unsupported mode)."""
 
 
 def default_audit_log_path() -> Path:
@@ -79,6 +92,16 @@ class RestoreRequest:
     expect_camera: str | None = None
     audit_log_path: Path | None = None
     crf: int = DEFAULT_RESTORE_CRF
+    #: Why the footage is restored (case, warrant, request): written to the audit log before anything is opened.
+    reason: str | None = None
+    #: Replace an existing output file.
+    force: bool = False
+    #: Write the restored video 4:4:4 and lossless (large; most players cannot play it) instead of yuv420p.
+    lossless: bool = False
+    #: Restore an unsigned (format version 1) recording; it is reported as unauthenticated.
+    allow_unsigned: bool = False
+    #: Folder of pinned host public keys (default: `streamd.reversible.host_keys.default_trust_store`).
+    trusted_hosts: Path | None = None
     #: Further segments of the same camera and stream epoch, restored into the same output in time order.
     more_inputs: tuple[Path, ...] = ()
 
@@ -112,107 +135,6 @@ class TrackSummary:
     key_ids: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class RestoredFace:
-    """Pixels to put back: `bgr` covers `region_xyxy` of the frame."""
-
-    track_id: int
-    region_xyxy: tuple[int, int, int, int]
-    bgr: np.ndarray
-
-
-class RestoredVideoWriter(VideoFileWriter):
-    """H.264 without chroma subsampling (yuv444p): restored faces keep their colour detail, which 4:2:0
-    would cap near 41 dB PSNR."""
-
-    def _add_video_stream(self, codec: str, crf: int, preset: str) -> av.video.stream.VideoStream:
-        stream = super()._add_video_stream(codec, crf, preset)
-        stream.pix_fmt = RESTORED_PIXEL_FORMAT
-        return stream
-
-
-# ---------------------------------------------------------------- restorers
-class FaceRestorer(abc.ABC):
-    """Turns one anonymized face of one frame back into its original pixels."""
-
-    mode: str
-
-    @abc.abstractmethod
-    def restore_face(self, anonymized_bgr: np.ndarray, record: FrameRecord, track_id: int) -> RestoredFace | None:
-        """The face of `track_id` in this frame, or None when the frame holds nothing to restore for it.
-        Raises StreamdError (SealError for a payload that fails to open) when it cannot."""
-
-
-class SealedPayloadRestorer(FaceRestorer):
-    """Opens the track's sealed payloads: exact original pixels."""
-
-    mode = "sealed"
-
-    def __init__(self, camera: str, stream_epoch: str, payload_keys: Mapping[int, bytes]) -> None:
-        self._camera = camera
-        self._stream_epoch = stream_epoch
-        self._payload_keys = dict(payload_keys)
-
-    def restore_face(self, anonymized_bgr: np.ndarray, record: FrameRecord, track_id: int) -> RestoredFace | None:
-        positions = [
-            position for position, descriptor in enumerate(record.payload_descriptors)
-            if descriptor.get("kind") == SEALED_FACE_KIND and descriptor.get("track_id") == track_id
-        ]
-        if not positions:
-            return None
-        if len(positions) > 1:
-            raise RestoreError(f"frame {record.frame_index}: {len(positions)} sealed payloads claim track {track_id}")
-        descriptor = record.payload_descriptors[positions[0]]
-        if descriptor.get("geometry") != GEOMETRY_BOX:
-            raise RestoreError(f"frame {record.frame_index}, track {track_id}: sealed payload geometry "
-                               f"{descriptor.get('geometry')!r} is not supported by this build")
-        binding = binding_for_payload(
-            camera=self._camera, stream_epoch=self._stream_epoch, frame_index=record.frame_index,
-            pts=record.pts, descriptor=descriptor,
-        )
-        crop_bgr = open_sealed(record.payload_data[positions[0]], self._payload_keys[track_id], binding)
-        region_xyxy = box_region_from_binding(binding)
-        height, width = anonymized_bgr.shape[:2]
-        x0, y0, x1, y1 = region_xyxy
-        if x0 < 0 or y0 < 0 or x1 > width or y1 > height:
-            raise RestoreError(f"frame {record.frame_index}, track {track_id}: sealed region {list(region_xyxy)} "
-                               f"lies outside the {width}x{height} frame")
-        return RestoredFace(track_id=track_id, region_xyxy=region_xyxy, bgr=crop_bgr)
-
-
-def _sdn_restorer(recording: Recording, track_keys: Mapping[int, bytes]) -> FaceRestorer:
-    from streamd.restore_neural import SdnNeuralRestorer
-
-    return SdnNeuralRestorer(recording.records[0].document.get("method_details", {}), track_keys)
-
-
-def _cyclegan_restorer(recording: Recording, track_keys: Mapping[int, bytes]) -> FaceRestorer:
-    from streamd.restore_neural import CycleganRestorer
-
-    return CycleganRestorer(recording.records[0].document.get("method_details", {}))
-
-
-#: Neural restorers by anonymization method: a factory taking the recording and {track_id: track_key}.
-NEURAL_RESTORERS: dict[str, Callable[[Recording, Mapping[int, bytes]], FaceRestorer]] = {
-    "sdn": _sdn_restorer, "cyclegan": _cyclegan_restorer,
-}
-
-
-def build_restorer(mode: str, method: str, recording: Recording, track_keys: Mapping[int, bytes]) -> FaceRestorer:
-    if mode == "sealed":
-        payload_keys = {track_id: derive_payload_key(track_key) for track_id, track_key in track_keys.items()}
-        return SealedPayloadRestorer(recording.camera, recording.stream_epoch, payload_keys)
-    if mode == "cyclegan" and method != "cyclegan":
-        raise RestoreError(f"--mode cyclegan restores recordings made with method cyclegan, not {method!r}")
-    if mode in ("neural", "cyclegan"):
-        factory = NEURAL_RESTORERS.get(method)
-        if factory is None:
-            raise RestoreError(f"no neural model for method {method!r}: faces anonymized with {method} can only be "
-                               "restored from sealed payloads (--mode sealed)")
-        return factory(recording, track_keys)
-    raise RestoreError(f"unknown restore mode {mode!r}; one of {', '.join(RESTORE_MODES)}")
-
-
 # ---------------------------------------------------------------- listing
 def list_tracks(input_path: Path | str) -> tuple[Recording, list[TrackSummary]]:
     """The tracks of a recording with their spans; needs no key."""
@@ -224,7 +146,7 @@ def list_tracks(input_path: Path | str) -> tuple[Recording, list[TrackSummary]]:
         for face in record.document["faces"]:
             by_track.setdefault(int(face["track_id"]), []).append(seconds)
         for descriptor in record.payload_descriptors:
-            if descriptor.get("kind") == SEALED_FACE_KIND:
+            if descriptor.get("kind") in SEALED_KINDS:
                 track_id = int(descriptor["track_id"])
                 payload_counts[track_id] = payload_counts.get(track_id, 0) + 1
     summaries = [
@@ -248,7 +170,7 @@ def _face_regions(record: FrameRecord) -> dict[int, list[tuple[int, int, int, in
     regions: dict[int, list[tuple[int, int, int, int]]] = {}
     described: set[int] = set()
     for descriptor in record.payload_descriptors:
-        if descriptor.get("kind") == SEALED_FACE_KIND and "region_xyxy" in descriptor:
+        if descriptor.get("kind") in SEALED_KINDS and "region_xyxy" in descriptor:
             track_id = int(descriptor["track_id"])
             regions.setdefault(track_id, []).append(tuple(int(v) for v in descriptor["region_xyxy"]))  # type: ignore[arg-type]
             described.add(track_id)
@@ -261,18 +183,28 @@ def _face_regions(record: FrameRecord) -> dict[int, list[tuple[int, int, int, in
 
 
 def composite_restored(
-    anonymized_bgr: np.ndarray, restored: Sequence[RestoredFace], protected_regions: Sequence[tuple[int, int, int, int]]
+    anonymized_bgr: np.ndarray, restored: Sequence[RestoredFace], protected_regions: Sequence[tuple[int, int, int, int]],
+    origin_xy: tuple[int, int] = (0, 0),
 ) -> np.ndarray:
-    """`anonymized_bgr` with each restored face pasted, except on pixels inside any protected region."""
+    """`anonymized_bgr` with each restored face pasted, except on pixels inside any protected region or
+    outside the pixels a face owns. `anonymized_bgr` may be a patch of the frame whose top-left corner
+    is at `origin_xy`; faces are clipped to it."""
     out = anonymized_bgr.copy()
     height, width = out.shape[:2]
+    ox, oy = origin_xy
     protected = np.zeros((height, width), dtype=bool)
     for x0, y0, x1, y1 in protected_regions:
-        protected[max(0, y0):max(0, y1), max(0, x0):max(0, x1)] = True
+        protected[max(0, y0 - oy):max(0, y1 - oy), max(0, x0 - ox):max(0, x1 - ox)] = True
     for face in restored:
         x0, y0, x1, y1 = face.region_xyxy
-        keep = ~protected[y0:y1, x0:x1]
-        out[y0:y1, x0:x1][keep] = face.bgr[keep]
+        px0, py0, px1, py1 = max(x0, ox), max(y0, oy), min(x1, ox + width), min(y1, oy + height)
+        if px1 <= px0 or py1 <= py0:
+            continue
+        crop = face.as_bgr()[py0 - y0:py1 - y0, px0 - x0:px1 - x0]
+        keep = ~protected[py0 - oy:py1 - oy, px0 - ox:px1 - ox]
+        if face.mask is not None:
+            keep &= face.mask[py0 - y0:py1 - y0, px0 - x0:px1 - x0]
+        out[py0 - oy:py1 - oy, px0 - ox:px1 - ox][keep] = crop[keep]
     return out
 
 
@@ -360,10 +292,10 @@ class Segments:
             if not recording.records or first_record is None:
                 continue
             record = recording.records[0]
-            if record.time_base != first_record.time_base or _frame_size(record) != _frame_size(first_record):
+            if record.time_base != first_record.time_base or frame_size(record) != frame_size(first_record):
                 raise RestoreError(
-                    f"{recording.path} has frames of {_frame_size(record)} in time base {record.time_base}, "
-                    f"{ordered[0].path} of {_frame_size(first_record)} in {first_record.time_base}: "
+                    f"{recording.path} has frames of {frame_size(record)} in time base {record.time_base}, "
+                    f"{ordered[0].path} of {frame_size(first_record)} in {first_record.time_base}: "
                     "restore these segments into separate outputs")
         for earlier, later in zip(ordered, ordered[1:]):
             if earlier.records and later.records and _absolute_seconds(later.records[0]) <= _absolute_seconds(earlier.records[-1]):
@@ -386,12 +318,29 @@ class Segments:
         return _absolute_seconds(record) - self.recordings[0].first_seconds
 
 
-def _frame_size(record: FrameRecord) -> tuple[int, int]:
-    return int(record.document["width"]), int(record.document["height"])
-
-
 def _absolute_seconds(record: FrameRecord) -> float:
     return float(record.pts * record.time_base)
+
+
+def _span_start_positions(records: Sequence[FrameRecord], segments: Segments, request: RestoreRequest,
+                          track_ids: set[int]) -> dict[int, int]:
+    """Per track, the position of the record to start decoding its face stream at: the last key frame at
+    or before the span's first record (0 without a span start)."""
+    first_in_span = next((position for position, record in enumerate(records)
+                          if _in_span(segments.seconds_of(record), request.from_s, request.to_s)), len(records))
+    starts = {track_id: 0 for track_id in track_ids}
+    if request.from_s is None:
+        return starts
+    for position, record in enumerate(records[:first_in_span + 1]):
+        for descriptor in record.payload_descriptors:
+            track_id = descriptor.get("track_id")
+            if track_id in starts and descriptor.get("kind") == SEALED_FACE_PACKET_KIND and descriptor.get("keyframe"):
+                starts[int(track_id)] = position  # type: ignore[arg-type]
+    return starts
+
+
+def _pts_key(seconds: float) -> int:
+    return round(seconds * 1000)
 
 
 def _restore_frames(
@@ -401,6 +350,7 @@ def _restore_frames(
     track_ids: Sequence[int],
     problems: list[str],
     progress: object | None,
+    output_path: Path,
 ) -> RestoreResult:
     selected = set(track_ids)
     writer: RestoredVideoWriter | None = None
@@ -410,36 +360,59 @@ def _restore_frames(
     try:
         for recording, restorer in zip(segments.recordings, restorers):
             records = recording.records
+            usable = [record.authentic or not recording.signed for record in records]
+            by_time = {_pts_key(_absolute_seconds(record)): position for position, record in enumerate(records)}
+            starts = _span_start_positions(records, segments, request, selected)
+            unauthentic = [record.frame_index for record, ok in zip(records, usable) if not ok]
+            if unauthentic:
+                problems.append(f"{recording.path}: {len(unauthentic)} frame(s) with records that are not authentic "
+                                f"left anonymized (frames {_ranges(unauthentic)})")
+            matched: set[int] = set()
             decoded_count = 0
-            for position, (pts, time_base, bgr) in enumerate(decode_video_frames(recording.path)):
-                if position >= len(records):
-                    message = (f"{recording.path}: the video has more frames than metadata records "
-                               f"({len(records)}): the file is truncated or damaged")
+            for pts, time_base, frame in decode_video(recording.path):
+                seconds = float(pts * time_base) if pts is not None and time_base is not None else None
+                position = by_time.get(_pts_key(seconds)) if seconds is not None else None
+                if position is None:
+                    message = (f"{recording.path}: video frame {decoded_count} at {seconds} s has no metadata record "
+                               "(frames were added, or the file is damaged)")
                     if not request.partial:
                         raise RecordingError(message)
-                    problems.append(f"{message}; frames after the last record are left out")
-                    break
+                    problems.append(message)
+                    decoded_count += 1
+                    continue
                 record = records[position]
-                if pts is not None and time_base is not None:
-                    difference = abs(float(pts * time_base) - _absolute_seconds(record))
-                    if difference > PTS_MATCH_TOLERANCE_S:
-                        raise RecordingError(f"{recording.path}: video frame {position} is at {float(pts * time_base):.3f} s "
-                                             f"but its record says {_absolute_seconds(record):.3f} s")
+                matched.add(position)
                 if writer is None:
-                    writer = RestoredVideoWriter(request.output_path, (bgr.shape[1], bgr.shape[0]), record.time_base,
-                                                 _average_rate(recording), crf=request.crf)
-                out_bgr = bgr
-                if _in_span(segments.seconds_of(record), request.from_s, request.to_s):
-                    out_bgr, count = _restore_one(bgr, record, restorer, selected, request.partial, problems,
-                                                  restored_tracks)
-                    faces_restored += count
-                writer.write(out_bgr, pts=record.pts)
+                    writer = RestoredVideoWriter(output_path, (frame.width, frame.height), record.time_base,
+                                                 _average_rate(recording), crf=request.crf, preset=RESTORE_PRESET,
+                                                 lossless=request.lossless)
+                in_planes = writer.takes_planes(frame) and not restorer.needs_pixels
+                bgr = None if in_planes else frame.to_ndarray(format="bgr24")
+                restored: list[RestoredFace] = []
+                protected: list[tuple[int, int, int, int]] = []
+                if usable[position]:
+                    if isinstance(restorer, FaceStreamRestorer):
+                        restorer.take_preroll(record)
+                    if _in_span(segments.seconds_of(record), request.from_s, request.to_s):
+                        restored, protected = _restore_one(bgr, record, restorer, selected, request.partial, problems,
+                                                           restored_tracks)
+                        faces_restored += len(restored)
+                    elif isinstance(restorer, FaceStreamRestorer):
+                        for track_id in selected:
+                            if position >= starts.get(track_id, 0):
+                                restorer.advance(record, track_id)
+                if in_planes:
+                    writer.write_decoded(paste_yuv420(frame, restored, protected), record.pts)
+                else:
+                    assert bgr is not None
+                    writer.write(composite_restored(bgr, restored, protected) if restored else bgr, pts=record.pts)
                 decoded_count += 1
                 if progress is not None:
                     progress.update(1)  # type: ignore[attr-defined]
-            if decoded_count < len(records):
-                message = (f"{recording.path}: the video ends after {decoded_count} frames but the metadata "
-                           f"describes {len(records)}: the file is truncated")
+            missing = [records[position].frame_index for position in range(len(records)) if position not in matched]
+            if missing:
+                message = (f"{recording.path}: the video lacks {len(missing)} frame(s) the metadata describes "
+                           f"(frames {_ranges(missing)}): the file is truncated or was cut")
                 if not request.partial:
                     raise RecordingError(message)
                 problems.append(message)
@@ -456,6 +429,21 @@ def _restore_frames(
     return RestoreResult(request.output_path, decoded_total, faces_restored, sorted(restored_tracks), problems)
 
 
+def _ranges(values: Sequence[int]) -> str:
+    """`3-7, 12` for [3, 4, 5, 6, 7, 12]."""
+    ordered = sorted(set(values))
+    parts: list[str] = []
+    start = previous = ordered[0]
+    for value in ordered[1:] + [None]:  # type: ignore[operator]
+        if value is not None and value == previous + 1:
+            previous = value
+            continue
+        parts.append(str(start) if start == previous else f"{start}-{previous}")
+        if value is not None:
+            start = previous = value
+    return ", ".join(parts)
+
+
 def _average_rate(recording: Recording) -> Fraction:
     """The nominal frame rate of a recording, from its first and last pts (rate control only)."""
     records = recording.records
@@ -466,14 +454,16 @@ def _average_rate(recording: Recording) -> Fraction:
 
 
 def _restore_one(
-    bgr: np.ndarray,
+    bgr: np.ndarray | None,
     record: FrameRecord,
     restorer: FaceRestorer,
     selected: set[int],
     partial: bool,
     problems: list[str],
     restored_tracks: set[int],
-) -> tuple[np.ndarray, int]:
+) -> tuple[list[RestoredFace], list[tuple[int, int, int, int]]]:
+    """The faces of the selected tracks in this frame, and the regions that must stay anonymized.
+    `bgr` is the anonymized frame, needed only by restorers that read pixels."""
     regions = _face_regions(record)
     restored: list[RestoredFace] = []
     failed: set[int] = set()
@@ -499,41 +489,94 @@ def _restore_one(
         restored_tracks.add(track_id)
     protected = [region for track_id, track_regions in regions.items()
                  if track_id not in selected or track_id in failed for region in track_regions]
-    return composite_restored(bgr, restored, protected), len(restored)
+    return restored, protected
+
+
+def _audit_context(request: RestoreRequest) -> AuditContext:
+    inputs = [{"path": str(path), "sha256": file_sha256(path) if path.is_file() else None}
+              for path in request.input_paths]
+    return AuditContext(run_id=secrets.token_hex(8), reason=str(request.reason), inputs=inputs,
+                        output_path=str(request.output_path))
 
 
 def restore_recording(request: RestoreRequest, progress: object | None = None) -> RestoreResult:
-    """Restore as `request` asks; appends one audit entry per input whatever happens. Raises StreamdError
-    on failure."""
+    """Restore as `request` asks. The audit log gets a keyed `started` entry (who, what, why) before any
+    payload is opened and a `finished` entry with the outcome, whatever happens. Raises StreamdError on
+    failure."""
+    if not request.reason or not request.reason.strip():
+        raise RestoreError("say why the footage is restored: --reason \"case 2024-118, request of ...\" "
+                           "(it is written to the audit log)")
     audit_log_path = request.audit_log_path or default_audit_log_path()
     audit_log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    input_hashes = {path: file_sha256(path) if path.is_file() else None for path in request.input_paths}
+    context = _audit_context(request)
     span = None if request.from_s is None and request.to_s is None else (request.from_s, request.to_s)
     audit_tracks = sorted(request.tracks) if request.tracks is not None else None
+
+    def audit(outcome: str, message: str, tracks: Sequence[int] | None, event: str = "finished") -> None:
+        append_audit_entry(audit_log_path, action=AUDIT_ACTION, outcome=outcome, input_path=request.input_path,
+                           input_sha256=context.inputs[0]["sha256"], tracks=tracks, span=span,  # type: ignore[arg-type]
+                           message=message, context=context, event=event)
+
     try:
-        result = _restore(request, progress)
+        private_key = load_private_key(request.key_path, request.passphrase)
     except StreamdError as exc:
-        for path, input_sha256 in input_hashes.items():
-            append_audit_entry(audit_log_path, action=AUDIT_ACTION, outcome="failed", input_path=path,
-                               input_sha256=input_sha256, tracks=audit_tracks, span=span, message=str(exc))
+        audit("failed", f"restore key not loaded: {exc}", audit_tracks)
+        raise
+    context.key_id = private_key.key_id
+    context.mac_key = derive_audit_key(private_key)
+    audit("started", f"restore of {len(request.input_paths)} file(s) into {request.output_path} started",
+          audit_tracks, event=EVENT_STARTED)
+    try:
+        result = _restore(request, private_key, progress)
+    except BaseException as exc:
+        message = str(exc) if isinstance(exc, StreamdError) else f"interrupted ({type(exc).__name__})"
+        audit("failed", message, audit_tracks)
         raise
     summary = (f"{result.faces_restored} faces of tracks {', '.join(map(str, result.tracks_restored))} restored "
                f"into {result.output_path}")
-    if len(input_hashes) > 1:
-        summary += f" from {len(input_hashes)} segments"
+    if len(request.input_paths) > 1:
+        summary += f" from {len(request.input_paths)} segments"
     if result.problems:
         summary += f"; {len(result.problems)} problem(s), first: {result.problems[0]}"
     try:
-        for path, input_sha256 in input_hashes.items():
-            append_audit_entry(audit_log_path, action=AUDIT_ACTION, outcome=result.outcome, input_path=path,
-                               input_sha256=input_sha256, tracks=result.tracks_restored, span=span, message=summary)
+        audit(result.outcome, summary, result.tracks_restored)
     except StreamdError:
         result.output_path.unlink(missing_ok=True)
         raise
     return result
 
 
-def _restore(request: RestoreRequest, progress: object | None) -> RestoreResult:
+def _verify(request: RestoreRequest, recordings: Sequence[Recording], problems: list[str]) -> list[Verification]:
+    """Check every recording's signatures (or allow an unsigned one when asked); strict unless partial."""
+    unsigned = [recording for recording in recordings if not recording.signed]
+    if unsigned:
+        if not request.allow_unsigned:
+            raise AuthenticityError(f"{unsigned[0].path} is an unsigned recording (format version "
+                                    f"{unsigned[0].version}): its origin and completeness cannot be checked; "
+                                    "restore it anyway with --allow-unsigned")
+        if len(unsigned) < len(recordings):
+            raise AuthenticityError("signed and unsigned recordings cannot be restored into one output")
+        problems.append(f"{len(unsigned)} unsigned recording(s): restored faces are UNAUTHENTICATED (origin, "
+                        "order and completeness not checked)")
+        return []
+    trust = TrustStore(request.trusted_hosts)
+    verifications = [verify_recording(recording, trust) for recording in recordings]
+    for recording in recordings:
+        # Track keys count only from signed records: a wrapped key slipped into the file is ignored.
+        recording.wrapped_keys = {}
+        for record in recording.records:
+            if record.authentic:
+                for track_text, keys in record.document["wrapped_keys"].items():
+                    recording.wrapped_keys.setdefault(int(track_text), []).extend(keys)
+    order_problems = check_segment_order(verifications)
+    for problem in [problem for verification in verifications for problem in verification.problems] + order_problems:
+        if not request.partial:
+            raise AuthenticityError(f"{problem}; nothing was restored (--partial restores what is intact)")
+        problems.append(problem)
+    return verifications
+
+
+def _restore(request: RestoreRequest, private_key: RestorePrivateKey, progress: object | None) -> RestoreResult:
     if request.mode not in RESTORE_MODES:
         raise RestoreError(f"unknown restore mode {request.mode!r}; one of {', '.join(RESTORE_MODES)}")
     if request.from_s is not None and request.to_s is not None and request.to_s < request.from_s:
@@ -544,20 +587,27 @@ def _restore(request: RestoreRequest, progress: object | None) -> RestoreResult:
         raise RestoreError(f"{request.output_path}: the output must not overwrite an input")
     problems: list[str] = []
     recordings = [read_recording(path) for path in request.input_paths]
-    for recording in recordings:
-        _check_recording(request, recording, problems)
     segments = Segments.join(recordings)
+    _verify(request, segments.recordings, problems)
+    for recording in segments.recordings:
+        _check_recording(request, recording, problems)
     method = str(segments.recordings[0].records[0].document["method"])
     if request.mode in ("neural", "cyclegan"):
         build_restorer(request.mode, method, segments.recordings[0], {})
-    private_key = load_private_key(request.key_path, request.passphrase)
     track_ids = _select_tracks(request, segments)
     if request.mode == "sealed" and not any(record.payload_descriptors for recording in segments.recordings
                                             for record in recording.records):
         raise RestoreError(f"{segments.label} holds no sealed payloads (recorded with sealed_payloads off); "
                            "only --mode neural could restore it")
-    track_keys = _unwrap_keys(segments, track_ids, private_key, request.partial, problems)
-    restorers = [build_restorer(request.mode, method, recording, track_keys) for recording in segments.recordings]
-    if progress is not None:
-        progress.total = segments.frame_count  # type: ignore[attr-defined]
-    return _restore_frames(request, segments, restorers, sorted(track_keys), problems, progress)
+    output = PrivateOutput(request.output_path, force=request.force)
+    try:
+        track_keys = _unwrap_keys(segments, track_ids, private_key, request.partial, problems)
+        restorers = [build_restorer(request.mode, method, recording, track_keys) for recording in segments.recordings]
+        if progress is not None:
+            progress.total = segments.frame_count  # type: ignore[attr-defined]
+        result = _restore_frames(request, segments, restorers, sorted(track_keys), problems, progress, output.path)
+        output.commit()
+    except BaseException:
+        output.discard()
+        raise
+    return result

@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from streamd.audit import (
+from streamd.reversible.audit import (
     GENESIS_HASH,
     AuditLogError,
     append_audit_entry,

@@ -1,0 +1,1 @@
+"""The reversible path: keys, sealing, signed recordings, restore and its audit log."""

@@ -1,0 +1,107 @@
+"""Checking a recording's signatures and chain against the pinned host keys (docs/recording.md).
+
+`verify_recording` marks every frame record whose signature is valid as `authentic` and lists what
+is wrong: records missing, reordered, altered or unsigned, an unknown signer, a video that is not
+the signed one, a missing end record. `check_segment_order` checks that segments given together
+follow each other without a gap. Restore refuses any problem unless `--partial`, and then uses only
+authentic records and says exactly what was left out.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from streamd.errors import StreamdError
+from streamd.reversible.chain import ChainVerifier
+from streamd.reversible.host_keys import HostPublicKey, TrustStore
+from streamd.reversible.recording_format import RECORD_END, Recording
+
+
+class AuthenticityError(StreamdError):
+    """A recording is unsigned, signed by an unknown host, or fails its signatures or chain."""
+
+
+@dataclass
+class Verification:
+    """The outcome for one recording file."""
+
+    recording: Recording
+    host: HostPublicKey | None
+    problems: list[str] = field(default_factory=list)
+    end_digest: str | None = None
+    video_intact: bool = True
+
+    @property
+    def intact(self) -> bool:
+        return not self.problems
+
+
+def _segment_host(recording: Recording, trust: TrustStore) -> HostPublicKey:
+    segment = recording.segment
+    first = recording.packets[0].record if recording.packets else {}
+    if segment is None or first.get("segment") is not segment:
+        raise AuthenticityError(f"{recording.path}: the first record does not name its segment and host key; "
+                                "the recording was cut at the start or rewritten")
+    try:
+        raw_public = base64.b64decode(str(segment.get("host_public_key")).encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError):
+        raise AuthenticityError(f"{recording.path}: the segment's host public key is not base64") from None
+    return trust.require(str(segment.get("host_key_id")), raw_public, str(recording.path))
+
+
+def verify_recording(recording: Recording, trust: TrustStore) -> Verification:
+    """Check one signed recording; raises AuthenticityError (or HostKeyError) when nothing can be trusted."""
+    if not recording.signed:
+        raise AuthenticityError(f"{recording.path}: an unsigned recording (format version {recording.version}); "
+                                "its origin and completeness cannot be checked")
+    host = _segment_host(recording, trust)
+    verifier = ChainVerifier(host)
+    by_packet = {id(record.packet): record for record in recording.records if record.packet is not None}
+    signed_video: list[str] = []
+    end_seen = False
+    for position, packet in enumerate(recording.packets):
+        if not verifier.check(packet, position):
+            continue
+        signed_video.extend(str(digest) for digest in packet.record.get("video", []))
+        record = by_packet.get(id(packet))
+        if record is not None:
+            record.authentic = True
+        if packet.record.get("record") == RECORD_END:
+            end_seen = True
+    if recording.packets and not any(record.authentic for record in recording.records[:1]):
+        verifier.report.problems.append("the first record (with the segment header) is not authentic")
+    report = verifier.finish(end_seen)
+    verification = Verification(recording, host, [f"{recording.path}: {problem}" for problem in report.problems],
+                                report.end_digest)
+    if signed_video != recording.video_digests:
+        first = next((index for index, (signed, found) in enumerate(zip(signed_video, recording.video_digests))
+                      if signed != found), min(len(signed_video), len(recording.video_digests)))
+        verification.video_intact = False
+        verification.problems.append(
+            f"{recording.path}: the anonymized video is not the signed one from video packet {first} on "
+            f"({len(recording.video_digests)} packets in the file, {len(signed_video)} signed)")
+    return verification
+
+
+def check_segment_order(verifications: Sequence[Verification]) -> list[str]:
+    """Problems in how the segments (sorted by time) follow each other: gaps, repeats, other hosts."""
+    problems: list[str] = []
+    for earlier, later in zip(verifications, verifications[1:]):
+        before, after = earlier.recording.segment or {}, later.recording.segment or {}
+        if earlier.host is not None and later.host is not None and earlier.host.key_id != later.host.key_id:
+            problems.append(f"{later.recording.path} is signed by host {later.host.key_id}, "
+                            f"{earlier.recording.path} by {earlier.host.key_id}")
+        index_before, index_after = before.get("index"), after.get("index")
+        if isinstance(index_before, int) and isinstance(index_after, int) and index_after != index_before + 1:
+            problems.append(f"segment(s) {index_before + 1}-{index_after - 1} are missing between "
+                            f"{earlier.recording.path} (segment {index_before}) and {later.recording.path} "
+                            f"(segment {index_after})" if index_after > index_before + 1 else
+                            f"{later.recording.path} (segment {index_after}) does not follow "
+                            f"{earlier.recording.path} (segment {index_before}): reordered or repeated")
+        elif after.get("previous_end") != earlier.end_digest:
+            problems.append(f"{later.recording.path} does not continue {earlier.recording.path} "
+                            "(its link to the previous segment does not match)")
+    return problems

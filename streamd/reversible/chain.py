@@ -1,0 +1,197 @@
+"""The signed hash chain of a recording segment (docs/recording.md, "Signatures").
+
+Every metadata packet of a version 2 recording is `canonical JSON record` + `\\n` + the record's
+binary payloads (sealed face packets). Each record carries
+- `seq`: its position in the segment, from 0;
+- `prev`: SHA-256 (hex) of the previous packet's unsigned bytes (`GENESIS` for the first);
+- `video`: digests of the anonymized video packets muxed since the previous record;
+- `sig`: Ed25519 signature by the host key over `SIGNATURE_LABEL` + SHA-256 of this packet's unsigned
+  bytes (the packet as it would be without the `sig` field).
+So one signature covers the record, its sealed payloads, the video packets before it and, through
+`prev`, everything earlier; the end record closes the segment. A deleted, inserted, reordered or
+altered record, payload or video packet is found by `ChainVerifier`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from streamd.reversible.host_keys import HostPrivateKey, HostPublicKey
+
+GENESIS = "0" * 64
+SIGNATURE_LABEL = b"streamd/recording-record/v2\x00"
+VIDEO_DIGEST_HEX = 32
+
+
+def video_packet_digest(data: bytes) -> str:
+    """Digest of one H.264 packet, the same before muxing (Annex B) and after (length-prefixed NAL units):
+    SHA-256 over each NAL unit prefixed by its 4-byte length, first 128 bits in hex."""
+    digest = hashlib.sha256()
+    for unit in _nal_units(bytes(data)):
+        digest.update(len(unit).to_bytes(4, "big"))
+        digest.update(unit)
+    return digest.hexdigest()[:VIDEO_DIGEST_HEX]
+
+
+def _nal_units(data: bytes) -> list[bytes]:
+    if data.startswith(b"\x00\x00\x01") or data.startswith(b"\x00\x00\x00\x01"):
+        return [unit.rstrip(b"\x00") for unit in data.split(b"\x00\x00\x01") if unit.rstrip(b"\x00")]
+    units: list[bytes] = []
+    position = 0
+    while position + 4 <= len(data):
+        length = int.from_bytes(data[position:position + 4], "big")
+        unit = data[position + 4:position + 4 + length].rstrip(b"\x00")
+        if unit:
+            units.append(unit)
+        position += 4 + length
+    if position != len(data):
+        units.append(data[position:])
+    return units
+
+
+def record_json(record: Mapping[str, Any]) -> bytes:
+    """A record as JSON with sorted keys and no spaces. Floats (boxes, wall clock) are written in Python's
+    shortest round-trip form, so parsing and writing a record again gives the same bytes."""
+    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode("ascii")
+
+
+def packet_bytes(record: Mapping[str, Any], blobs: bytes) -> bytes:
+    return record_json(record) + b"\n" + blobs
+
+
+class ChainSigner:
+    """Adds `seq`, `prev` and `sig` to each record of one segment, in order."""
+
+    def __init__(self, host_key: HostPrivateKey) -> None:
+        self._host_key = host_key
+        self._prev = GENESIS
+        self.seq = 0
+
+    @property
+    def head(self) -> str:
+        """Digest of the last packet signed (GENESIS before the first)."""
+        return self._prev
+
+    def sign(self, record: dict[str, Any], blobs: bytes) -> bytes:
+        record["seq"] = self.seq
+        record["prev"] = self._prev
+        record.pop("sig", None)
+        digest = hashlib.sha256(packet_bytes(record, blobs)).digest()
+        record["sig"] = base64.b64encode(self._host_key.sign(SIGNATURE_LABEL + digest)).decode("ascii")
+        self._prev = digest.hex()
+        self.seq += 1
+        return packet_bytes(record, blobs)
+
+
+@dataclass
+class ParsedPacket:
+    """A metadata packet split into its record, its payload bytes, and the digest of its unsigned bytes."""
+
+    record: dict[str, Any]
+    blobs: bytes
+    digest: str
+    signature: bytes | None
+
+
+class PacketError(ValueError):
+    """A metadata packet is not a well-formed record."""
+
+
+def parse_packet(data: bytes) -> ParsedPacket:
+    newline = data.find(b"\n")
+    text, blobs = (data, b"") if newline < 0 else (data[:newline], data[newline + 1:])
+    try:
+        record = json.loads(text.decode("ascii"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PacketError(f"not JSON ({exc})") from None
+    if not isinstance(record, dict):
+        raise PacketError("not a JSON object")
+    signature: bytes | None = None
+    if "sig" in record:
+        try:
+            signature = base64.b64decode(str(record.pop("sig")).encode("ascii"), validate=True)
+        except (binascii.Error, UnicodeEncodeError):
+            raise PacketError("its signature is not base64") from None
+    digest = hashlib.sha256(packet_bytes(record, blobs)).hexdigest() if signature is not None else ""
+    return ParsedPacket(record, blobs, digest, signature)
+
+
+@dataclass
+class ChainReport:
+    """What verification found for one segment. Records listed in `authentic` carry a valid signature."""
+
+    authentic: list[int] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    end_digest: str | None = None
+
+    @property
+    def intact(self) -> bool:
+        return not self.problems
+
+
+class ChainVerifier:
+    """Checks the records of one segment in file order against one host public key."""
+
+    def __init__(self, host: HostPublicKey) -> None:
+        self.host = host
+        self.report = ChainReport()
+        self._last_seq = -1
+        self._prev = GENESIS
+        self._seen: set[int] = set()
+        self._frame_of: dict[int, object] = {}
+
+    def check(self, packet: ParsedPacket, position: int) -> bool:
+        """True when the packet's signature is valid (its content can be used); chain breaks are reported."""
+        record = packet.record
+        label = f"record {position}"
+        if packet.signature is None:
+            self.report.problems.append(f"{label} is not signed")
+            return False
+        if not self.host.verify(packet.signature, SIGNATURE_LABEL + bytes.fromhex(packet.digest)):
+            self.report.problems.append(f"{label} (frame {record.get('frame_index', '-')}) has an invalid signature: "
+                                        "it was altered or signed by another key")
+            return False
+        seq = record.get("seq")
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0 or seq in self._seen:
+            self.report.problems.append(f"{label}: sequence number {seq!r} repeats or is malformed (replayed record)")
+            return False
+        if self._seen and seq < self._last_seq:
+            self.report.problems.append(f"{label} (frame {record.get('frame_index', '-')}) is out of order: "
+                                        f"record {seq} comes after record {self._last_seq}")
+        elif seq == self._last_seq + 1 and record.get("prev") != self._prev:
+            self.report.problems.append(f"{label} does not follow the record before it (chain broken)")
+        self._seen.add(seq)
+        self._frame_of[seq] = record.get("frame_index")
+        self._last_seq = seq
+        self._prev = packet.digest
+        self.report.authentic.append(position)
+        return True
+
+    def finish(self, end_seen: bool) -> ChainReport:
+        highest = max(self._seen, default=-1)
+        missing = [seq for seq in range(highest + 1) if seq not in self._seen]
+        for first, last in _runs(missing):
+            before, after = self._frame_of.get(first - 1, "-"), self._frame_of.get(last + 1, "-")
+            self.report.problems.append(f"records {first}-{last} of the segment are missing "
+                                        f"(between frames {before} and {after})")
+        if not end_seen:
+            self.report.problems.append(f"no signed end record after record {highest}: the segment is truncated")
+        else:
+            self.report.end_digest = self._prev
+        return self.report
+
+
+def _runs(values: list[int]) -> list[tuple[int, int]]:
+    runs: list[tuple[int, int]] = []
+    for value in values:
+        if runs and value == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], value)
+        else:
+            runs.append((value, value))
+    return runs
