@@ -8,7 +8,7 @@ import time
 
 from av_clips import write_clip
 
-from streamd.cli import _progress
+from streamd.progress import progress_display
 from streamd.config import CameraConfig, FileSourceConfig
 from streamd.oneshot import anonymize_video
 from streamd.progress import DEFAULT_INTERVAL_S, LineProgress, format_duration
@@ -53,7 +53,7 @@ def test_an_unknown_total_still_reports_and_eta_is_worded() -> None:
 
 
 def test_the_cli_uses_lines_when_stderr_is_not_a_terminal(capsys) -> None:
-    progress = _progress(None, "frame", "anonymizing")
+    progress = progress_display(None, "frame", "anonymizing")
     try:
         assert isinstance(progress, LineProgress)
     finally:
