@@ -393,7 +393,7 @@ class ReversibleConfig(StrictModel):
         ge=0,
         le=51,
         description=(
-            "Quality of the sealed face streams (x264 CRF, 4:4:4): lower is closer to the original and larger. "
+            "Quality of the sealed face streams (x264 CRF, 4:2:0): lower is closer to the original and larger. "
             "10 restores faces at about 40 dB PSNR or better; see docs/results/recording-benchmark.md."
         ),
     )

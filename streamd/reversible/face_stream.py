@@ -5,13 +5,16 @@ with libx264 at high quality, 4:2:0 like the video it comes from, without B-fram
 every frame gives exactly one packet at once. The region sits on the frame's chroma grid: a region that
 starts on an odd column or row is placed one pixel right or down (that pixel repeats the region's
 edge), so each 2x2 chroma block of the canvas is one of the frame's and restore pastes the planes as
-they are. The rest of the canvas is a flat grey that costs next to nothing to code (edge pixels
-repeated across it change every frame and cost more bits than the face). The BGR pixels are converted
-with the exact BT.601 limited-range formula in floating point (swscale's fast path loses about 4 dB
-against the decoded source before any coding). Recordings made with 4:4:4 face streams still decode. A key frame starts every *part* and
-follows at least every `KEYFRAME_INTERVAL_S` of stream time, so a recorder that joins late, or a
-segment that starts mid-track, can begin decoding there. A region that outgrows the canvas starts a
-new part on a larger canvas. Packets are encrypted by the caller (`streamd.reversible.seal`).
+they are. The rest of the canvas is flat grey, which costs next to nothing to code (edge pixels
+repeated across it change every frame and cost bits). The BGR pixels are converted with the exact
+BT.601 limited-range formula in floating point, the colour space of the anonymized video the planes
+are pasted into (swscale's fast path loses about 4 dB against the decoded source before any coding).
+Face streams of earlier recordings are 4:4:4 with the region at the canvas's corner; they still decode.
+
+A key frame starts every *part* and follows at least every `KEYFRAME_INTERVAL_S` of stream time, so a
+recorder that joins late, or a segment that starts mid-track, can begin decoding there. A region that
+outgrows the canvas starts a new part on a larger canvas. Packets are encrypted by the caller
+(`streamd.reversible.seal`).
 """
 
 from __future__ import annotations
@@ -31,15 +34,15 @@ FACE_DECODER = "h264"
 FACE_PIXEL_FORMAT = "yuv420p"
 #: Face streams of earlier recordings: 4:4:4, the region at the canvas's top-left.
 LEGACY_FACE_PIXEL_FORMAT = "yuv444p"
-FACE_PRESET = "veryfast"
+FACE_PRESET = "faster"
 FACE_TUNE = "psnr,zerolatency"
 DEFAULT_FACE_CRF = 10
 KEYFRAME_INTERVAL_S = 2.0
 CANVAS_ALIGN = 16
 CANVAS_HEADROOM = 1.25
 _MAX_KEYINT = 1000
-#: The canvas outside the region: mid grey (Y 128, no colour).
-CANVAS_FILL = (128, 128, 128)
+#: The canvas outside the region: mid grey (Y, U, V), no colour.
+CANVAS_FILL_YUV = (128, 128, 128)
 _KR, _KB = 0.299, 0.114
 
 
@@ -69,9 +72,9 @@ def canvas_for(crop_wh: tuple[int, int], frame_wh: tuple[int, int]) -> tuple[int
     return max(width, _aligned(crop_wh[0])), max(height, _aligned(crop_wh[1]))
 
 
-def bgr_to_yuv420(bgr: np.ndarray) -> np.ndarray:
-    """`bgr` (even width and height) as yuv420p planes stacked the way PyAV takes them
-    (height * 3 / 2 rows of `width`): BT.601 limited range, chroma the mean of each 2x2 block."""
+def bgr_to_yuv420(bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`bgr` (even width and height) as yuv420p planes Y, U, V: BT.601 limited range, chroma the mean of
+    each 2x2 block."""
     height, width = bgr.shape[:2]
     blue, green, red = (bgr[..., channel].astype(np.float32) for channel in range(3))
     luma = _KR * red + (1.0 - _KR - _KB) * green + _KB * blue
@@ -80,8 +83,8 @@ def bgr_to_yuv420(bgr: np.ndarray) -> np.ndarray:
     for difference, scale in ((blue - luma, 2.0 * (1.0 - _KB)), (red - luma, 2.0 * (1.0 - _KR))):
         means = difference.reshape(height // 2, 2, width // 2, 2).mean(axis=(1, 3))
         plane = np.clip(np.rint(128.0 + means * (224.0 / 255.0 / scale)), 0, 255).astype(np.uint8)
-        chroma.append(plane.reshape(-1, width))
-    return np.concatenate([y_plane, *chroma])
+        chroma.append(plane)
+    return y_plane, chroma[0], chroma[1]
 
 
 def chroma_offset(region_xyxy: tuple[int, int, int, int]) -> tuple[int, int]:
@@ -125,9 +128,7 @@ class FaceStreamEncoder:
         if self._context is None or width > self._canvas_wh[0] or height > self._canvas_wh[1]:
             self._open_part((width, height))
         assert self._context is not None
-        canvas = cv2.copyMakeBorder(aligned, 0, self._canvas_wh[1] - height, 0, self._canvas_wh[0] - width,
-                                    cv2.BORDER_CONSTANT, value=CANVAS_FILL)
-        frame = av.VideoFrame.from_ndarray(bgr_to_yuv420(canvas), format=FACE_PIXEL_FORMAT)
+        frame = av.VideoFrame.from_ndarray(self._canvas_planes(bgr_to_yuv420(aligned)), format=FACE_PIXEL_FORMAT)
         frame.pts = self._frames
         frame.time_base = Fraction(1, 1000)
         force_key = (self._last_key_s is None or seconds - self._last_key_s >= KEYFRAME_INTERVAL_S
@@ -148,6 +149,18 @@ class FaceStreamEncoder:
             self._last_key_s = seconds
         self._frames += 1
         return FacePacket(self._part, self._frames - 1, self._canvas_wh, keyframe, bytes(packet))
+
+    def _canvas_planes(self, region_planes: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+        """The canvas as yuv420p planes stacked the way PyAV takes them (height * 3 / 2 rows of width;
+        the canvas height is a multiple of 16): the region's at the top-left, grey elsewhere."""
+        canvas_width, canvas_height = self._canvas_wh
+        canvas = np.empty((canvas_height * 3 // 2, canvas_width), dtype=np.uint8)
+        chroma = canvas[canvas_height:].reshape(2, canvas_height // 2, canvas_width // 2)
+        for plane, region_plane, fill in zip((canvas[:canvas_height], chroma[0], chroma[1]), region_planes,
+                                             CANVAS_FILL_YUV):
+            plane.fill(fill)
+            plane[:region_plane.shape[0], :region_plane.shape[1]] = region_plane
+        return canvas
 
     def _open_part(self, crop_wh: tuple[int, int]) -> None:
         self._canvas_wh = canvas_for(crop_wh, self._frame_wh)

@@ -37,10 +37,12 @@ def _psnr(reference: np.ndarray, candidate: np.ndarray) -> float:
 
 def test_bgr_to_yuv420_recovers_the_decoded_planes():
     frame = _source_frames(1)[0]
-    planes = frame.to_ndarray()
-    recovered = bgr_to_yuv420(frame.to_ndarray(format="bgr24"))
-    assert recovered.shape == planes.shape
-    assert _psnr(planes, recovered) > 45.0
+    stacked = frame.to_ndarray()
+    luma, u_plane, v_plane = bgr_to_yuv420(frame.to_ndarray(format="bgr24"))
+    assert luma.shape == (80, 96) and u_plane.shape == v_plane.shape == (40, 48)
+    assert _psnr(stacked[:80], luma) > 45.0
+    assert _psnr(stacked[80:100].reshape(40, 48), u_plane) > 45.0
+    assert _psnr(stacked[100:].reshape(40, 48), v_plane) > 45.0
 
 
 def test_odd_regions_decode_in_place_on_the_chroma_grid():
