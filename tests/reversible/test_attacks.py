@@ -35,6 +35,7 @@ from restore_helpers import (
 
 from streamd.align import expand_box
 from streamd.cli import main
+from streamd.reversible.chain import unstored_packet
 from streamd.reversible.audit import line_hash, verify_audit_log
 from streamd.reversible.face_stream import FaceStreamEncoder
 from streamd.reversible.keys import (
@@ -130,8 +131,8 @@ def test_forgery_that_claims_the_real_host_key_fails_its_signatures(recording, k
                                lambda records: _reseal_track_as_red(records, track_id, keys["public"]),
                                attacker_host_key(tmp_path / "attacker"))
     real = the_host_key()
-    claimed = _rewrite_metadata_packets(forged, tmp_path / "claimed.mkv", lambda position, data: data.replace(
-        *_segment_claim(forged, real)) if position == 0 else data)
+    claimed = _rewrite_metadata_packets(forged, tmp_path / "claimed.mkv", lambda position, data: unstored_packet(
+        data).replace(*_segment_claim(forged, real)) if position == 0 else data)
     code, err = _restore(capsys, str(claimed), "--key", str(keys["private"]), "-o", str(tmp_path / "out.mkv"),
                          "--tracks", str(track_id), "--reason", "forgery test", "--audit-log", str(tmp_path / "a"))
     assert code != 0 and "has an invalid signature" in _one_error_line(err)
