@@ -364,7 +364,9 @@ def _face(track_id: int, xyxy) -> TrackedFace:
 
 def test_a_neighbour_inside_a_sealed_region_is_not_revealed(keys):
     rng = np.random.default_rng(3)
-    bgr = rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    noise = rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    # A frame as a decoder gives it: 4:2:0 like every source video, as the face stream codes it.
+    bgr = av.VideoFrame.from_ndarray(noise, format="bgr24").reformat(format="yuv420p").to_ndarray(format="bgr24")
     first, second = _face(1, (60, 60, 140, 160)), _face(2, (135, 70, 205, 170))
     public = load_public_key(keys["public"])
     sealer = StreamSealer(camera_id="cam", stream_epoch="e1", recipients=[public],
