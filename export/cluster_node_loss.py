@@ -20,10 +20,8 @@ import sys
 import tempfile
 import threading
 import time
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 import ray
 import zmq
@@ -33,7 +31,7 @@ from streamd.cluster.fleet import FleetService
 from streamd.cluster.ray_runtime import NAMESPACE, ClusterError
 from streamd.cluster.registry import camera_actor
 from streamd.config import StreamdConfig
-from streamd.demo_clip import load_face_sprites, render_demo_frames
+from streamd.demo_clip import write_keyframed_clip
 from streamd.protocol import FRAME_TOPIC_PREFIX, decode_frame_message
 
 WIDTH, HEIGHT, FPS = 640, 360, 10
@@ -42,19 +40,7 @@ FAST_NODE_DEATH = {"health_check_period_ms": 500, "health_check_failure_threshol
 
 
 def write_clip(path: Path, frames: int) -> list[np.ndarray]:
-    truth = []
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=FPS, options={"g": "10", "preset": "veryfast"})
-        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        for index, (bgr, boxes) in enumerate(render_demo_frames(load_face_sprites(), frames, (WIDTH, HEIGHT), FPS)):
-            frame = av.VideoFrame.from_ndarray(bgr, format="bgr24")
-            frame.pts, frame.time_base = index, Fraction(1, FPS)
-            for packet in stream.encode(frame):
-                container.mux(packet)
-            truth.append(boxes)
-        for packet in stream.encode(None):
-            container.mux(packet)
-    return truth
+    return write_keyframed_clip(path, frames, (WIDTH, HEIGHT), FPS, gop=10)
 
 
 def face_centres_masked(bgr: np.ndarray, boxes: np.ndarray) -> bool:

@@ -24,28 +24,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from fractions import Fraction
 from pathlib import Path
 
 import av
 
-from streamd.demo_clip import load_face_sprites, render_demo_frames
+from streamd.demo_clip import write_keyframed_clip
 
 WIDTH, HEIGHT, FPS, GOP = 640, 360, 25, 50
 
 
 def write_footage(path: Path, frames: int) -> None:
-    sprites = load_face_sprites()
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=FPS, options={"g": str(GOP), "preset": "veryfast", "crf": "20"})
-        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        for index, (bgr, _) in enumerate(render_demo_frames(sprites, frames, (WIDTH, HEIGHT), FPS)):
-            frame = av.VideoFrame.from_ndarray(bgr, format="bgr24")
-            frame.pts, frame.time_base = index, Fraction(1, FPS)
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
+    write_keyframed_clip(path, frames, (WIDTH, HEIGHT), FPS, GOP)
 
 
 def frame_times(path: Path) -> list[tuple[int, float]]:

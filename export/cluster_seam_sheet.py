@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import sys
 import tempfile
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -22,7 +21,7 @@ from streamd.cluster.segment_run import anonymize_segment
 from streamd.cluster.video_index import plan_segments, read_video_index
 from streamd.config import CameraConfig
 from streamd.contact_sheet import contact_sheet
-from streamd.demo_clip import load_face_sprites, render_demo_frames
+from streamd.demo_clip import write_keyframed_clip
 from streamd.oneshot import anonymize_video
 
 WIDTH, HEIGHT, FPS, GOP, FRAMES = 640, 360, 25, 25, 60
@@ -38,16 +37,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
         clip = work / "clip.mp4"
-        with av.open(str(clip), "w") as container:
-            stream = container.add_stream("libx264", rate=FPS, options={"g": str(GOP), "preset": "veryfast"})
-            stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-            for index, (bgr, _) in enumerate(render_demo_frames(load_face_sprites(), FRAMES, (WIDTH, HEIGHT), FPS)):
-                frame = av.VideoFrame.from_ndarray(bgr, format="bgr24")
-                frame.pts, frame.time_base = index, Fraction(1, FPS)
-                for packet in stream.encode(frame):
-                    container.mux(packet)
-            for packet in stream.encode(None):
-                container.mux(packet)
+        write_keyframed_clip(clip, FRAMES, (WIDTH, HEIGHT), FPS, GOP)
         camera = CameraConfig.model_validate({"id": "seam", "source": {"type": "file", "path": str(clip)},
                                               "detector": {"type": "centerface", "input_width": WIDTH,
                                                            "input_height": HEIGHT}})

@@ -155,7 +155,7 @@ def train(args: argparse.Namespace) -> dict:
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        history.append((float(hard), float(kept)))
+        history.append((hard.item(), kept.item()))
         if (step + 1) % 50 == 0:
             recent = np.mean(history[-50:], axis=0)
             progress.set_postfix(composite=f"{recent[0]:.3f}", natural=f"{recent[1]:.3f}")

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import os
 import signal
 import sys
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,7 +20,6 @@ from streamd.config import (
     CameraConfig,
     FileSourceConfig,
     ReversibleConfig,
-    StreamdConfig,
     load_config,
 )
 from streamd.cluster.lookup import add_cluster_lookup, cluster_endpoint

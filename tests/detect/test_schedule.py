@@ -60,6 +60,28 @@ def test_small_frames_get_no_full_resolution_tiles_but_enlarged_ones():
     assert tiles and all(p.scale == 2.0 for p in tiles)
 
 
+def test_robust_weights_add_a_coarse_pass_beside_every_whole_frame_pass():
+    for profile in ("fast", "balanced", "thorough"):
+        schedule = build_schedule(profile, (1280, 720), (640, 360), coarse=True)
+        for slot in schedule.slots:
+            kinds = [p.kind for p in slot]
+            assert kinds.count("coarse") == kinds.count("global")
+            for coarse in (p for p in slot if p.kind == "coarse"):
+                assert coarse.region_xyxy == (0, 0, 1280, 720) and coarse.input_wh == (320, 180)
+
+
+def test_a_face_filling_the_frame_is_found_with_the_robust_weights():
+    # A face as tall as the frame: about 360 px on the inference-size input, where the fine-tuned
+    # weights score it about 0.46; the coarse pass sees it at half that size.
+    face = cv2.resize(sample_faces.astronaut_bgr()[50:170, 165:285], (720, 720))
+    frame = np.zeros((720, 1280, 3), np.uint8)
+    frame[:, 280:1000] = face
+    found = build_detector(CenterFaceConfig(profile="fast")).detect(frame)
+    confident = found.scores >= 0.7
+    assert confident.any()
+    assert (found.xyxy[confident, 2] - found.xyxy[confident, 0]).max() > 400
+
+
 def test_unknown_profile_is_refused():
     with pytest.raises(ValueError):
         build_schedule("reckless", (1280, 720), (640, 360))

