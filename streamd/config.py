@@ -389,12 +389,12 @@ class ReversibleConfig(StrictModel):
         description="Repeat the wrapped keys of live tracks this often (stream seconds) for late subscribers.",
     )
     face_crf: int = Field(
-        10,
+        9,
         ge=0,
         le=51,
         description=(
-            "Quality of the sealed face streams (x264 CRF, 4:4:4): lower is closer to the original and larger. "
-            "10 restores faces at about 40 dB PSNR or better; see docs/results/recording-benchmark.md."
+            "Quality of the sealed face streams (x264 CRF, 4:2:0): lower is closer to the original and larger. "
+            "9 restores nearly all faces at 40 dB PSNR or better; see docs/results/recording-benchmark.md."
         ),
     )
     host_key: str | None = Field(

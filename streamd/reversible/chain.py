@@ -10,6 +10,11 @@ binary payloads (sealed face packets). Each record carries
 So one signature covers the record, its sealed payloads, the video packets before it and, through
 `prev`, everything earlier; the end record closes the segment. A deleted, inserted, reordered or
 altered record, payload or video packet is found by `ChainVerifier`.
+
+In the file a packet is stored with its record compressed (`stored_packet`: `COMPRESSED_PACKET_MARK`,
+the record's JSON as a zlib stream, then the payloads as they are): records are mostly numbers and
+repeated keys and shrink to about a third. Digests and signatures are over the uncompressed bytes
+above, so compression changes neither; packets stored uncompressed (earlier files) still parse.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import base64
 import binascii
 import hashlib
 import json
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +33,10 @@ from streamd.reversible.host_keys import HostPrivateKey, HostPublicKey
 GENESIS = "0" * 64
 SIGNATURE_LABEL = b"streamd/recording-record/v2\x00"
 VIDEO_DIGEST_HEX = 32
+#: First byte of a stored packet whose record is compressed (an uncompressed record starts with `{`).
+COMPRESSED_PACKET_MARK = b"z"
+#: Largest record a compressed packet may expand to.
+MAX_RECORD_BYTES = 16 * 1024 * 1024
 
 
 def video_packet_digest(data: bytes) -> str:
@@ -103,9 +113,35 @@ class PacketError(ValueError):
     """A metadata packet is not a well-formed record."""
 
 
+def stored_packet(packet: bytes) -> bytes:
+    """A signed packet (`packet_bytes`) as the file stores it: its record compressed, payloads as they are."""
+    newline = packet.index(b"\n")
+    return COMPRESSED_PACKET_MARK + zlib.compress(packet[:newline], 6) + packet[newline + 1:]
+
+
+def _split(data: bytes) -> tuple[bytes, bytes]:
+    """The record's JSON and the payloads of a stored packet, compressed or not."""
+    if not data.startswith(COMPRESSED_PACKET_MARK):
+        newline = data.find(b"\n")
+        return (data, b"") if newline < 0 else (data[:newline], data[newline + 1:])
+    decompressor = zlib.decompressobj()
+    try:
+        text = decompressor.decompress(data[len(COMPRESSED_PACKET_MARK):], MAX_RECORD_BYTES)
+    except zlib.error as exc:
+        raise PacketError(f"its compressed record does not decompress ({exc})") from None
+    if not decompressor.eof:
+        raise PacketError(f"its compressed record is truncated or larger than {MAX_RECORD_BYTES} bytes")
+    return text, decompressor.unused_data
+
+
+def unstored_packet(data: bytes) -> bytes:
+    """A stored packet, compressed or not, in its uncompressed form (record, newline, payloads)."""
+    text, blobs = _split(data)
+    return text + b"\n" + blobs
+
+
 def parse_packet(data: bytes) -> ParsedPacket:
-    newline = data.find(b"\n")
-    text, blobs = (data, b"") if newline < 0 else (data[:newline], data[newline + 1:])
+    text, blobs = _split(data)
     try:
         record = json.loads(text.decode("ascii"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

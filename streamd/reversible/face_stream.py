@@ -1,11 +1,21 @@
 """Sealed face streams: one track's original face regions, encoded as a video of their own.
 
-Per track, each frame's region is placed at the top-left of a canvas fixed for the track (the rest
-repeats the region's edge pixels) and encoded with libx264 at high quality, 4:4:4, without B-frames
-or lookahead, so every frame gives exactly one packet at once. A key frame starts every *part* and
-follows at least every `KEYFRAME_INTERVAL_S` of stream time, so a recorder that joins late, or a
-segment that starts mid-track, can begin decoding there. A region that outgrows the canvas starts a
-new part on a larger canvas. Packets are encrypted by the caller (`streamd.reversible.seal`).
+Per track, each frame's region is placed near the top-left of a canvas fixed for the track and encoded
+with libx264 at high quality, 4:2:0 like the video it comes from, without B-frames or lookahead, so
+every frame gives exactly one packet at once. The region sits on the frame's chroma grid: a region that
+starts on an odd column or row is placed one pixel right or down (that pixel repeats the region's
+edge), so each 2x2 chroma block of the canvas is one of the frame's and restore pastes the planes as
+they are. The rest of the canvas is flat grey, which costs next to nothing to code (edge pixels
+repeated across it change every frame and cost bits). The BGR pixels are converted with OpenCV's
+BT.601 limited-range conversion, the colour space of the anonymized video the planes are pasted into;
+it recovers the decoded source's planes as closely as the exact formula (swscale's fast path, which
+PyAV uses, loses about 3 dB of luma before any coding) at a fiftieth of numpy's time.
+Face streams of earlier recordings are 4:4:4 with the region at the canvas's corner; they still decode.
+
+A key frame starts every *part* and follows at least every `KEYFRAME_INTERVAL_S` of stream time, so a
+recorder that joins late, or a segment that starts mid-track, can begin decoding there. A region that
+outgrows the canvas starts a new part on a larger canvas. Packets are encrypted by the caller
+(`streamd.reversible.seal`).
 """
 
 from __future__ import annotations
@@ -22,14 +32,18 @@ from streamd.errors import StreamdError
 
 FACE_CODEC = "libx264"
 FACE_DECODER = "h264"
-FACE_PIXEL_FORMAT = "yuv444p"
-FACE_PRESET = "veryfast"
+FACE_PIXEL_FORMAT = "yuv420p"
+#: Face streams of earlier recordings: 4:4:4, the region at the canvas's top-left.
+LEGACY_FACE_PIXEL_FORMAT = "yuv444p"
+FACE_PRESET = "faster"
 FACE_TUNE = "psnr,zerolatency"
-DEFAULT_FACE_CRF = 10
+DEFAULT_FACE_CRF = 9
 KEYFRAME_INTERVAL_S = 2.0
 CANVAS_ALIGN = 16
 CANVAS_HEADROOM = 1.25
 _MAX_KEYINT = 1000
+#: The canvas outside the region: mid grey (Y, U, V), no colour.
+CANVAS_FILL_YUV = (128, 128, 128)
 
 
 class FaceStreamError(StreamdError):
@@ -58,6 +72,36 @@ def canvas_for(crop_wh: tuple[int, int], frame_wh: tuple[int, int]) -> tuple[int
     return max(width, _aligned(crop_wh[0])), max(height, _aligned(crop_wh[1]))
 
 
+def bgr_to_yuv420(bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`bgr` (even width and height) as yuv420p planes Y, U, V: OpenCV's BT.601 limited-range
+    conversion, chroma from each 2x2 block."""
+    height, width = bgr.shape[:2]
+    stacked = cv2.cvtColor(np.ascontiguousarray(bgr), cv2.COLOR_BGR2YUV_I420).reshape(-1)
+    luma_size, chroma_size = height * width, height * width // 4
+    return (stacked[:luma_size].reshape(height, width),
+            stacked[luma_size:luma_size + chroma_size].reshape(height // 2, width // 2),
+            stacked[luma_size + chroma_size:].reshape(height // 2, width // 2))
+
+
+def chroma_offset(region_xyxy: tuple[int, int, int, int]) -> tuple[int, int]:
+    """Where a region starts inside its 4:2:0 canvas: one pixel in for an odd column or row."""
+    return region_xyxy[0] & 1, region_xyxy[1] & 1
+
+
+@dataclass(frozen=True)
+class DecodedCanvas:
+    """One decoded canvas as 4:4:4 planes (3 x height x width: Y, U, V; 4:2:0 chroma repeated over its
+    2x2 block), and whether the stream was 4:2:0 (then the region sits at its `chroma_offset`)."""
+
+    planes: np.ndarray
+    chroma_420: bool
+
+    def region(self, region_xyxy: tuple[int, int, int, int]) -> np.ndarray:
+        x0, y0, x1, y1 = region_xyxy
+        left, top = chroma_offset(region_xyxy) if self.chroma_420 else (0, 0)
+        return self.planes[:, top:top + y1 - y0, left:left + x1 - x0]
+
+
 class FaceStreamEncoder:
     """Encodes the face regions of one track, one packet per frame."""
 
@@ -70,14 +114,17 @@ class FaceStreamEncoder:
         self._frames = 0
         self._last_key_s: float | None = None
 
-    def encode(self, crop_bgr: np.ndarray, seconds: float) -> FacePacket:
+    def encode(self, crop_bgr: np.ndarray, seconds: float, region_xy: tuple[int, int] = (0, 0)) -> FacePacket:
+        """One packet for the region whose top-left pixel is `region_xy` in the frame."""
+        left, top = region_xy[0] & 1, region_xy[1] & 1
         height, width = crop_bgr.shape[:2]
+        right, bottom = (left + width) & 1, (top + height) & 1
+        aligned = cv2.copyMakeBorder(np.ascontiguousarray(crop_bgr), top, bottom, left, right, cv2.BORDER_REPLICATE)
+        height, width = aligned.shape[:2]
         if self._context is None or width > self._canvas_wh[0] or height > self._canvas_wh[1]:
             self._open_part((width, height))
         assert self._context is not None
-        canvas = cv2.copyMakeBorder(np.ascontiguousarray(crop_bgr), 0, self._canvas_wh[1] - height,
-                                    0, self._canvas_wh[0] - width, cv2.BORDER_REPLICATE)
-        frame = av.VideoFrame.from_ndarray(canvas, format="bgr24")
+        frame = av.VideoFrame.from_ndarray(self._canvas_planes(bgr_to_yuv420(aligned)), format=FACE_PIXEL_FORMAT)
         frame.pts = self._frames
         frame.time_base = Fraction(1, 1000)
         force_key = (self._last_key_s is None or seconds - self._last_key_s >= KEYFRAME_INTERVAL_S
@@ -98,6 +145,18 @@ class FaceStreamEncoder:
             self._last_key_s = seconds
         self._frames += 1
         return FacePacket(self._part, self._frames - 1, self._canvas_wh, keyframe, bytes(packet))
+
+    def _canvas_planes(self, region_planes: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+        """The canvas as yuv420p planes stacked the way PyAV takes them (height * 3 / 2 rows of width;
+        the canvas height is a multiple of 16): the region's at the top-left, grey elsewhere."""
+        canvas_width, canvas_height = self._canvas_wh
+        canvas = np.empty((canvas_height * 3 // 2, canvas_width), dtype=np.uint8)
+        chroma = canvas[canvas_height:].reshape(2, canvas_height // 2, canvas_width // 2)
+        for plane, region_plane, fill in zip((canvas[:canvas_height], chroma[0], chroma[1]), region_planes,
+                                             CANVAS_FILL_YUV):
+            plane.fill(fill)
+            plane[:region_plane.shape[0], :region_plane.shape[1]] = region_plane
+        return canvas
 
     def _open_part(self, crop_wh: tuple[int, int]) -> None:
         self._canvas_wh = canvas_for(crop_wh, self._frame_wh)
@@ -135,10 +194,9 @@ class FaceStreamDecoder:
         self._part = None
         self._number = None
 
-    def decode(self, part: int, number: int, keyframe: bool, data: bytes) -> np.ndarray | None:
-        """The canvas of this packet as 4:4:4 planes (3 x height x width: Y, U, V); None when it cannot be
-        decoded: no key frame seen yet, or a packet before it is missing (then decoding resumes at the
-        next key frame)."""
+    def decode(self, part: int, number: int, keyframe: bool, data: bytes) -> DecodedCanvas | None:
+        """The canvas of this packet; None when it cannot be decoded: no key frame seen yet, or a packet
+        before it is missing (then decoding resumes at the next key frame)."""
         if part != self._part or self._number is None or number != self._number + 1:
             self._context = None
         self._part, self._number = part, number
@@ -154,6 +212,16 @@ class FaceStreamDecoder:
             raise FaceStreamError(f"face stream packet does not decode: {exc}") from None
         if len(frames) != 1:
             raise FaceStreamError(f"face stream packet decoded to {len(frames)} frames; expected one")
-        if frames[0].format.name != FACE_PIXEL_FORMAT:
-            raise FaceStreamError(f"face stream decoded as {frames[0].format.name}, not {FACE_PIXEL_FORMAT}")
-        return frames[0].to_ndarray()
+        pixel_format = frames[0].format.name
+        if pixel_format == LEGACY_FACE_PIXEL_FORMAT:
+            return DecodedCanvas(frames[0].to_ndarray(), chroma_420=False)
+        if pixel_format != FACE_PIXEL_FORMAT:
+            raise FaceStreamError(f"face stream decoded as {pixel_format}, not {FACE_PIXEL_FORMAT} "
+                                  f"(or {LEGACY_FACE_PIXEL_FORMAT})")
+        stacked = frames[0].to_ndarray()
+        height, width = frames[0].height, frames[0].width
+        chroma = stacked[height:].reshape(2, height // 2, width // 2)
+        planes = np.empty((3, height, width), dtype=np.uint8)
+        planes[0] = stacked[:height]
+        planes[1:] = chroma.repeat(2, axis=1).repeat(2, axis=2)
+        return DecodedCanvas(planes, chroma_420=True)

@@ -6,7 +6,9 @@ A recording file holds
   pts, and a final `end` packet. Subrip packets round-trip byte-exact in Matroska.
 
 Version 2 (written now): a packet is a canonical JSON record, a newline, then the record's sealed
-payloads as raw bytes (sizes in the record). A frame record holds the frame's clear metadata (as in
+payloads as raw bytes (sizes in the record); the file stores the record zlib-compressed
+(`streamd.reversible.chain.stored_packet`; uncompressed packets of earlier files still read). A
+frame record holds the frame's clear metadata (as in
 the wire protocol's frame header), its sealed face-stream packets, the wrapped keys of tracks new to
 the file, and the digests of the video packets muxed since the previous record. Every record is
 chained to the one before and signed with the host key (`streamd.reversible.chain`); the first
@@ -31,7 +33,14 @@ import numpy as np
 from streamd.config import FileOutputConfig
 from streamd.errors import SinkError, StreamdError
 from streamd.protocol import build_frame_header, parse_time_base
-from streamd.reversible.chain import ChainSigner, PacketError, ParsedPacket, parse_packet, video_packet_digest
+from streamd.reversible.chain import (
+    ChainSigner,
+    PacketError,
+    ParsedPacket,
+    parse_packet,
+    stored_packet,
+    video_packet_digest,
+)
 from streamd.reversible.host_keys import HostPrivateKey, load_host_key
 from streamd.reversible.sealing import SEALING_EXTRAS_KEY, SealedFrame
 from streamd.sinks import FrameSink, keep_written_frames
@@ -186,7 +195,7 @@ class RecordingWriter:
         if preroll:
             record["preroll"] = [{**packet.descriptor, "size": len(packet.data)} for packet in preroll]
         blobs = b"".join(payload_parts) + b"".join(packet.data for packet in preroll)
-        self._mux_metadata(self._signer.sign(record, blobs), header["pts"], time_base)
+        self._mux_metadata(stored_packet(self._signer.sign(record, blobs)), header["pts"], time_base)
         self._keys_written.update(new_keys)
         self._last_pts = header["pts"]
         self.frames_written += 1
@@ -203,7 +212,7 @@ class RecordingWriter:
             "video": self._video.take_digests(),
         }
         ticks = max(1, round(1 / (self._video.average_rate * self._video.time_base)))
-        packet = av.Packet(self._signer.sign(end, b""))
+        packet = av.Packet(stored_packet(self._signer.sign(end, b"")))
         packet.stream = self._metadata_stream
         packet.time_base = self._video.time_base
         packet.pts = packet.dts = self._last_pts + ticks

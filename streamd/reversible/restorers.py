@@ -16,7 +16,7 @@ import av
 import numpy as np
 
 from streamd.errors import StreamdError
-from streamd.reversible.face_stream import FaceStreamDecoder
+from streamd.reversible.face_stream import DecodedCanvas, FaceStreamDecoder
 from streamd.reversible.keys import derive_payload_key
 from streamd.reversible.neighbours import FaceArea, owned_mask
 from streamd.reversible.recording_format import FrameRecord, Recording
@@ -147,7 +147,8 @@ class FaceStreamRestorer(FaceRestorer):
         self._payload_keys = dict(payload_keys)
         self._decoders = {track_id: FaceStreamDecoder() for track_id in payload_keys}
 
-    def _decode(self, descriptor: Mapping[str, object], data: bytes, frame_index: int, pts: int | None) -> np.ndarray | None:
+    def _decode(self, descriptor: Mapping[str, object], data: bytes, frame_index: int,
+                pts: int | None) -> DecodedCanvas | None:
         track_id = int(descriptor["track_id"])  # type: ignore[arg-type]
         binding = binding_for_payload(camera=self._camera, stream_epoch=self._stream_epoch, frame_index=frame_index,
                                       pts=pts, descriptor=descriptor)
@@ -189,12 +190,13 @@ class FaceStreamRestorer(FaceRestorer):
                                       frame_index=record.frame_index, pts=record.pts, descriptor=descriptor)
         x0, y0, x1, y1 = box_region_from_binding(binding)
         width, height = frame_size(record)
-        if x0 < 0 or y0 < 0 or x1 > width or y1 > height or y1 - y0 > canvas.shape[1] or x1 - x0 > canvas.shape[2]:
+        planes = canvas.region((x0, y0, x1, y1))
+        if x0 < 0 or y0 < 0 or x1 > width or y1 > height or planes.shape[1:] != (y1 - y0, x1 - x0):
             raise RestoreError(f"frame {record.frame_index}, track {track_id}: sealed region {[x0, y0, x1, y1]} "
                                f"does not fit the {width}x{height} frame or its face-stream canvas")
         areas = face_areas(record)
         mine = next(area for area in areas if area.track_id == track_id)
-        return RestoredFace(track_id=track_id, region_xyxy=(x0, y0, x1, y1), yuv444=canvas[:, :y1 - y0, :x1 - x0],
+        return RestoredFace(track_id=track_id, region_xyxy=(x0, y0, x1, y1), yuv444=planes,
                             mask=owned_mask(mine, areas))
 
 

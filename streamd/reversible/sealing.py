@@ -239,7 +239,7 @@ class StreamSealer:
             encoder = self._encoders.get(area.track_id)
             if encoder is None:
                 encoder = self._encoders[area.track_id] = FaceStreamEncoder(frame.resolution_wh, self._face_crf)
-            packet = encoder.encode(crop, seconds)
+            packet = encoder.encode(crop, seconds, (x0, y0))
             binding = SealBinding.from_geometry(
                 camera=self.camera_id,
                 stream_epoch=self.stream_epoch,

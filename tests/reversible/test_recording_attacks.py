@@ -35,6 +35,7 @@ from restore_helpers import (
 
 from streamd.align import expand_box
 from streamd.cli import main
+from streamd.reversible.chain import unstored_packet
 from streamd.reversible.audit import line_hash, verify_audit_log
 from streamd.reversible.face_stream import FaceStreamEncoder
 from streamd.reversible.keys import (
@@ -130,8 +131,8 @@ def test_forgery_that_claims_the_real_host_key_fails_its_signatures(recording, k
                                lambda records: _reseal_track_as_red(records, track_id, keys["public"]),
                                attacker_host_key(tmp_path / "attacker"))
     real = the_host_key()
-    claimed = _rewrite_metadata_packets(forged, tmp_path / "claimed.mkv", lambda position, data: data.replace(
-        *_segment_claim(forged, real)) if position == 0 else data)
+    claimed = _rewrite_metadata_packets(forged, tmp_path / "claimed.mkv", lambda position, data: unstored_packet(
+        data).replace(*_segment_claim(forged, real)) if position == 0 else data)
     code, err = _restore(capsys, str(claimed), "--key", str(keys["private"]), "-o", str(tmp_path / "out.mkv"),
                          "--tracks", str(track_id), "--reason", "forgery test", "--audit-log", str(tmp_path / "a"))
     assert code != 0 and "has an invalid signature" in _one_error_line(err)
@@ -244,7 +245,7 @@ def test_a_payload_moved_inside_the_signed_file_breaks_its_signature(recording, 
     def move_blob(position: int, data: bytes) -> bytes:
         if position != 3:
             return data
-        head, _, blobs = data.partition(b"\n")
+        head, _, blobs = unstored_packet(data).partition(b"\n")
         return head + b"\n" + blobs[1:] + blobs[:1]
 
     moved = _rewrite_metadata_packets(recording, tmp_path / "moved.mkv", move_blob)
@@ -363,7 +364,9 @@ def _face(track_id: int, xyxy) -> TrackedFace:
 
 def test_a_neighbour_inside_a_sealed_region_is_not_revealed(keys):
     rng = np.random.default_rng(3)
-    bgr = rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    noise = rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    # A frame as a decoder gives it: 4:2:0 like every source video, as the face stream codes it.
+    bgr = av.VideoFrame.from_ndarray(noise, format="bgr24").reformat(format="yuv420p").to_ndarray(format="bgr24")
     first, second = _face(1, (60, 60, 140, 160)), _face(2, (135, 70, 205, 170))
     public = load_public_key(keys["public"])
     sealer = StreamSealer(camera_id="cam", stream_epoch="e1", recipients=[public],

@@ -1,0 +1,48 @@
+"""Metadata packets are stored with their record compressed; digests and signatures stay over the
+uncompressed bytes, and packets stored uncompressed still parse."""
+
+from __future__ import annotations
+
+import pytest
+
+from streamd.reversible.chain import (
+    COMPRESSED_PACKET_MARK,
+    ChainSigner,
+    ChainVerifier,
+    PacketError,
+    parse_packet,
+    stored_packet,
+    unstored_packet,
+)
+from streamd.reversible.host_keys import generate_host_key, load_host_key
+
+
+def _record(index: int) -> dict[str, object]:
+    faces = [{"track_id": track, "xyxy": [100.25 + track, 200.5, 180.75, 300.125], "score": 0.9123}
+             for track in range(8)]
+    return {"record": "frame", "frame_index": index, "faces": faces}
+
+
+def test_stored_packets_are_smaller_and_verify_as_signed(tmp_path):
+    _, private_path, _ = generate_host_key(tmp_path / "host")
+    host_key = load_host_key(private_path)
+    signer, verifier = ChainSigner(host_key), ChainVerifier(host_key.public)
+    blobs = bytes(range(256)) * 4  # payload bytes that include newlines and the mark itself
+    for index in range(3):
+        signed = signer.sign(_record(index), blobs)
+        stored = stored_packet(signed)
+        assert stored.startswith(COMPRESSED_PACKET_MARK) and len(stored) < len(signed)
+        assert unstored_packet(stored) == signed
+        parsed, plain = parse_packet(stored), parse_packet(signed)
+        assert parsed.blobs == blobs and parsed.record == plain.record and parsed.digest == plain.digest
+        assert verifier.check(parsed, index), verifier.report.problems
+    assert verifier.report.authentic == [0, 1, 2]
+
+
+def test_a_damaged_compressed_record_is_one_clear_error(tmp_path):
+    _, private_path, _ = generate_host_key(tmp_path / "host")
+    stored = stored_packet(ChainSigner(load_host_key(private_path)).sign(_record(0), b""))
+    with pytest.raises(PacketError, match="truncated"):
+        parse_packet(stored[:len(stored) // 2])
+    with pytest.raises(PacketError, match="does not decompress"):
+        parse_packet(COMPRESSED_PACKET_MARK + b"not zlib at all")
