@@ -50,7 +50,10 @@ def test_lost_frames_are_summed_up_and_a_plain_camera_is_named_once(demo_clip, t
     messages = _published_messages(demo_clip.path, f"tcp://127.0.0.1:{free_tcp_port()}")
     frames = [parts for parts in messages if parts[0].startswith(b"frame.")]
     assert len(frames) == 25
-    recorder = Recorder("tcp://127.0.0.1:1", tmp_path / "segments", segment_seconds=60)
+    from streamd.reversible.host_keys import default_host_key_ref, load_host_key
+
+    recorder = Recorder("tcp://127.0.0.1:1", tmp_path / "segments", segment_seconds=60,
+                        host_key=load_host_key(default_host_key_ref()))
     lost = set(range(2, 24, 2))  # every other frame: eleven gaps
     with caplog.at_level(logging.WARNING, logger="streamd.reversible.record"):
         for parts in messages:
