@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from streamd.errors import StreamdError
-from streamd.hashing import file_sha256  # noqa: F401  (re-exported: restore hashes its inputs with it)
 
 logger = logging.getLogger(__name__)
 
@@ -211,13 +210,17 @@ def audit_log_head(log_path: str | Path) -> str:
     return GENESIS_HASH if not lines else line_hash(lines[-1])
 
 
-def _read_lines(path: Path) -> list[bytes]:
+def _read_content(path: Path) -> bytes:
     try:
-        content = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError as exc:
         raise AuditLogError(f"audit log {path} does not exist") from exc
     except OSError as exc:
         raise AuditLogError(f"cannot read audit log {path}: {exc.strerror or exc}") from exc
+
+
+def _read_lines(path: Path) -> list[bytes]:
+    content = _read_content(path)
     if not content:
         return []
     lines = content.split(b"\n")
@@ -232,13 +235,7 @@ def verify_audit_log(log_path: str | Path, mac_key: bytes | None = None, key_id:
     With `mac_key` (and the `key_id` of the restore key it comes from), every entry must carry a valid
     MAC under that key; an entry keyed by another restore key is reported as not checked. Runs that
     started and never finished are reported too."""
-    path = Path(log_path)
-    try:
-        content = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise AuditLogError(f"audit log {path} does not exist") from exc
-    except OSError as exc:
-        raise AuditLogError(f"cannot read audit log {path}: {exc.strerror or exc}") from exc
+    content = _read_content(Path(log_path))
     problems: list[AuditProblem] = []
     if not content:
         return problems

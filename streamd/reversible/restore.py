@@ -34,7 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from streamd.errors import StreamdError
-from streamd.reversible.audit import EVENT_STARTED, AuditContext, append_audit_entry, file_sha256
+from streamd.hashing import file_sha256
+from streamd.reversible.audit import EVENT_STARTED, AuditContext, append_audit_entry
 from streamd.reversible.authenticity import AuthenticityError, Verification, check_segment_order, verify_recording
 from streamd.reversible.host_keys import TrustStore
 from streamd.reversible.keys import (
