@@ -13,10 +13,10 @@ from streamd.reversible.audit import (
     AuditLogError,
     append_audit_entry,
     audit_log_head,
-    file_sha256,
     line_hash,
     verify_audit_log,
 )
+from streamd.hashing import file_sha256
 
 
 def _write_log(log_path, entry_count: int = 4) -> None:
