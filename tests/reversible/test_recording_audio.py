@@ -8,16 +8,17 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
-from av_clips import decoded_samples, stream_kinds, stream_span_s, with_tone
-from restore_helpers import make_keypair, read_audit, reversible_camera
+from av_clips import decoded_samples, stream_kinds, stream_span_s, with_tone, write_clip
+from restore_helpers import make_keypair, read_audit, reversible_camera, the_host_key
 
 from streamd.app import open_stream
 from streamd.cli import main
 from streamd.config import FileOutputConfig, FileSourceConfig, OutputsConfig
 from streamd.reversible.authenticity import verify_recording
 from streamd.reversible.host_keys import TrustStore
-from streamd.reversible.recording_format import METADATA_STREAM_TITLE, read_recording
+from streamd.reversible.recording_format import METADATA_STREAM_TITLE, RecordingWriter, read_recording
 
 AAC_FRAME_S = 1024 / 48000  # one AAC frame of the tone track
 
@@ -207,3 +208,25 @@ def test_audio_added_to_a_recording_without_audio_is_refused(silent_recording, t
     assert "audio" in stream_kinds(dubbed)
     code, err = _restore(capsys, keys, dubbed, tmp_path / "out.mkv")
     assert code != 0 and "audio stream(s) (aac) that its records do not sign" in _error_line(err)
+
+
+@pytest.mark.parametrize(("name", "codec"), [("adts.ts", "aac"), ("opus.mkv", "libopus")])
+def test_audio_of_other_containers_and_codecs_verifies(tmp_path, name, codec):
+    """MPEG-TS carries AAC with ADTS headers, which Matroska drops while muxing; Opus has its own start
+    delay. Both verify as written."""
+    clip = write_clip(tmp_path / name, 25, audio_codec=codec)
+    with av.open(str(clip)) as container:
+        stream = container.streams.video[0]
+        time_base, stamps = stream.time_base, [frame.pts for frame in container.decode(stream)]
+    path = tmp_path / "recorded.mkv"
+    writer = RecordingWriter(path, (160, 120), time_base, Fraction(25), host_key=the_host_key(), audio_source=clip)
+    for index, pts in enumerate(stamps):
+        header = {"camera": "cam", "stream_epoch": "0123456789abcdef", "frame_index": index, "pts": pts,
+                  "time_base": f"{time_base.numerator}/{time_base.denominator}", "wallclock": 0.0, "width": 160,
+                  "height": 120, "method": "solid", "status": "ok", "faces": [], "payloads": []}
+        writer.write_frame(np.zeros((120, 160, 3), np.uint8), header, [], {})
+    writer.close()
+    read = read_recording(path)
+    assert read.audio_codecs == [codec.removeprefix("lib")]
+    assert stream_span_s(path, "audio") == pytest.approx(stream_span_s(clip, "audio"), abs=1e-3)
+    assert verify_recording(read, TrustStore(None)).problems == []
