@@ -36,7 +36,8 @@ def test_consecutive_files_are_copied_one_after_the_other(tmp_path):
             writer.write(np.zeros((120, 160, 3), np.uint8), pts=index)
     start, end, packets = stream_span_s(output, "audio")
     assert packets == stream_span_s(first, "audio")[2] + stream_span_s(second, "audio")[2]
-    assert (start, end) == pytest.approx((stream_span_s(first, "audio")[0], stream_span_s(second, "audio")[1]), abs=1e-3)
+    expected = (stream_span_s(first, "audio")[0], stream_span_s(second, "audio")[1])
+    assert (start, end) == pytest.approx(expected, abs=1e-3)
 
 
 def test_files_with_different_audio_cannot_be_joined(tmp_path):

@@ -87,7 +87,8 @@ def verify_recording(recording: Recording, trust: TrustStore) -> Verification:
         verification.problems.append(
             f"{recording.path}: the anonymized video is not the signed one from video packet {first} on "
             f"({len(recording.video_digests)} packets in the file, {len(signed_video)} signed)")
-    audio_problem = _audio_problem(recording, signed_audio)
+    first_authentic = bool(recording.packets) and 0 in report.authentic
+    audio_problem = _audio_problem(recording, signed_audio, first_authentic)
     if audio_problem is not None:
         verification.audio_intact = False
         verification.problems.append(f"{recording.path}: {audio_problem}")
@@ -105,10 +106,11 @@ def _collect_audio(listed: Any, signed_audio: dict[str, list[str]]) -> None:
             str(digest) for digest in (digests if isinstance(digests, list) else [digests]))
 
 
-def _audio_problem(recording: Recording, signed_audio: dict[str, list[str]]) -> str | None:
+def _audio_problem(recording: Recording, signed_audio: dict[str, list[str]], first_authentic: bool) -> str | None:
     """What is wrong with the file's audio against the signed records: None when it is the signed audio
-    (or there is none, signed or found)."""
-    first = recording.packets[0].record if recording.packets else {}
+    (or there is none, signed or found). The audio streams are named by the first record, and count
+    only when its signature is valid."""
+    first = recording.packets[0].record if first_authentic else {}
     segment = first.get("segment") if isinstance(first.get("segment"), dict) else {}
     signed_codecs = segment.get("audio_streams", [])
     if not isinstance(signed_codecs, list):

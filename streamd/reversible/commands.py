@@ -145,6 +145,8 @@ def _list_recording(path: Path, thumbnails: Path | None) -> None:
 
     recording, summaries = list_tracks(path)
     signed = "signed" if recording.signed else "UNSIGNED (format version 1)"
+    if recording.audio_codecs:
+        signed += f", audio {', '.join(recording.audio_codecs)}"
     print(f"{path}: camera {recording.camera}, stream epoch {recording.stream_epoch}, "
           f"{len(recording.records)} frames, method {recording.records[0].document['method']}, {signed}"
           + (f" ({'; '.join(recording.problems)})" if recording.problems else ""))

@@ -124,6 +124,11 @@ def test_the_recording_carries_the_source_audio_signed_and_in_sync(talking_clip,
     assert verify_recording(read, TrustStore(None)).problems == []
 
 
+def test_list_names_the_audio(recording, capsys):
+    assert main(["restore", "--list", str(recording)]) == 0
+    assert "signed, audio aac" in capsys.readouterr().out.splitlines()[0]
+
+
 def test_restore_copies_the_audio_in_sync_unless_no_audio(recording, keys, tmp_path, capsys):
     output = tmp_path / "restored.mkv"
     code, err = _restore(capsys, keys, recording, output)
