@@ -4,18 +4,22 @@ Nothing is decoded or re-encoded: each audio packet keeps its codec, its bytes a
 so the output's audio starts and ends where the input's does and stays in sync with the video
 frames, which keep their input timestamps too. Packets are muxed in time order with the video
 (`mux_until` the time of each video frame), so the muxer never has to hold more than a frame's worth.
+
+Several sources (consecutive segments of one recording) are copied one after the other into the same
+output streams; they must carry the same audio streams (count and codecs). A writer that needs to see
+each packet before it is muxed (a signed recording digests them) passes `on_packet`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
 
 import av
 
-from streamd.errors import SinkError, SourceError
+from streamd.errors import SinkError, SourceError, StreamdError
 
 logger = logging.getLogger(__name__)
 
@@ -29,64 +33,102 @@ def audio_stream_count(path: Path) -> int:
         raise SourceError(f"{path}: cannot read its streams: {exc}") from None
 
 
-class AudioPassthrough:
-    """Copies the audio streams of `source_path` into `container` (before its first packet is muxed)."""
+#: Called with (audio stream ordinal, packet) just before each audio packet is muxed.
+PacketObserver = Callable[[int, av.Packet], None]
 
-    def __init__(self, source_path: Path, container: av.container.OutputContainer, output_path: Path) -> None:
-        self.source_path = Path(source_path)
+
+class AudioPassthrough:
+    """Copies the audio streams of `source_path` (or of several files, in turn) into `container`,
+    before its first packet is muxed."""
+
+    def __init__(self, source_path: Path | Sequence[Path], container: av.container.OutputContainer, output_path: Path,
+                 on_packet: PacketObserver | None = None) -> None:
+        paths = [Path(source_path)] if isinstance(source_path, (str, Path)) else [Path(path) for path in source_path]
+        if not paths:
+            raise SinkError(f"{output_path}: no file to copy audio from")
+        self.source_path = paths[0]
         self.output_path = Path(output_path)
         self.packets_copied = 0
         self._container = container
+        self._on_packet = on_packet
+        self._inputs: list[av.container.InputContainer] = []
+        self._streams: list[av.stream.Stream] = []
+        self.codec_names: list[str] = []
         try:
-            self._input = av.open(str(self.source_path))
+            for path in paths:
+                self._inputs.append(self._open(path))
+            first_streams = list(self._inputs[0].streams.audio)
+            for stream in first_streams:
+                self._streams.append(self._add_stream(stream))
+            self.codec_names = [stream.codec_context.name for stream in first_streams]
+            for path, source in zip(paths[1:], self._inputs[1:]):
+                names = [stream.codec_context.name for stream in source.streams.audio]
+                if names != self.codec_names:
+                    raise SinkError(f"{self.output_path}: {path} carries audio {names or 'none'}, {self.source_path} "
+                                    f"{self.codec_names or 'none'}; the audio of one output must be the same "
+                                    "streams throughout (write them to separate outputs, or pass --no-audio)")
+        except StreamdError:
+            self.close()
+            raise
+        self._packets: Iterator[tuple[int, av.Packet]] = self._demux_all(paths)
+        self._pending: tuple[int, av.Packet] | None = None
+        if self._streams:
+            logger.info("%s: copying %d audio stream(s) from %s", self.output_path, len(self._streams),
+                        ", ".join(map(str, paths)))
+
+    def _open(self, path: Path) -> av.container.InputContainer:
+        try:
+            return av.open(str(path))
         except av.FFmpegError as exc:
-            raise SourceError(f"{self.source_path}: cannot open it to copy its audio: {exc}") from None
-        audio_streams = list(self._input.streams.audio)
-        self._streams: dict[int, av.stream.Stream] = {}
-        for stream in audio_streams:
+            raise SourceError(f"{path}: cannot open it to copy its audio: {exc}") from None
+
+    def _add_stream(self, stream: av.stream.Stream) -> av.stream.Stream:
+        try:
+            return self._container.add_stream_from_template(stream)
+        except (ValueError, av.FFmpegError) as exc:
+            raise SinkError(
+                f"{self.output_path}: cannot copy the {stream.codec_context.name} audio into a "
+                f"{self.output_path.suffix} file ({exc}); write .mkv, or pass --no-audio"
+            ) from None
+
+    def _demux_all(self, paths: Sequence[Path]) -> Iterator[tuple[int, av.Packet]]:
+        """(ordinal of the audio stream, packet) of every source in turn; empty flush packets skipped."""
+        for path, source in zip(paths, self._inputs):
+            audio_streams = list(source.streams.audio)
+            if not audio_streams:
+                continue
+            ordinal_of = {stream.index: ordinal for ordinal, stream in enumerate(audio_streams)}
             try:
-                self._streams[stream.index] = container.add_stream_from_template(stream)
-            except (ValueError, av.FFmpegError) as exc:
-                self.close()
-                raise SinkError(
-                    f"{self.output_path}: cannot copy the {stream.codec_context.name} audio into a "
-                    f"{self.output_path.suffix} file ({exc}); write .mkv, or pass --no-audio"
-                ) from None
-        self._packets: Iterator[av.Packet] = self._input.demux(*audio_streams) if audio_streams else iter(())
-        self._pending: av.Packet | None = None
-        if audio_streams:
-            logger.info("%s: copying %d audio stream(s) from %s", self.output_path, len(audio_streams), self.source_path)
+                for packet in source.demux(*audio_streams):
+                    if packet.size:  # the demuxer ends each stream with an empty flush packet
+                        yield ordinal_of[packet.stream_index], packet
+            except av.FFmpegError as exc:
+                logger.warning("%s: reading its audio stopped early: %s", path, exc)
 
     @property
     def stream_count(self) -> int:
         return len(self._streams)
 
-    def _next_packet(self) -> av.Packet | None:
+    def _next_packet(self) -> tuple[int, av.Packet] | None:
         if self._pending is not None:
-            packet, self._pending = self._pending, None
-            return packet
-        while True:
-            try:
-                packet = next(self._packets)
-            except StopIteration:
-                return None
-            except av.FFmpegError as exc:
-                logger.warning("%s: reading its audio stopped early: %s", self.source_path, exc)
-                return None
-            if packet.size:  # the demuxer ends each stream with an empty flush packet
-                return packet
+            entry, self._pending = self._pending, None
+            return entry
+        return next(self._packets, None)
 
     def mux_until(self, seconds: Fraction | float | None) -> None:
         """Mux every audio packet that starts at or before `seconds` (None: all that are left)."""
         while True:
-            packet = self._next_packet()
-            if packet is None:
+            entry = self._next_packet()
+            if entry is None:
                 return
+            ordinal, packet = entry
             stamp = packet.pts if packet.pts is not None else packet.dts
             if seconds is not None and stamp is not None and stamp * packet.time_base > seconds:
-                self._pending = packet
+                self._pending = entry
                 return
-            packet.stream = self._streams[packet.stream_index]
+            packet.stream = self._streams[ordinal]
+            if self._on_packet is not None:
+                self._on_packet(ordinal, packet)
             try:
                 self._container.mux(packet)
             except (OSError, av.FFmpegError) as exc:
@@ -94,4 +136,5 @@ class AudioPassthrough:
             self.packets_copied += 1
 
     def close(self) -> None:
-        self._input.close()
+        for source in self._inputs:
+            source.close()

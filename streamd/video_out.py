@@ -13,6 +13,7 @@ import logging
 import os
 import secrets
 import time
+from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 
@@ -26,6 +27,9 @@ from streamd.errors import SinkError, SourceError, StreamdError, UnusableOutputE
 logger = logging.getLogger(__name__)
 
 CONTAINER_FORMATS = {".mkv": "matroska", ".mp4": "mp4"}
+# Matroska stores timestamps before zero (an AAC track's priming frame starts at about -21 ms); by default
+# the muxer would instead shift every stream, the frames' pts included, to start at zero.
+CONTAINER_OPTIONS = {".mkv": {"avoid_negative_ts": "disabled"}, ".mp4": {}}
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 PIXEL_FORMAT = "yuv420p"
 SUBTITLE_TIME_BASE = Fraction(1, 1000)
@@ -77,8 +81,9 @@ class VideoFileWriter:
     Extra streams (for example per-frame metadata from `add_subtitle_stream`) must be added before
     the first frame is written, because the container header is written with the first packet.
 
-    `audio_source`: a media file whose audio streams are copied into the output unchanged, in time
-    order with the frames (`streamd.audio`); the frames must carry that file's timestamps.
+    `audio_source`: a media file (or consecutive files with the same audio streams) whose audio streams
+    are copied into the output unchanged, in time order with the frames (`streamd.audio`); the frames
+    must carry that file's timestamps. A subclass sees each audio packet in `_audio_packet`.
     """
 
     def __init__(
@@ -90,7 +95,7 @@ class VideoFileWriter:
         codec: str = "libx264",
         crf: int = 20,
         preset: str = "veryfast",
-        audio_source: Path | None = None,
+        audio_source: Path | Sequence[Path] | None = None,
     ) -> None:
         self.path = Path(path)
         suffix = self.path.suffix.lower()
@@ -123,7 +128,8 @@ class VideoFileWriter:
         except OSError as exc:
             raise SinkError(f"{self.path}: cannot create output file: {exc.strerror}") from None
         try:
-            self._container = av.open(str(self._temporary_path), mode="w", format=CONTAINER_FORMATS[suffix])
+            self._container = av.open(str(self._temporary_path), mode="w", format=CONTAINER_FORMATS[suffix],
+                                      options=CONTAINER_OPTIONS[suffix])
         except (OSError, av.FFmpegError) as exc:
             self._remove_temporary()
             raise SinkError(f"{self.path}: cannot create output file: {getattr(exc, 'strerror', None) or exc}") from None
@@ -134,7 +140,7 @@ class VideoFileWriter:
             raise SinkError(f"{self.path}: cannot set up the {codec} encoder: {exc}") from None
         if audio_source is not None:
             try:
-                self._audio = AudioPassthrough(audio_source, self._container, self.path)
+                self._audio = AudioPassthrough(audio_source, self._container, self.path, on_packet=self._audio_packet)
             except StreamdError:
                 self._discard()
                 raise
@@ -205,6 +211,19 @@ class VideoFileWriter:
         """Mux one encoded video packet (a subclass may look at it first)."""
         self._container.mux(packet)
 
+    def _audio_packet(self, ordinal: int, packet: av.Packet) -> None:
+        """Called with each audio packet (and its audio stream's ordinal) just before it is muxed."""
+
+    @property
+    def audio_codecs(self) -> list[str]:
+        """The codec of each audio stream copied into the output (empty without audio)."""
+        return list(self._audio.codec_names) if self._audio is not None else []
+
+    def _mux_audio_until(self, pts: int) -> None:
+        """Mux the copied audio up to the frame at `pts` (in `time_base`), before that frame's packets."""
+        if self._audio is not None:
+            self._audio.mux_until(pts * self.time_base)
+
     def _before_container_close(self) -> None:
         """Called once the encoder is flushed, before the container is finished (for closing records)."""
 
@@ -234,8 +253,7 @@ class VideoFileWriter:
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(bgr), format="bgr24")
         frame.pts = pts
         frame.time_base = self.time_base
-        if self._audio is not None:
-            self._audio.mux_until(pts * self.time_base)
+        self._mux_audio_until(pts)
         try:
             for packet in self._video_stream.encode(frame):
                 self._mux_video(packet)

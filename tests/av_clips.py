@@ -74,3 +74,23 @@ def decoded_samples(path: Path) -> int:
 def stream_kinds(path: Path) -> list[str]:
     with av.open(str(path)) as container:
         return [stream.type for stream in container.streams]
+
+
+def with_tone(video_path: Path, path: Path, audio_codec: str = "aac", sample_rate: int = 48000) -> Path:
+    """`video_path`'s video stream (copied, not re-encoded) with a 440 Hz tone as long as it, in `path`."""
+    with av.open(str(video_path)) as source, av.open(str(path), "w") as container:
+        video_in = source.streams.video[0]
+        video_out = container.add_stream_from_template(video_in)
+        seconds = float(video_in.duration * video_in.time_base) if video_in.duration else float(source.duration) / 1e6
+        audio = container.add_stream(audio_codec, rate=sample_rate)
+        audio.layout = "mono"
+        for packet in source.demux(video_in):
+            if packet.size:
+                packet.stream = video_out
+                container.mux(packet)
+        for frame in _tone_frames(audio, seconds, sample_rate):
+            for packet in audio.encode(frame):
+                container.mux(packet)
+        for packet in audio.encode(None):
+            container.mux(packet)
+    return path

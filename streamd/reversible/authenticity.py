@@ -1,8 +1,8 @@
 """Checking a recording's signatures and chain against the pinned host keys (docs/recording.md).
 
 `verify_recording` marks every frame record whose signature is valid as `authentic` and lists what
-is wrong: records missing, reordered, altered or unsigned, an unknown signer, a video that is not
-the signed one, a missing end record. `check_segment_order` checks that segments given together
+is wrong: records missing, reordered, altered or unsigned, an unknown signer, a video or audio that
+is not the signed one, a missing end record. `check_segment_order` checks that segments given together
 follow each other without a gap. Restore refuses any problem unless `--partial`, and then uses only
 authentic records and says exactly what was left out.
 """
@@ -13,6 +13,7 @@ import base64
 import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from streamd.errors import StreamdError
 from streamd.reversible.chain import ChainVerifier
@@ -33,6 +34,7 @@ class Verification:
     problems: list[str] = field(default_factory=list)
     end_digest: str | None = None
     video_intact: bool = True
+    audio_intact: bool = True
 
     @property
     def intact(self) -> bool:
@@ -61,11 +63,13 @@ def verify_recording(recording: Recording, trust: TrustStore) -> Verification:
     verifier = ChainVerifier(host)
     by_packet = {id(record.packet): record for record in recording.records if record.packet is not None}
     signed_video: list[str] = []
+    signed_audio: dict[str, list[str]] = {}
     end_seen = False
     for position, packet in enumerate(recording.packets):
         if not verifier.check(packet, position):
             continue
         signed_video.extend(str(digest) for digest in packet.record.get("video", []))
+        _collect_audio(packet.record.get("audio"), signed_audio)
         record = by_packet.get(id(packet))
         if record is not None:
             record.authentic = True
@@ -83,7 +87,53 @@ def verify_recording(recording: Recording, trust: TrustStore) -> Verification:
         verification.problems.append(
             f"{recording.path}: the anonymized video is not the signed one from video packet {first} on "
             f"({len(recording.video_digests)} packets in the file, {len(signed_video)} signed)")
+    first_authentic = bool(recording.packets) and 0 in report.authentic
+    audio_problem = _audio_problem(recording, signed_audio, first_authentic)
+    if audio_problem is not None:
+        verification.audio_intact = False
+        verification.problems.append(f"{recording.path}: {audio_problem}")
     return verification
+
+
+def _collect_audio(listed: Any, signed_audio: dict[str, list[str]]) -> None:
+    """Add a record's `audio` field (audio stream ordinal as text -> digests) to what is signed so far."""
+    if not isinstance(listed, dict):
+        if listed is not None:
+            signed_audio.setdefault("malformed", []).append(repr(listed))
+        return
+    for ordinal, digests in listed.items():
+        signed_audio.setdefault(str(ordinal), []).extend(
+            str(digest) for digest in (digests if isinstance(digests, list) else [digests]))
+
+
+def _audio_problem(recording: Recording, signed_audio: dict[str, list[str]], first_authentic: bool) -> str | None:
+    """What is wrong with the file's audio against the signed records: None when it is the signed audio
+    (or there is none, signed or found). The audio streams are named by the first record, and count
+    only when its signature is valid."""
+    first = recording.packets[0].record if first_authentic else {}
+    segment = first.get("segment") if isinstance(first.get("segment"), dict) else {}
+    signed_codecs = segment.get("audio_streams", [])
+    if not isinstance(signed_codecs, list):
+        return "the signed list of audio streams is malformed"
+    found_codecs = recording.audio_codecs
+    if found_codecs and not signed_codecs and not signed_audio:
+        return (f"the file has {len(found_codecs)} audio stream(s) ({', '.join(found_codecs)}) that its records "
+                "do not sign: the audio was added")
+    if [str(codec) for codec in signed_codecs] != found_codecs:
+        return (f"the audio streams are not the signed ones ({', '.join(map(str, signed_codecs)) or 'none'} signed, "
+                f"{', '.join(found_codecs) or 'none'} in the file)")
+    unknown = sorted(set(signed_audio) - {str(ordinal) for ordinal in range(len(found_codecs))})
+    if unknown:
+        return f"the records sign audio of stream(s) {', '.join(unknown)}, which the file does not have"
+    for ordinal, found in enumerate(recording.audio_digests):
+        signed = signed_audio.get(str(ordinal), [])
+        if signed != found:
+            first_difference = next((index for index, (expected, seen) in enumerate(zip(signed, found))
+                                     if expected != seen), min(len(signed), len(found)))
+            return (f"the audio is not the signed one from packet {first_difference} of audio stream {ordinal} on "
+                    f"({len(found)} packets in the file, {len(signed)} signed): audio packets were altered, "
+                    "removed, added, reordered or retimed")
+    return None
 
 
 def check_segment_order(verifications: Sequence[Verification]) -> list[str]:

@@ -5,11 +5,14 @@ binary payloads (sealed face packets). Each record carries
 - `seq`: its position in the segment, from 0;
 - `prev`: SHA-256 (hex) of the previous packet's unsigned bytes (`GENESIS` for the first);
 - `video`: digests of the anonymized video packets muxed since the previous record;
+- `audio` (only when some were muxed): per audio stream, digests of the audio packets muxed since the
+  previous record (`audio_packet_digest`);
 - `sig`: Ed25519 signature by the host key over `SIGNATURE_LABEL` + SHA-256 of this packet's unsigned
   bytes (the packet as it would be without the `sig` field).
 So one signature covers the record, its sealed payloads, the video packets before it and, through
 `prev`, everything earlier; the end record closes the segment. A deleted, inserted, reordered or
-altered record, payload or video packet is found by `ChainVerifier`.
+altered record, payload, video or audio packet is found by `ChainVerifier` and the digest checks of
+`streamd.reversible.authenticity`.
 
 In the file a packet is stored with its record compressed (`stored_packet`: `COMPRESSED_PACKET_MARK`,
 the record's JSON as a zlib stream, then the payloads as they are): records are mostly numbers and
@@ -23,14 +26,19 @@ import base64
 import binascii
 import hashlib
 import json
+import math
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 from streamd.reversible.host_keys import HostPrivateKey, HostPublicKey
 
 GENESIS = "0" * 64
+AUDIO_DIGEST_LABEL = b"streamd/audio-packet/v1\x00"
+#: Matroska stores every timestamp in milliseconds; an audio digest signs the packet's start in that unit.
+AUDIO_TIME_BASE = Fraction(1, 1000)
 SIGNATURE_LABEL = b"streamd/recording-record/v2\x00"
 VIDEO_DIGEST_HEX = 32
 #: First byte of a stored packet whose record is compressed (an uncompressed record starts with `{`).
@@ -47,6 +55,36 @@ def video_packet_digest(data: bytes) -> str:
         digest.update(len(unit).to_bytes(4, "big"))
         digest.update(unit)
     return digest.hexdigest()[:VIDEO_DIGEST_HEX]
+
+
+def audio_packet_digest(data: bytes, start_ms: int, codec: str) -> str:
+    """Digest of one audio packet and of when it starts: SHA-256 over a label, the start in milliseconds
+    (8 bytes, signed) and the packet's bytes, first 128 bits in hex. An AAC packet's ADTS header (what
+    an MPEG-TS source carries; Matroska stores the frame without it) is left out, so the digest is the
+    same before and after muxing."""
+    payload = _without_adts_header(bytes(data)) if codec == "aac" else bytes(data)
+    digest = hashlib.sha256(AUDIO_DIGEST_LABEL)
+    digest.update(int(start_ms).to_bytes(8, "big", signed=True))
+    digest.update(payload)
+    return digest.hexdigest()[:VIDEO_DIGEST_HEX]
+
+
+def milliseconds(stamp: int, time_base: Fraction) -> int:
+    """`stamp` in `time_base` as whole milliseconds, rounded half away from zero (as FFmpeg rescales)."""
+    exact = Fraction(stamp) * Fraction(time_base) / AUDIO_TIME_BASE
+    rounded = math.floor(abs(exact) + Fraction(1, 2))
+    return rounded if exact >= 0 else -rounded
+
+
+def _without_adts_header(data: bytes) -> bytes:
+    """An AAC frame without its ADTS header (7 bytes, 9 with a CRC), when it has one."""
+    if len(data) < 7 or data[0] != 0xFF or (data[1] & 0xF6) != 0xF0:
+        return data
+    frame_length = ((data[3] & 0x03) << 11) | (data[4] << 3) | (data[5] >> 5)
+    if frame_length != len(data):
+        return data
+    header = 7 if data[1] & 0x01 else 9
+    return data[header:]
 
 
 def _nal_units(data: bytes) -> list[bytes]:

@@ -128,6 +128,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         from_s=args.from_s, to_s=args.to_s, mode=args.mode, partial=args.partial,
         expect_camera=args.camera, audit_log_path=args.audit_log, reason=args.reason, force=args.force,
         lossless=args.lossless, allow_unsigned=args.allow_unsigned, trusted_hosts=args.trusted_hosts,
+        audio=not args.no_audio,
     )
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
     with progress_display(None, "frame", "restoring") as progress:
@@ -144,6 +145,8 @@ def _list_recording(path: Path, thumbnails: Path | None) -> None:
 
     recording, summaries = list_tracks(path)
     signed = "signed" if recording.signed else "UNSIGNED (format version 1)"
+    if recording.audio_codecs:
+        signed += f", audio {', '.join(recording.audio_codecs)}"
     print(f"{path}: camera {recording.camera}, stream epoch {recording.stream_epoch}, "
           f"{len(recording.records)} frames, method {recording.records[0].document['method']}, {signed}"
           + (f" ({'; '.join(recording.problems)})" if recording.problems else ""))
@@ -249,6 +252,8 @@ def add_reversible_commands(commands: argparse._SubParsersAction) -> None:
                               "the track key); cyclegan: the CycleGAN's F on a cyclegan recording")
     restore.add_argument("--lossless", action="store_true",
                          help="write 4:4:4 lossless H.264 (large; most players need the default yuv420p)")
+    restore.add_argument("--no-audio", action="store_true",
+                         help="drop the recording's audio (copied unchanged and in sync by default)")
     restore.add_argument("--passphrase-file", type=Path, help="passphrase of a protected private key")
     restore.add_argument("--camera", help="refuse a recording from any other camera")
     restore.add_argument("--trusted-hosts", type=Path, metavar="DIR",

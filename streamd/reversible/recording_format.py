@@ -2,7 +2,8 @@
 
 A recording file holds
 - stream 0: the anonymized video, H.264, with the frames' original pts;
-- stream 1: a subrip stream titled `streamd.metadata` carrying one packet per frame, at the frame's
+- the source's audio streams, copied unchanged (when the output copies audio);
+- then a subrip stream titled `streamd.metadata` carrying one packet per frame, at the frame's
   pts, and a final `end` packet. Subrip packets round-trip byte-exact in Matroska.
 
 Version 2 (written now): a packet is a canonical JSON record, a newline, then the record's sealed
@@ -10,7 +11,7 @@ payloads as raw bytes (sizes in the record); the file stores the record zlib-com
 (`streamd.reversible.chain.stored_packet`; uncompressed packets of earlier files still read). A
 frame record holds the frame's clear metadata (as in
 the wire protocol's frame header), its sealed face-stream packets, the wrapped keys of tracks new to
-the file, and the digests of the video packets muxed since the previous record. Every record is
+the file, and the digests of the video and audio packets muxed since the previous record. Every record is
 chained to the one before and signed with the host key (`streamd.reversible.chain`); the first
 names the segment (index, host key, end digest of the previous segment). Version 1 files (JSON only,
 PNG payloads in base64, no signatures) are still read; restoring them needs an explicit flag.
@@ -32,11 +33,14 @@ import numpy as np
 
 from streamd.config import FileOutputConfig
 from streamd.errors import SinkError, StreamdError
+from streamd.file_sink import audio_source_of
 from streamd.protocol import build_frame_header, parse_time_base
 from streamd.reversible.chain import (
     ChainSigner,
     PacketError,
     ParsedPacket,
+    audio_packet_digest,
+    milliseconds,
     parse_packet,
     stored_packet,
     video_packet_digest,
@@ -103,17 +107,31 @@ def frame_record(
 
 
 class _DigestingVideoWriter(VideoFileWriter):
-    """The anonymized video; remembers the digest of every packet it muxes, and lets the recording
-    write its end record after the encoder is flushed."""
+    """The anonymized video and the copied audio; remembers the digest of every packet it muxes, and
+    lets the recording write its end record after the encoder is flushed."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
         self.pending_digests: list[str] = []
+        self.pending_audio_digests: dict[str, list[str]] = {}
         self.before_close: Any = None
+        super().__init__(*args, **kwargs)
+        self._audio_codec_names = self.audio_codecs
 
     def _mux_video(self, packet: av.Packet) -> None:
         self.pending_digests.append(video_packet_digest(bytes(packet)))
         super()._mux_video(packet)
+
+    def _audio_packet(self, ordinal: int, packet: av.Packet) -> None:
+        stamp = packet.pts if packet.pts is not None else packet.dts
+        if stamp is None:
+            raise SinkError(f"{self.path}: an audio packet of stream {ordinal} has no timestamp; it cannot be signed")
+        digest = audio_packet_digest(bytes(packet), milliseconds(stamp, packet.time_base),
+                                     self._audio_codec_names[ordinal])
+        self.pending_audio_digests.setdefault(str(ordinal), []).append(digest)
+
+    def take_audio_digests(self) -> dict[str, list[str]]:
+        digests, self.pending_audio_digests = self.pending_audio_digests, {}
+        return digests
 
     def _before_container_close(self) -> None:
         if self.before_close is not None:
@@ -130,6 +148,10 @@ class RecordingWriter:
     The file appears under its name only when complete (`VideoFileWriter` renames at close);
     `abort()` leaves nothing behind. Keys of each track are written once, with the first record that
     needs them: pass every live track's wrapped keys as `known_keys` on each call.
+
+    `audio_source` (as for `VideoFileWriter`): a file whose audio streams are copied in, in time order
+    with the frames; the first record names their codecs and each record signs the audio packets
+    muxed since the one before.
     """
 
     def __init__(
@@ -144,12 +166,13 @@ class RecordingWriter:
         codec: str = "libx264",
         crf: int = 20,
         preset: str = "veryfast",
+        audio_source: Path | None = None,
     ) -> None:
         self.path = Path(path)
         if self.path.suffix.lower() != ".mkv":
             raise SinkError(f"{self.path}: a recording (with sealed payloads and keys) must be an .mkv file")
         self._video = _DigestingVideoWriter(self.path, resolution_wh, time_base, average_rate, codec=codec, crf=crf,
-                                            preset=preset)
+                                            preset=preset, audio_source=audio_source)
         try:
             self._metadata_stream = self._video.add_subtitle_stream(title=METADATA_STREAM_TITLE)
         except SinkError:
@@ -186,12 +209,17 @@ class RecordingWriter:
         record = frame_record(header, payload_parts, new_keys)
         self._video.write(bgr, pts=header["pts"])
         record["video"] = self._video.take_digests()
+        audio = self._video.take_audio_digests()
+        if audio:
+            record["audio"] = audio
         if self.frames_written == 0:
             record["segment"] = {
                 "index": self._segment.index, "previous_end": self._segment.previous_end,
                 "host_key_id": self._host_key.key_id,
                 "host_public_key": base64.b64encode(self._host_key.public.raw_bytes).decode("ascii"),
             }
+            if self._video.audio_codecs:
+                record["segment"]["audio_streams"] = self._video.audio_codecs
         if preroll:
             record["preroll"] = [{**packet.descriptor, "size": len(packet.data)} for packet in preroll]
         blobs = b"".join(payload_parts) + b"".join(packet.data for packet in preroll)
@@ -211,6 +239,9 @@ class RecordingWriter:
             "camera": self._identity[0], "stream_epoch": self._identity[1], "frames": self.frames_written,
             "video": self._video.take_digests(),
         }
+        audio = self._video.take_audio_digests()
+        if audio:
+            end["audio"] = audio
         ticks = max(1, round(1 / (self._video.average_rate * self._video.time_base)))
         packet = av.Packet(stored_packet(self._signer.sign(end, b"")))
         packet.stream = self._metadata_stream
@@ -254,6 +285,7 @@ class RecordingFileSink(FrameSink):
                 self._config.path, frame.resolution_wh, frame.time_base or self._source.time_base,
                 self._source.average_rate or DEFAULT_AVERAGE_RATE, host_key=self._host_key,
                 codec=self._config.codec, crf=self._config.crf, preset=self._config.preset,
+                audio_source=audio_source_of(self._config, self._source),
             )
         sealing = anonymized.extras.get(SEALING_EXTRAS_KEY)
         payloads: list[tuple[dict[str, Any], bytes]] = []
@@ -322,7 +354,8 @@ class Recording:
     """The metadata of one recording file, read without decoding the video.
 
     `packets` are all metadata packets in file order (version 2), `video_digests` the digest of each
-    video packet in file order; `verify_recording` checks both against the signatures."""
+    video packet in file order, `audio_codecs` the codec of each audio stream and `audio_digests` the
+    digest of each of its packets in file order; `verify_recording` checks them against the signatures."""
 
     path: Path
     records: list[FrameRecord]
@@ -335,6 +368,12 @@ class Recording:
     segment: dict[str, Any] | None = None
     packets: list[ParsedPacket] = field(default_factory=list)
     video_digests: list[str] = field(default_factory=list)
+    audio_codecs: list[str] = field(default_factory=list)
+    audio_digests: list[list[str]] = field(default_factory=list)
+
+    @property
+    def has_audio(self) -> bool:
+        return bool(self.audio_codecs)
 
     @property
     def signed(self) -> bool:
@@ -422,8 +461,8 @@ def _legacy_frame_record(record: dict[str, Any], path: Path) -> FrameRecord:
 
 
 def read_recording(path: Path | str) -> Recording:
-    """Read every metadata record of a recording file and the digests of its video packets (the video
-    is not decoded). Signatures are checked by `verify_recording`, not here.
+    """Read every metadata record of a recording file and the digests of its video and audio packets
+    (nothing is decoded). Signatures are checked by `verify_recording`, not here.
 
     Raises RecordingError for a file that is not a recording, mixes cameras, stream epochs or format
     versions, or has damaged records. A truncated file is returned with `truncated` True and
@@ -447,13 +486,21 @@ def read_recording(path: Path | str) -> Recording:
     segment: dict[str, Any] | None = None
     with container:
         stream = _metadata_stream(container, path)
-        streams = [stream, *container.streams.video[:1]]
+        audio_streams = list(container.streams.audio)
+        audio_codecs = [audio.codec_context.name for audio in audio_streams]
+        audio_ordinal = {audio.index: ordinal for ordinal, audio in enumerate(audio_streams)}
+        audio_digests: list[list[str]] = [[] for _ in audio_streams]
+        streams = [stream, *container.streams.video[:1], *audio_streams]
         try:
             for position, packet in enumerate(container.demux(streams)):
                 if packet.size == 0:
                     continue
                 if packet.stream.type == "video":
                     video_digests.append(video_packet_digest(bytes(packet)))
+                    continue
+                if packet.stream.type == "audio":
+                    ordinal = audio_ordinal[packet.stream.index]
+                    audio_digests[ordinal].append(_audio_digest(packet, audio_codecs[ordinal]))
                     continue
                 record, parsed = _parse(bytes(packet), path, position)
                 versions.add(int(record["version"]))
@@ -488,7 +535,20 @@ def read_recording(path: Path | str) -> Recording:
         problems.append(f"the end record counts {end_frames} frames but {len(records)} are present")
     camera, stream_epoch = next(iter(identities))
     return Recording(path, records, wrapped_keys, camera, stream_epoch, end_frames, problems,
-                     version=versions.pop(), segment=segment, packets=packets, video_digests=video_digests)
+                     version=versions.pop(), segment=segment, packets=packets, video_digests=video_digests,
+                     audio_codecs=audio_codecs, audio_digests=audio_digests)
+
+
+UNSTAMPED_AUDIO = "unstamped"
+
+
+def _audio_digest(packet: av.Packet, codec: str) -> str:
+    """The digest of an audio packet as the file holds it; one without a timestamp cannot have been
+    signed (the writer signs each packet's start) and gets a marker no record lists."""
+    stamp = packet.pts if packet.pts is not None else packet.dts
+    if stamp is None:
+        return UNSTAMPED_AUDIO
+    return audio_packet_digest(bytes(packet), milliseconds(stamp, packet.time_base), codec)
 
 
 def decode_video_frames(path: Path) -> Iterator[tuple[int | None, Fraction | None, np.ndarray]]:

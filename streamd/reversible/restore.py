@@ -15,6 +15,10 @@ How a face is restored is a `FaceRestorer`: `FaceStreamRestorer` decodes the tra
 stream, `SealedPayloadRestorer` opens the sealed PNG crops of version 1 files; a neural restorer (the SDN decoder, keyed by the track's password, or the CycleGAN's F)
 plugs in through `NEURAL_RESTORERS`, keyed by anonymization method.
 
+The restored video keeps the recording's audio (copied unchanged, in sync; signed recordings' audio is
+checked like the video first) unless `audio` is off. The output holds every frame of the recording
+(the span only chooses which faces are restored), so it holds all of its audio too.
+
 Every run writes a keyed `started` entry to the audit log (`streamd.reversible.audit`) with who, what
 and why before any payload is opened, and a `finished` entry with the outcome. The output is written
 privately (`streamd.reversible.outputs`, mode 0600) and appears only when complete; a failure leaves
@@ -105,6 +109,8 @@ class RestoreRequest:
     trusted_hosts: Path | None = None
     #: Further segments of the same camera and stream epoch, restored into the same output in time order.
     more_inputs: tuple[Path, ...] = ()
+    #: Copy the recording's audio into the output (unchanged, in sync).
+    audio: bool = True
 
     @property
     def input_paths(self) -> tuple[Path, ...]:
@@ -352,6 +358,7 @@ def _restore_frames(
     problems: list[str],
     progress: object | None,
     output_path: Path,
+    audio_sources: Sequence[Path] = (),
 ) -> RestoreResult:
     selected = set(track_ids)
     writer: RestoredVideoWriter | None = None
@@ -386,7 +393,7 @@ def _restore_frames(
                 if writer is None:
                     writer = RestoredVideoWriter(output_path, (frame.width, frame.height), record.time_base,
                                                  _average_rate(recording), crf=request.crf, preset=RESTORE_PRESET,
-                                                 lossless=request.lossless)
+                                                 lossless=request.lossless, audio_source=list(audio_sources) or None)
                 in_planes = writer.takes_planes(frame) and not restorer.needs_pixels
                 bgr = None if in_planes else frame.to_ndarray(format="bgr24")
                 restored: list[RestoredFace] = []
@@ -547,6 +554,24 @@ def restore_recording(request: RestoreRequest, progress: object | None = None) -
     return result
 
 
+def _audio_sources(request: RestoreRequest, recordings: Sequence[Recording], verifications: Sequence[Verification],
+                   problems: list[str]) -> list[Path]:
+    """The recordings whose audio the output copies: all with audio, unless `--no-audio`; with `--partial`,
+    a signed recording whose audio is not the signed one keeps it out (and says so)."""
+    if not request.audio:
+        return []
+    intact = {id(verification.recording): verification.audio_intact for verification in verifications}
+    sources: list[Path] = []
+    for recording in recordings:
+        if not recording.has_audio:
+            continue
+        if not intact.get(id(recording), True):
+            problems.append(f"{recording.path}: its audio is not copied (it is not the signed audio)")
+            continue
+        sources.append(recording.path)
+    return sources
+
+
 def _verify(request: RestoreRequest, recordings: Sequence[Recording], problems: list[str]) -> list[Verification]:
     """Check every recording's signatures (or allow an unsigned one when asked); strict unless partial."""
     unsigned = [recording for recording in recordings if not recording.signed]
@@ -589,7 +614,7 @@ def _restore(request: RestoreRequest, private_key: RestorePrivateKey, progress: 
     problems: list[str] = []
     recordings = [read_recording(path) for path in request.input_paths]
     segments = Segments.join(recordings)
-    _verify(request, segments.recordings, problems)
+    verifications = _verify(request, segments.recordings, problems)
     for recording in segments.recordings:
         _check_recording(request, recording, problems)
     method = str(segments.recordings[0].records[0].document["method"])
@@ -606,7 +631,9 @@ def _restore(request: RestoreRequest, private_key: RestorePrivateKey, progress: 
         restorers = [build_restorer(request.mode, method, recording, track_keys) for recording in segments.recordings]
         if progress is not None:
             progress.total = segments.frame_count  # type: ignore[attr-defined]
-        result = _restore_frames(request, segments, restorers, sorted(track_keys), problems, progress, output.path)
+        audio_sources = _audio_sources(request, segments.recordings, verifications, problems)
+        result = _restore_frames(request, segments, restorers, sorted(track_keys), problems, progress, output.path,
+                                 audio_sources)
         output.commit()
     except BaseException:
         output.discard()

@@ -42,6 +42,7 @@ class RestoredVideoWriter(VideoFileWriter):
         frame.pts = pts
         frame.time_base = self.time_base
         frame.pict_type = av.video.frame.PictureType.NONE
+        self._mux_audio_until(pts)
         try:
             for packet in self._video_stream.encode(frame):
                 self._mux_video(packet)
