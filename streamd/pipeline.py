@@ -1,6 +1,7 @@
 """One stream's loop: decode -> detect and track -> anonymize -> sinks, overlapped in threads.
 
-Stages are joined by bounded queues. A live source never blocks: when the first queue is full the
+Stages are joined by bounded queues. A detector that can (`FrameDetector`) detects
+`detector.detect_workers` frames at once on as many threads; the tracker takes them in order. A live source never blocks: when the first queue is full the
 newest frame is dropped and counted. A file source blocks instead (back-pressure), so no frame is
 lost. A frame whose faces could not be processed is never passed on as it came in: it is blanked
 (`on_error: mask`) or dropped (`on_error: drop`) and counted.
@@ -8,18 +9,21 @@ lost. A frame whose faces could not be processed is never passed on as it came i
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from streamd.anonymize.base import FaceAnonymizer
-from streamd.config import CameraConfig
-from streamd.detect.base import FaceDetector
+from streamd.config import CameraConfig, CenterFaceConfig
+from streamd.detect.base import FaceDetector, FrameDetections, FrameDetector
 from streamd.sources.base import FrameSource
 from streamd.reversible.sealing import SEALING_EXTRAS_KEY, StreamSealer
 from streamd.sinks import FrameSink
@@ -45,6 +49,29 @@ class SourceState:
 
     up: bool
     reason: str
+
+
+class _Stopped(Exception):
+    """A detection thread gave up waiting because another stage failed."""
+
+
+@dataclass(frozen=True)
+class _InFlight:
+    """A frame handed to the tracking thread: its detection (None when the detector skips it) and where
+    the boxes the tracker holds after it go (the next frame's focus passes wait for them)."""
+
+    frame: VideoFrame
+    detection: Future | None
+    boxes_after: Future
+
+
+@dataclass(frozen=True)
+class _Detected:
+    """One frame's detection: what it found, or why it failed, and how long it took."""
+
+    found: FrameDetections | None
+    failure: str | None
+    seconds: float
 
 
 @dataclass
@@ -175,44 +202,130 @@ class StreamPipeline:
             self._put(self._decoded, END)
 
     def _analyze_stage(self) -> None:
-        detect_every = self.camera.tracker.detect_every
+        workers = self.camera.detector.detect_workers if isinstance(self.camera.detector, CenterFaceConfig) else 1
         try:
-            for frame in self._items(self._decoded):
-                if isinstance(frame, SourceState):
-                    if not self._put(self._tracked, frame):
-                        return
-                    continue
-                assert isinstance(frame, VideoFrame)
-                failure = None
-                detections = None
-                stage_seconds: dict[str, float] = {}
-                if frame.index % detect_every == 0:
-                    started = time.perf_counter()
-                    try:
-                        detections = self.detector.detect(frame.bgr)
-                    except Exception as exc:  # a model error on one frame fails that frame closed
-                        failure = f"detector: {exc}"
-                        self.stats.count_error("detector")
-                        self._log.warning("detector failed on frame %d: %s", frame.index, exc)
-                    stage_seconds["detect"] = time.perf_counter() - started
-                    self.stats.add_stage_time("detect", stage_seconds["detect"])
-                started = time.perf_counter()
-                update = self._tracker.update(
-                    detections, frame_wh=frame.resolution_wh, bgr=frame.bgr,
-                    search_complete=self.detector.last_frame_complete,
-                )
-                self.detector.focus_on(self._tracker.face_boxes())
-                stage_seconds["track"] = time.perf_counter() - started
-                self.stats.add_stage_time("track", stage_seconds["track"])
-                self.stats.count_tracks_started(len(update.started))
-                item = _TrackedItem(frame, update.faces, update.started, update.ended, failure, stage_seconds)
-                if not self._put(self._tracked, item):
-                    return
+            if workers > 1 and isinstance(self.detector, FrameDetector):
+                self._analyze_side_by_side(self.detector, workers)
+            else:
+                self._analyze_in_turn()
             ended = self._tracker.flush()
             if ended:
                 self._put(self._tracked, ended)
         finally:
             self._put(self._tracked, END)
+
+    def _analyze_in_turn(self) -> None:
+        """Detect, then track, one frame after the other."""
+        detect_every = self.camera.tracker.detect_every
+        for frame in self._items(self._decoded):
+            if isinstance(frame, SourceState):
+                if not self._put(self._tracked, frame):
+                    return
+                continue
+            assert isinstance(frame, VideoFrame)
+            found = None
+            if frame.index % detect_every == 0:
+                found = self._detect(functools.partial(self._detect_in_turn, frame.bgr), frame)
+            if not self._track(frame, found):
+                return
+            self.detector.focus_on(self._tracker.face_boxes())
+
+    def _analyze_side_by_side(self, detector: FrameDetector, workers: int) -> None:
+        """Detect up to `workers` frames at once on as many threads, while a tracking thread takes them
+        in order.
+
+        A frame's passes over the frame run as soon as a thread is free; its focus passes, which look
+        again where the tracker held faces after the frame before, wait until that frame is tracked.
+        The detections are therefore the same as detecting one frame after the other.
+        """
+        detect_every = self.camera.tracker.detect_every
+        in_order: queue.Queue = queue.Queue(maxsize=workers)
+        tracking = threading.Thread(target=self._guarded("track", lambda: self._track_in_order(in_order)),
+                                    name=f"{self.camera.id}-track", daemon=True)
+        tracking.start()
+        boxes_before: Future = Future()
+        boxes_before.set_result(np.zeros((0, 4), np.float32))
+        frame_number = 0
+        try:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"{self.camera.id}-detect") as pool:
+                for item in self._items(self._decoded):
+                    if isinstance(item, SourceState):
+                        if not self._put(in_order, item):
+                            return
+                        continue
+                    assert isinstance(item, VideoFrame)
+                    boxes_after: Future = Future()
+                    detection = None
+                    if item.index % detect_every == 0:
+                        focus = functools.partial(self._wait_for, boxes_before)
+                        detection = pool.submit(self._detect, functools.partial(
+                            detector.detect_frame, item.bgr, frame_number, focus), item)
+                        frame_number += 1
+                    if not self._put(in_order, _InFlight(item, detection, boxes_after)):
+                        return
+                    boxes_before = boxes_after
+        finally:
+            self._put(in_order, END)
+            tracking.join()
+
+    def _track_in_order(self, in_order: queue.Queue) -> None:
+        for item in self._items(in_order):
+            if isinstance(item, SourceState):
+                if not self._put(self._tracked, item):
+                    return
+                continue
+            assert isinstance(item, _InFlight)
+            detected = None if item.detection is None else item.detection.result()
+            passed_on = self._track(item.frame, detected)
+            item.boxes_after.set_result(self._tracker.face_boxes())
+            if not passed_on:
+                return
+
+    def _wait_for(self, boxes: Future) -> np.ndarray:
+        """The tracked boxes `boxes` will hold; raises _Stopped when the pipeline fails meanwhile."""
+        while True:
+            try:
+                return boxes.result(timeout=QUEUE_POLL_S)
+            except FutureTimeout:
+                if self._failure is not None:
+                    raise _Stopped() from None
+
+    def _detect_in_turn(self, bgr: np.ndarray) -> FrameDetections:
+        detections = self.detector.detect(bgr)
+        return FrameDetections(detections, self.detector.last_frame_complete)
+
+    def _detect(self, run: Callable[[], FrameDetections], frame: VideoFrame) -> _Detected:
+        """One frame's detection, timed; a failure is kept for the frame (it fails closed), not raised."""
+        started = time.perf_counter()
+        try:
+            found, failure = run(), None
+        except _Stopped:
+            raise
+        except Exception as exc:  # a model error on one frame fails that frame closed
+            found, failure = None, f"detector: {exc}"
+            self.stats.count_error("detector")
+            self._log.warning("detector failed on frame %d: %s", frame.index, exc)
+        seconds = time.perf_counter() - started
+        self.stats.add_stage_time("detect", seconds)
+        return _Detected(found, failure, seconds)
+
+    def _track(self, frame: VideoFrame, detected: _Detected | None) -> bool:
+        """Track one frame (with its detections, if the detector ran on it) and pass it on."""
+        stage_seconds: dict[str, float] = {}
+        detections, complete, failure = None, True, None
+        if detected is not None:
+            stage_seconds["detect"] = detected.seconds
+            failure = detected.failure
+            if detected.found is not None:
+                detections, complete = detected.found.detections, detected.found.complete
+        started = time.perf_counter()
+        update = self._tracker.update(detections, frame_wh=frame.resolution_wh, bgr=frame.bgr,
+                                      search_complete=complete)
+        stage_seconds["track"] = time.perf_counter() - started
+        self.stats.add_stage_time("track", stage_seconds["track"])
+        self.stats.count_tracks_started(len(update.started))
+        return self._put(self._tracked, _TrackedItem(frame, update.faces, update.started, update.ended, failure,
+                                                     stage_seconds))
 
     def _anonymize_one(self, item: _TrackedItem) -> AnonymizedFrame | None:
         for track_id in item.started:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -42,6 +44,27 @@ class FaceDetector(abc.ABC):
 
     def close(self) -> None:
         """Release the model session."""
+
+
+@dataclass(frozen=True)
+class FrameDetections:
+    """What one frame's detection found, and whether it searched the whole frame at every face size."""
+
+    detections: Detections
+    complete: bool
+
+
+class FrameDetector(FaceDetector):
+    """A detector whose per-frame work depends only on the frame's number in the stream and where the
+    tracker held faces, so that several frames can be detected at once on different threads
+    (`StreamPipeline` does, with `detector.detect_workers`)."""
+
+    @abc.abstractmethod
+    def detect_frame(self, bgr: np.ndarray, frame_number: int, focus: Callable[[], np.ndarray]) -> FrameDetections:
+        """Detections of frame `frame_number` (counting the frames detected in this stream from 0).
+        `focus()` gives where the tracker held faces after the frame before (N, 4 xyxy), to search
+        again around them; it may block until that frame is tracked, so call it as late as possible.
+        Thread-safe."""
 
 
 def pairwise_iou(xyxy_a: np.ndarray, xyxy_b: np.ndarray) -> np.ndarray:

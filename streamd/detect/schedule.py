@@ -38,12 +38,14 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from streamd.config import CenterFaceConfig
-from streamd.detect.base import FaceDetector
+from streamd.detect.base import FrameDetections, FrameDetector
 from streamd.detect.focus import FOCUS_INPUT_PX, FOCUS_PASSES_PER_FRAME, focus_passes
 from streamd.detect.lowlight import normalise_dark
 from streamd.detect.passes import (
@@ -182,10 +184,12 @@ def _frame_wh(bgr: np.ndarray) -> tuple[int, int]:
     return int(bgr.shape[1]), int(bgr.shape[0])
 
 
-class ScheduledDetector(FaceDetector):
+class ScheduledDetector(FrameDetector):
     """Runs a profile's passes through a backend that detects on images at their own size.
 
-    One instance serves one stream: it counts the frames it has seen to pick each frame's slot.
+    One instance serves one stream. `detect` counts the frames it has seen to pick each frame's slot
+    and looks again where `focus_on` last said faces were; `detect_frame` takes both as arguments, so
+    frames can be detected on several threads at once.
     """
 
     def __init__(self, backend, config: CenterFaceConfig) -> None:
@@ -196,12 +200,17 @@ class ScheduledDetector(FaceDetector):
         self._frame_number = 0
         self.last_frame_complete = True
         self._focus_xyxy = np.zeros((0, 4), np.float32)
+        self._schedules_lock = threading.Lock()
 
     def focus_on(self, boxes_xyxy: np.ndarray) -> None:
         """Boxes of the faces tracked in the last frame: the next `detect` looks again around the small ones."""
         self._focus_xyxy = np.asarray(boxes_xyxy, np.float32).reshape(-1, 4)
 
     def schedule_for(self, frame_wh: tuple[int, int]) -> Schedule:
+        with self._schedules_lock:
+            return self._schedule_for(frame_wh)
+
+    def _schedule_for(self, frame_wh: tuple[int, int]) -> Schedule:
         schedule = self._schedules.get(frame_wh)
         if schedule is None:
             schedule = self._schedules[frame_wh] = build_schedule(self.config.profile, frame_wh, self.limit_wh,
@@ -227,27 +236,37 @@ class ScheduledDetector(FaceDetector):
             self.backend.detect_native([np.zeros((height, width, 3), np.uint8)] * count)
 
     def detect(self, bgr: np.ndarray) -> Detections:
+        found = self.detect_frame(bgr, self._frame_number, lambda: self._focus_xyxy)
+        self._frame_number += 1
+        self.last_frame_complete = found.complete
+        return found.detections
+
+    def detect_frame(self, bgr: np.ndarray, frame_number: int, focus: Callable[[], np.ndarray]) -> FrameDetections:
         frame_wh = _frame_wh(bgr)
         schedule = self.schedule_for(frame_wh)
-        if self._frame_number == 0:
+        if frame_number == 0:
             # Nothing is tracked yet: the first frame gets the whole cycle's passes at once.
             passes = schedule.all_passes
         else:
-            passes = schedule.passes_for(self._frame_number)
-        self.last_frame_complete = is_complete(passes)
+            passes = schedule.passes_for(frame_number)
+        parts = self._pass_parts(bgr, frame_wh, passes)
         budget = FOCUS_PASSES_PER_FRAME[self.config.profile]
-        passes += tuple(focus_passes(self._focus_xyxy, frame_wh, budget, self._frame_number))
-        self._frame_number += 1
-        return self._run_passes(bgr, frame_wh, passes)
+        if budget:
+            focus_xyxy = np.asarray(focus(), np.float32).reshape(-1, 4)
+            parts += self._pass_parts(bgr, frame_wh, tuple(focus_passes(focus_xyxy, frame_wh, budget, frame_number)))
+        return FrameDetections(merge_detections(parts, self.config.nms_iou), is_complete(passes))
 
     def detect_still(self, bgr: np.ndarray) -> Detections:
         """Every pass of the profile's cycle on one image (a photo has no next frame to wait for)."""
         frame_wh = _frame_wh(bgr)
-        return self._run_passes(bgr, frame_wh, self.schedule_for(frame_wh).all_passes)
+        parts = self._pass_parts(bgr, frame_wh, self.schedule_for(frame_wh).all_passes)
+        return merge_detections(parts, self.config.nms_iou)
 
-    def _run_passes(self, bgr: np.ndarray, frame_wh: tuple[int, int], passes: tuple[DetectionPass, ...]) -> Detections:
+    def _pass_parts(self, bgr: np.ndarray, frame_wh: tuple[int, int],
+                    passes: tuple[DetectionPass, ...]) -> list[Detections]:
+        """What each of `passes` found, in frame pixels, before the passes' detections are merged."""
         if not passes:
-            return Detections.empty()
+            return []
         inputs = [normalise_dark(render_pass(bgr, detection_pass)) for detection_pass in passes]
         found = self.backend.detect_native(inputs)
         parts = []
@@ -265,7 +284,7 @@ class ScheduledDetector(FaceDetector):
                 # shows is often a part of one, and the whole-frame pass sees it better.
                 in_frame = keep_narrower(in_frame, TILE_MAX_FACE_PX / detection_pass.scale)
             parts.append(in_frame)
-        return merge_detections(parts, self.config.nms_iou)
+        return parts
 
     def close(self) -> None:
         self.backend.close()
