@@ -11,6 +11,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 from av_clips import stream_kinds, stream_span_s, with_tone
 from restore_helpers import make_keypair
@@ -138,17 +139,29 @@ def test_reversible_camera_on_rtsp_signs_the_camera_audio(server: RtspTestServer
     assert "audio aac" in listing, listing
 
 
+def write_audio(path: Path, codec: str, sample_format: str) -> Path:
+    """A tenth of a second of silence in `codec`, 8 kHz mono."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=8000)
+        stream.layout = "mono"
+        silence = np.full((1, 800), 128 if sample_format == "u8" else 0, np.uint8 if sample_format == "u8" else np.int16)
+        frame = av.AudioFrame.from_ndarray(silence, format=sample_format, layout="mono")
+        frame.sample_rate, frame.pts = 8000, 0
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
 def test_audio_the_container_cannot_hold_gives_one_warning_and_video_only(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    video = make_h264_clip(tmp_path / "video.mp4", 64, 48, FPS, seconds=0.4, gop=5)
-    mulaw = with_tone(video, tmp_path / "mulaw.mkv", "pcm_mulaw", 8000)
-    with av.open(str(mulaw)) as container:
+    pcm = write_audio(tmp_path / "pcm.mka", "pcm_u8", "u8")  # Matroska holds 8-bit PCM, MP4 does not
+    with av.open(str(pcm)) as container:
         track = AudioTrack(container.streams.audio[0])
-    assert track.parameters.codec_name == "pcm_mulaw" and track.parameters.sample_rate == 8000
+    assert track.parameters.codec_name == "pcm_u8" and track.parameters.sample_rate == 8000
     feed = LiveAudioFeed()
     feed.set_track(track)
     subscription = feed.subscribe("camera")
-    feed.publish(LiveAudioPacket(b"\xff" * 160, 0, 160, track))
+    feed.publish(LiveAudioPacket(b"\x00" * 320, 0, 160, track))
     output = tmp_path / "out.mp4"
     with caplog.at_level(logging.WARNING, logger="streamd.audio"):
         with VideoFileWriter(output, (64, 48), Fraction(1, FPS), Fraction(FPS), audio_source=subscription) as writer:
@@ -156,6 +169,13 @@ def test_audio_the_container_cannot_hold_gives_one_warning_and_video_only(
                 writer.write(av.VideoFrame(64, 48, "yuv420p").to_ndarray(format="bgr24"), pts=index)
     assert stream_kinds(output) == ["video"]
     warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
-    assert len(warnings) == 1 and "pcm_mulaw audio cannot go into a .mp4 file" in warnings[0]
-    feed.publish(LiveAudioPacket(b"\xff" * 160, 160, 160, track))
+    assert len(warnings) == 1 and "pcm_u8 audio cannot go into a .mp4 file" in warnings[0]
+    feed.publish(LiveAudioPacket(b"\x00" * 320, 160, 160, track))
     assert subscription.take_until(Fraction(10)) == [], "the subscription was released"
+
+
+def test_audio_matroska_cannot_hold_is_refused_by_the_source_track(tmp_path: Path) -> None:
+    """G.711 (pcm_mulaw) has no Matroska codec id here: the source leaves such audio out."""
+    wav = write_audio(tmp_path / "mulaw.wav", "pcm_mulaw", "s16")
+    with av.open(str(wav)) as container, pytest.raises(ValueError, match="pcm_mulaw"):
+        AudioTrack(container.streams.audio[0])
