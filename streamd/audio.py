@@ -8,6 +8,11 @@ frames, which keep their input timestamps too. Packets are muxed in time order w
 Several sources (consecutive segments of one recording) are copied one after the other into the same
 output streams; they must carry the same audio streams (count and codecs). A writer that needs to see
 each packet before it is muxed (a signed recording digests them) passes `on_packet`.
+
+`LiveAudioPassthrough` does the same for a live camera's audio (`streamd.sources.live_audio`): the
+output declares the stream the camera offered when the output opens, takes the packets the source
+rebased onto the frames' clock up to each frame's time, and at the end the audio up to the end of the
+last frame (a camera never ends, so there is no "rest of the audio").
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from pathlib import Path
 import av
 
 from streamd.errors import SinkError, SourceError, StreamdError
+from streamd.sources.live_audio import AudioSubscription, AudioTrack
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +46,9 @@ PacketObserver = Callable[[int, av.Packet], None]
 class AudioPassthrough:
     """Copies the audio streams of `source_path` (or of several files, in turn) into `container`,
     before its first packet is muxed."""
+
+    #: False: `mux_until(None)` copies all the audio that is left (a file has an end).
+    ends_with_video = False
 
     def __init__(self, source_path: Path | Sequence[Path], container: av.container.OutputContainer, output_path: Path,
                  on_packet: PacketObserver | None = None) -> None:
@@ -138,3 +147,73 @@ class AudioPassthrough:
     def close(self) -> None:
         for source in self._inputs:
             source.close()
+
+
+class LiveAudioPassthrough:
+    """Writes a live camera's audio (one stream) into `container`, from `subscription`, before its
+    first packet is muxed. Use `open`, which returns None (after one log line) when there is no audio
+    to write."""
+
+    #: True: the audio ends with the video; `mux_until(None)` is not allowed.
+    ends_with_video = True
+
+    def __init__(self, subscription: AudioSubscription, track: AudioTrack, stream: av.stream.Stream,
+                 container: av.container.OutputContainer, output_path: Path,
+                 on_packet: PacketObserver | None = None) -> None:
+        self.output_path = Path(output_path)
+        self.codec_names = [track.parameters.codec_name]
+        self.packets_copied = 0
+        self._subscription = subscription
+        self._stream = stream
+        self._container = container
+        self._on_packet = on_packet
+        self._started = False
+
+    @classmethod
+    def open(cls, subscription: AudioSubscription, container: av.container.OutputContainer, output_path: Path,
+             on_packet: PacketObserver | None = None) -> "LiveAudioPassthrough | None":
+        """Declare the camera's current audio in `container`; None (the subscription closed) when the
+        camera has no audio or the container cannot hold it."""
+        output_path = Path(output_path)
+        track = subscription.lock_track()
+        if track is None:
+            subscription.close()
+            logger.info("%s: the camera sends no audio (or none that can be passed through); writing video only",
+                        output_path)
+            return None
+        try:
+            stream = container.add_stream_from_template(track.template)
+        except (ValueError, av.FFmpegError) as exc:
+            subscription.close()
+            logger.warning("%s: the camera's %s audio cannot go into a %s file (%s); writing video only "
+                           "(write .mkv to keep it)", output_path, track.parameters.codec_name, output_path.suffix, exc)
+            return None
+        logger.info("%s: writing the camera's audio (%s), unchanged", output_path, track.parameters.describe())
+        return cls(subscription, track, stream, container, output_path, on_packet)
+
+    @property
+    def stream_count(self) -> int:
+        return 1
+
+    def mux_until(self, seconds: Fraction | float | None) -> None:
+        """Mux the audio packets that start at or before `seconds`; audio from before the first call
+        (before the output's first frame) is left out."""
+        if seconds is None:
+            raise SinkError(f"{self.output_path}: a live camera's audio has no end; give the end of the video")
+        seconds = Fraction(seconds)
+        if not self._started:
+            self._started = True
+            self._subscription.discard_before(seconds)
+        for live_packet in self._subscription.take_until(seconds):
+            packet = live_packet.to_av_packet()
+            packet.stream = self._stream
+            if self._on_packet is not None:
+                self._on_packet(0, packet)
+            try:
+                self._container.mux(packet)
+            except (OSError, av.FFmpegError) as exc:
+                raise SinkError(f"{self.output_path}: cannot write an audio packet: {exc}") from None
+            self.packets_copied += 1
+
+    def close(self) -> None:
+        self._subscription.close()

@@ -337,8 +337,9 @@ class FileOutputConfig(StrictModel):
     ] = "veryfast"
     audio: bool = Field(
         True,
-        description="Copy the audio streams of a file source into the output, unchanged and in sync "
-        "(a looping source's audio is not copied; a camera's RTSP audio is not either).",
+        description="Pass the source's audio into the output, unchanged and in sync: a file source's "
+        "audio streams (not for a looping source), or an RTSP camera's first audio stream (video only, "
+        "with one warning, when the container cannot hold its codec).",
     )
 
     @field_validator("path")

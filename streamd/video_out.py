@@ -21,8 +21,9 @@ import av
 import cv2
 import numpy as np
 
-from streamd.audio import AudioPassthrough
+from streamd.audio import AudioPassthrough, LiveAudioPassthrough
 from streamd.errors import SinkError, SourceError, StreamdError, UnusableOutputError
+from streamd.sources.live_audio import AudioSubscription
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +84,10 @@ class VideoFileWriter:
 
     `audio_source`: a media file (or consecutive files with the same audio streams) whose audio streams
     are copied into the output unchanged, in time order with the frames (`streamd.audio`); the frames
-    must carry that file's timestamps. A subclass sees each audio packet in `_audio_packet`.
+    must carry that file's timestamps. A subclass sees each audio packet in `_audio_packet`. Or a live
+    camera's audio (an `AudioSubscription` taken before the source's first frame): its packets, already
+    on the frames' clock, are written up to the end of the last frame; a camera without audio, or with
+    audio the container cannot hold (one warning), gives a video-only output.
     """
 
     def __init__(
@@ -95,7 +99,7 @@ class VideoFileWriter:
         codec: str = "libx264",
         crf: int = 20,
         preset: str = "veryfast",
-        audio_source: Path | Sequence[Path] | None = None,
+        audio_source: Path | Sequence[Path] | AudioSubscription | None = None,
     ) -> None:
         self.path = Path(path)
         suffix = self.path.suffix.lower()
@@ -119,7 +123,7 @@ class VideoFileWriter:
         self._ticks_per_frame = max(1, round(1 / (self.average_rate * self.time_base)))
         self._temporary_path = _temporary_sibling(self.path)
         self._finished = False
-        self._audio: AudioPassthrough | None = None
+        self._audio: AudioPassthrough | LiveAudioPassthrough | None = None
 
         try:
             # Create the file now: FFmpeg opens it only when the first packet is muxed, and a
@@ -138,7 +142,10 @@ class VideoFileWriter:
         except (ValueError, av.FFmpegError) as exc:
             self._discard()
             raise SinkError(f"{self.path}: cannot set up the {codec} encoder: {exc}") from None
-        if audio_source is not None:
+        if isinstance(audio_source, AudioSubscription):
+            self._audio = LiveAudioPassthrough.open(audio_source, self._container, self.path,
+                                                    on_packet=self._audio_packet)
+        elif audio_source is not None:
             try:
                 self._audio = AudioPassthrough(audio_source, self._container, self.path, on_packet=self._audio_packet)
             except StreamdError:
@@ -274,8 +281,12 @@ class VideoFileWriter:
         try:
             if self._audio is not None:
                 # A complete output gets all the audio; frames kept after a failure get the audio they cover.
+                # Live audio ends with the last frame.
                 complete = final_path == self.path
-                self._audio.mux_until(None if complete else (self._last_pts or 0) * self.time_base)
+                if self._audio.ends_with_video:
+                    self._audio.mux_until(((self._last_pts or 0) + self._ticks_per_frame) * self.time_base)
+                else:
+                    self._audio.mux_until(None if complete else (self._last_pts or 0) * self.time_base)
             for packet in self._video_stream.encode(None):
                 self._mux_video(packet)
             self._before_container_close()

@@ -1,9 +1,15 @@
 """A small RTSP server for tests: loops an H.264 file to clients on loopback over RTP/TCP.
 
-RTSP (RFC 2326) with OPTIONS, DESCRIBE, SETUP (``RTP/AVP/TCP;interleaved=0-1`` only), PLAY,
+RTSP (RFC 2326) with OPTIONS, DESCRIBE, SETUP (RTP/AVP/TCP interleaved only), PLAY,
 GET_PARAMETER and TEARDOWN; H.264 carried in RTP per RFC 6184 (single NAL unit packets and FU-A
 fragments), 90 kHz timestamps, paced in real time (or `speed` times faster). SPS and PPS go into the
 SDP and are repeated before every IDR frame, as cameras do.
+
+With `audio=True` the file's AAC audio is served too, as a second SDP media (track1, interleaved
+channels 2-3): RFC 3640 ``mpeg4-generic`` in AAC-hbr mode (a 16-bit AU-headers-length, then one AU
+header of a 13-bit size and a 3-bit index per packet), ``config=`` the AudioSpecificConfig from the
+file's extradata, RTP clock = the sample rate. Audio packets timed before the first video frame or
+after the end of the loop are left out, so the looped audio never overlaps itself.
 
 Fault controls for tests: `stop()` closes every connection (clients see end of stream), `restart()`
 serves again on the same port, `freeze()` keeps connections open but sends nothing, and
@@ -29,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 RTP_CLOCK_HZ = 90_000
 RTP_PAYLOAD_TYPE = 96
+AUDIO_PAYLOAD_TYPE = 97
 MAX_RTP_PAYLOAD = 1400
 NAL_IDR, NAL_SPS, NAL_PPS, NAL_FU_A = 5, 7, 8, 28
 
@@ -89,12 +96,17 @@ def _parameter_sets(extradata: bytes) -> tuple[list[bytes], list[bytes], int]:
 
 
 class RtspTestServer:
-    """Serve `media_path` (H.264 in MP4/MKV) at `url`, looping forever, from background threads."""
+    """Serve `media_path` (H.264 in MP4/MKV, with AAC audio when `audio`) at `url`, looping forever,
+    from background threads."""
 
-    def __init__(self, media_path: Path, host: str = "127.0.0.1", port: int = 0, speed: float = 1.0) -> None:
+    def __init__(self, media_path: Path, host: str = "127.0.0.1", port: int = 0, speed: float = 1.0,
+                 audio: bool = False) -> None:
         if speed <= 0:
             raise ValueError("speed must be positive")
         self.host, self.port, self.speed = host, port, speed
+        self.audio_config = b""
+        self.audio_rate = self.audio_channels = 0
+        self.audio_units: list[tuple[float, bytes]] = []  # (pts s from the first video frame, AAC frame)
         with av.open(str(media_path)) as container:
             video = container.streams.video[0]
             self.sps_list, self.pps_list, length_size = _parameter_sets(bytes(video.codec_context.extradata))
@@ -110,9 +122,11 @@ class RtspTestServer:
             if not video.guessed_rate:
                 raise ValueError(f"{media_path}: no frame rate, cannot pace the stream")
             frame_duration = float(1 / video.guessed_rate)
-        first = self.access_units[0][0]
+            first = self.access_units[0][0]
+            self.loop_seconds = self.access_units[-1][0] - first + frame_duration
+            if audio:
+                self._load_audio(media_path, container, first)
         self.access_units = [(send - first, pts - first, units) for send, pts, units in self.access_units]
-        self.loop_seconds = self.access_units[-1][0] + frame_duration
         self.connections_total = 0
         self._lock = threading.Lock()
         self._garbage_packets = 0
@@ -122,6 +136,20 @@ class RtspTestServer:
         self._listener: socket.socket | None = None
         self._threads: list[threading.Thread] = []
         self._connections: list[socket.socket] = []
+
+    def _load_audio(self, media_path: Path, container: av.container.InputContainer, first_video_s: float) -> None:
+        if not container.streams.audio or container.streams.audio[0].codec_context.name != "aac":
+            raise ValueError(f"{media_path}: audio=True needs an AAC audio stream")
+        stream = container.streams.audio[0]
+        self.audio_config = bytes(stream.codec_context.extradata)
+        self.audio_rate, self.audio_channels = stream.sample_rate, stream.channels
+        container.seek(0)
+        for packet in container.demux(stream):
+            if not packet.size or packet.pts is None:
+                continue
+            pts_s = float(packet.pts * stream.time_base) - first_video_s
+            if 0 <= pts_s < self.loop_seconds:
+                self.audio_units.append((pts_s, bytes(packet)))
 
     @property
     def url(self) -> str:
@@ -244,12 +272,19 @@ class RtspTestServer:
                     f"a=rtpmap:{RTP_PAYLOAD_TYPE} H264/{RTP_CLOCK_HZ}\r\n"
                     f"a=fmtp:{RTP_PAYLOAD_TYPE} packetization-mode=1;profile-level-id={sps[1:4].hex()};"
                     f"sprop-parameter-sets={sprop}\r\na=control:track0\r\n")
+            if self.audio_units:
+                pt = AUDIO_PAYLOAD_TYPE
+                body += (f"m=audio 0 RTP/AVP {pt}\r\n"
+                         f"a=rtpmap:{pt} mpeg4-generic/{self.audio_rate}/{self.audio_channels}\r\n"
+                         f"a=fmtp:{pt} streamtype=5;profile-level-id=1;mode=AAC-hbr;sizelength=13;indexlength=3;"
+                         f"indexdeltalength=3;config={self.audio_config.hex()}\r\na=control:track1\r\n")
             extra += [f"Content-Base: {self.url}/", "Content-Type: application/sdp"]
         elif method == "SETUP":
             if "interleaved" not in headers.get("transport", ""):
                 self._reply(connection, send_lock, 461, "Unsupported Transport", headers, [], "")
                 return True
-            extra += ["Transport: RTP/AVP/TCP;unicast;interleaved=0-1", f"Session: {session_id};timeout=60"]
+            channels = "2-3" if lines[0].split(" ")[1].rstrip("/").endswith("track1") else "0-1"
+            extra += [f"Transport: RTP/AVP/TCP;unicast;interleaved={channels}", f"Session: {session_id};timeout=60"]
         elif method == "PLAY":
             extra += [f"Session: {session_id}", "Range: npt=0.000-"]
         elif method in ("GET_PARAMETER", "TEARDOWN"):
@@ -300,13 +335,39 @@ class RtspTestServer:
             corrupted[position] = random.getrandbits(8)
         return bytes(corrupted)
 
+    def _timeline(self) -> list[tuple[float, float, list[bytes] | None, bytes]]:
+        """One loop's sends in time order: (send s, pts s, NAL units or None, AAC frame)."""
+        events = [(send_s, pts_s, units, b"") for send_s, pts_s, units in self.access_units]
+        events += [(pts_s, pts_s, None, frame) for pts_s, frame in self.audio_units]
+        return sorted(events, key=lambda event: event[0])
+
+    def _video_frames(self, units: list[bytes], timestamp: int, ssrc: int, sequence: int) -> tuple[bytes, int]:
+        payloads = self._packets(units)
+        frames = []
+        for payload_index, payload in enumerate(payloads):
+            marker = 0x80 if payload_index == len(payloads) - 1 else 0
+            rtp = struct.pack(">BBHII", 0x80, marker | RTP_PAYLOAD_TYPE, sequence, timestamp, ssrc)
+            packet = rtp + self._corrupt(payload)
+            frames.append(struct.pack(">BBH", ord("$"), 0, len(packet)) + packet)
+            sequence = (sequence + 1) % 2**16
+        return b"".join(frames), sequence
+
+    @staticmethod
+    def _audio_frame(frame: bytes, timestamp: int, ssrc: int, sequence: int) -> bytes:
+        """One AAC frame per RTP packet, RFC 3640 AAC-hbr: 16 bits of AU headers, size << 3 | index 0."""
+        rtp = struct.pack(">BBHII", 0x80, 0x80 | AUDIO_PAYLOAD_TYPE, sequence, timestamp, ssrc)
+        packet = rtp + struct.pack(">HH", 16, len(frame) << 3) + frame
+        return struct.pack(">BBH", ord("$"), 2, len(packet)) + packet
+
     def _stream(self, connection: socket.socket, send_lock: threading.Lock) -> None:
         sequence, ssrc, timestamp_base = random.getrandbits(16), random.getrandbits(32), random.getrandbits(32)
+        audio_sequence, audio_ssrc, audio_base = random.getrandbits(16), random.getrandbits(32), random.getrandbits(32)
+        timeline = self._timeline()
         started = time.monotonic()
         loop_index = 0
         try:
             while self._running.is_set():
-                for send_s, pts_s, units in self.access_units:
+                for send_s, pts_s, units, audio_frame in timeline:
                     offset_s = loop_index * self.loop_seconds
                     if not self._unfrozen.is_set():
                         self._unfrozen.wait()
@@ -316,18 +377,15 @@ class RtspTestServer:
                         time.sleep(delay)
                     if not self._running.is_set():
                         return
-                    timestamp = (timestamp_base + round((offset_s + pts_s) * RTP_CLOCK_HZ)) % 2**32
-                    payloads = self._packets(units)
-                    frames = []
-                    for payload_index, payload in enumerate(payloads):
-                        marker = 0x80 if payload_index == len(payloads) - 1 else 0
-                        rtp = struct.pack(">BBHII", 0x80, marker | RTP_PAYLOAD_TYPE, sequence, timestamp, ssrc)
-                        packet = rtp + self._corrupt(payload)
-                        frames.append(struct.pack(">BBH", ord("$"), 0, len(packet)) + packet)
-                        sequence = (sequence + 1) % 2**16
+                    if units is None:
+                        timestamp = (audio_base + round((offset_s + pts_s) * self.audio_rate)) % 2**32
+                        data = self._audio_frame(audio_frame, timestamp, audio_ssrc, audio_sequence)
+                        audio_sequence = (audio_sequence + 1) % 2**16
+                    else:
+                        timestamp = (timestamp_base + round((offset_s + pts_s) * RTP_CLOCK_HZ)) % 2**32
+                        data, sequence = self._video_frames(units, timestamp, ssrc, sequence)
                     with send_lock:
-                        connection.sendall(b"".join(frames))
+                        connection.sendall(data)
                 loop_index += 1
         except OSError:
             return  # connection closed by stop() or by the client
-

@@ -33,7 +33,7 @@ import numpy as np
 
 from streamd.config import FileOutputConfig
 from streamd.errors import SinkError, StreamdError
-from streamd.file_sink import audio_source_of
+from streamd.file_sink import audio_source_of, release_unused_audio
 from streamd.protocol import build_frame_header, parse_time_base
 from streamd.reversible.chain import (
     ChainSigner,
@@ -49,6 +49,7 @@ from streamd.reversible.host_keys import HostPrivateKey, load_host_key
 from streamd.reversible.sealing import SEALING_EXTRAS_KEY, SealedFrame
 from streamd.sinks import FrameSink, keep_written_frames
 from streamd.sources.base import FrameSource
+from streamd.sources.live_audio import AudioSubscription
 from streamd.types import AnonymizedFrame
 from streamd.video_out import VideoFileWriter
 
@@ -150,8 +151,8 @@ class RecordingWriter:
     needs them: pass every live track's wrapped keys as `known_keys` on each call.
 
     `audio_source` (as for `VideoFileWriter`): a file whose audio streams are copied in, in time order
-    with the frames; the first record names their codecs and each record signs the audio packets
-    muxed since the one before.
+    with the frames, or a live camera's audio subscription; the first record names their codecs and
+    each record signs the audio packets muxed since the one before.
     """
 
     def __init__(
@@ -166,7 +167,7 @@ class RecordingWriter:
         codec: str = "libx264",
         crf: int = 20,
         preset: str = "veryfast",
-        audio_source: Path | None = None,
+        audio_source: Path | AudioSubscription | None = None,
     ) -> None:
         self.path = Path(path)
         if self.path.suffix.lower() != ".mkv":
@@ -272,6 +273,7 @@ class RecordingFileSink(FrameSink):
         self._source = source
         self._host_key = load_host_key(host_key_ref)
         self._writer: RecordingWriter | None = None
+        self._audio_source = audio_source_of(config, source)
         self._live_keys: dict[int, list[dict[str, Any]]] = {}
 
     @property
@@ -285,7 +287,7 @@ class RecordingFileSink(FrameSink):
                 self._config.path, frame.resolution_wh, frame.time_base or self._source.time_base,
                 self._source.average_rate or DEFAULT_AVERAGE_RATE, host_key=self._host_key,
                 codec=self._config.codec, crf=self._config.crf, preset=self._config.preset,
-                audio_source=audio_source_of(self._config, self._source),
+                audio_source=self._audio_source,
             )
         sealing = anonymized.extras.get(SEALING_EXTRAS_KEY)
         payloads: list[tuple[dict[str, Any], bytes]] = []
@@ -312,10 +314,12 @@ class RecordingFileSink(FrameSink):
     def finish(self) -> None:
         if self._writer is not None:
             self._writer.close()
+        release_unused_audio(self._audio_source)
 
     def abort(self) -> None:
         if self._writer is not None:
             keep_written_frames(self._writer, self._config.path)
+        release_unused_audio(self._audio_source)
 
 
 # ---------------------------------------------------------------- reading

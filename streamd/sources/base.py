@@ -6,6 +6,7 @@ import abc
 from collections.abc import Iterator
 from fractions import Fraction
 
+from streamd.sources.live_audio import LiveAudioFeed
 from streamd.types import VideoFrame
 
 
@@ -14,9 +15,13 @@ class FrameSource(abc.ABC):
 
     `is_live` tells the pipeline whether it may drop frames when it falls behind (live cameras) or
     must apply back-pressure so that no frame is lost (files).
+
+    `audio_feed`: a live source's audio, for file outputs to pass through (`streamd.sources.live_audio`);
+    None for sources without one (a file's audio is copied from the file itself).
     """
 
     is_live: bool = False
+    audio_feed: LiveAudioFeed | None = None
 
     @abc.abstractmethod
     def frames(self) -> Iterator[VideoFrame]:

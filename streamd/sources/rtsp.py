@@ -14,6 +14,17 @@ Frames come out upright: with `rotation: auto` as the display matrix FFmpeg atta
 frames says (an H.264 display orientation SEI; RTSP carries no container metadata), otherwise turned
 the configured number of degrees clockwise (`streamd.sources.orientation`). The orientation is worked out
 again on every connection and logged with the first frame.
+
+Audio: when the camera offers an audio stream, the first one is demuxed too (its packets are never
+decoded) and published, in arrival order, into `audio_feed` (`streamd.sources.live_audio`), a side
+channel that file outputs subscribe to and drain up to each frame's time before they write it; the
+pipeline may drop frames, never the audio. Each audio packet is rebased with the same offset as the
+connection's video, so it stays in sync with the rebased frames across reconnects. Audio from before
+the connection's first frame is dropped, and so is a packet that would start before the end of the
+previous one (the overlap at a reconnect), so audio timestamps only increase. `audio_feed.track`
+holds the current audio's codec parameters (codec, sample rate, layout, extradata) and a template
+stream for declaring it in an output. Audio that Matroska cannot carry is left out with one warning
+(per codec); the video is unaffected, as it is when the camera has no audio.
 """
 
 from __future__ import annotations
@@ -34,6 +45,7 @@ import numpy as np
 from streamd.config import RtspSourceConfig
 from streamd.errors import SourceError
 from streamd.sources.base import FrameSource
+from streamd.sources.live_audio import AudioTrack, LiveAudioFeed, LiveAudioPacket
 from streamd.sources.orientation import FrameOrienter
 from streamd.types import VideoFrame
 
@@ -43,9 +55,17 @@ logger = logging.getLogger(__name__)
 # With the SPS and PPS from the SDP, the stream parameters are known after the first keyframe.
 PROBE_OPTIONS = {"analyzeduration": "1", "probesize": "32768"}
 FRAME_QUEUE_SIZE = 8
+# Audio packets kept while the first frames carry no pts (the offset is not known yet); about 5 s of AAC.
+MAX_WAITING_AUDIO = 256
 CONSUMER_POLL_S = 0.1
 
 StateCallback = Callable[[bool, str], None]
+
+
+@dataclass(frozen=True)
+class _ConnectionAudio:
+    stream: av.audio.stream.AudioStream
+    track: AudioTrack
 
 
 @dataclass(frozen=True)
@@ -76,6 +96,10 @@ class RtspVideoSource(FrameSource):
 
     `on_state(up, reason)` is called from the thread iterating `frames()` whenever the stream goes
     up or down (the first failure of a camera that never came up counts as down).
+
+    `audio_feed` carries the camera's audio packets (see the module docstring); `audio_packets` counts
+    those published, `audio_packets_dropped` those left out (before a connection's first frame, or
+    overlapping the previous packet after a reconnect).
     """
 
     is_live = True
@@ -99,6 +123,11 @@ class RtspVideoSource(FrameSource):
         self._next_index = 0
         self._last_pts: int | None = None
         self._frame_ticks = 1
+        self.audio_feed = LiveAudioFeed()
+        self.audio_packets = 0
+        self.audio_packets_dropped = 0
+        self._audio_end_s: Fraction | None = None
+        self._unsupported_audio_logged: set[str] = set()
 
     @property
     def time_base(self) -> Fraction:
@@ -204,7 +233,11 @@ class RtspVideoSource(FrameSource):
             rate = stream.average_rate or stream.guessed_rate
             orienter = FrameOrienter(config.rotation, self.display_url)
             pts_offset: int | None = None
-            packets = container.demux(stream)
+            audio_track = self._audio_track(container)
+            connection_start_s: Fraction | None = None
+            # Audio read after the first frame but before a frame with a pts fixed the offset.
+            waiting_audio: list[av.Packet] = []
+            packets = container.demux(stream, audio_track.stream) if audio_track else container.demux(stream)
             while True:
                 requested = time.monotonic()
                 try:
@@ -220,6 +253,17 @@ class RtspVideoSource(FrameSource):
                 # FFmpeg's H.264 parser holds the last frame until the next one starts, and hands it
                 # over when the read is interrupted; a packet that took this long means a stall.
                 stalled = time.monotonic() - requested >= config.read_timeout_s
+                if packet.stream.type == "audio":
+                    if audio_track is not None and packet.size and delivered:
+                        if pts_offset is None and len(waiting_audio) < MAX_WAITING_AUDIO:
+                            waiting_audio.append(packet)
+                        else:
+                            self._publish_audio(packet, audio_track.track, pts_offset, connection_start_s)
+                    elif audio_track is not None and packet.size:
+                        self.audio_packets_dropped += 1
+                    if stalled:
+                        return delivered, f"no data for {config.read_timeout_s:g} s"
+                    continue
                 try:
                     decoded = stream.codec_context.decode(packet)
                 except av.FFmpegError as error:
@@ -235,10 +279,63 @@ class RtspVideoSource(FrameSource):
                                     bgr.shape[1], bgr.shape[0])
                         self._on_connected(ever_up, down_since, rate)
                     pts_offset = self._emit(frame, bgr, stream.time_base, pts_offset)
+                    if connection_start_s is None:
+                        connection_start_s = self._last_pts * self.time_base
+                    if pts_offset is not None and waiting_audio and audio_track is not None:
+                        for waiting in waiting_audio:
+                            self._publish_audio(waiting, audio_track.track, pts_offset, connection_start_s)
+                        waiting_audio.clear()
                 if stalled:
                     return delivered, f"no data for {config.read_timeout_s:g} s"
         finally:
             container.close()
+
+    def _audio_track(self, container: av.container.InputContainer) -> "_ConnectionAudio | None":
+        """The connection's first audio stream, published as the feed's track (the current one kept when
+        the parameters are the same, so outputs opened on it go on taking its packets)."""
+        if not container.streams.audio:
+            self.audio_feed.set_track(None)
+            return None
+        stream = container.streams.audio[0]
+        try:
+            track = AudioTrack(stream)
+        except (ValueError, av.FFmpegError) as error:
+            name = stream.codec_context.name
+            if name not in self._unsupported_audio_logged:
+                self._unsupported_audio_logged.add(name)
+                logger.warning("RTSP %s: the camera's %s audio cannot be passed through (%s); outputs get video only",
+                               self.display_url, name, error)
+            self.audio_feed.set_track(None)
+            return None
+        current = self.audio_feed.track
+        if current is not None and current.parameters == track.parameters:
+            track = current
+        else:
+            logger.info("RTSP %s: audio %s", self.display_url, track.parameters.describe())
+            self.audio_feed.set_track(track)
+        return _ConnectionAudio(stream, track)
+
+    def _publish_audio(self, packet: av.Packet, track: AudioTrack, pts_offset: int | None,
+                       connection_start_s: Fraction | None) -> None:
+        """Rebase one audio packet onto the frames' clock and publish it; dropped before the connection's
+        first frame and when it would overlap the previous packet."""
+        stamp = packet.pts if packet.pts is not None else packet.dts
+        time_base = track.parameters.time_base
+        if pts_offset is None or connection_start_s is None or stamp is None or packet.time_base is None:
+            self.audio_packets_dropped += 1
+            return
+        source_pts = round(Fraction(stamp) * Fraction(packet.time_base) / time_base)
+        pts = source_pts + round(pts_offset * self.time_base / time_base)
+        start_s = pts * time_base
+        if start_s < connection_start_s or (self._audio_end_s is not None and start_s < self._audio_end_s):
+            self.audio_packets_dropped += 1
+            return
+        duration = round(packet.duration * Fraction(packet.time_base) / time_base) if packet.duration else 0
+        if not duration and track.frame_size and track.parameters.sample_rate:
+            duration = round(Fraction(track.frame_size, track.parameters.sample_rate) / time_base)
+        self._audio_end_s = (pts + max(duration, 1)) * time_base
+        self.audio_feed.publish(LiveAudioPacket(bytes(packet), pts, duration, track))
+        self.audio_packets += 1
 
     def _on_connected(self, ever_up: bool, down_since: float, rate: Fraction | None) -> None:
         if rate:
