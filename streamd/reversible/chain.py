@@ -88,19 +88,30 @@ def _without_adts_header(data: bytes) -> bytes:
 
 
 def _nal_units(data: bytes) -> list[bytes]:
-    if data.startswith(b"\x00\x00\x01") or data.startswith(b"\x00\x00\x00\x01"):
-        return [unit.rstrip(b"\x00") for unit in data.split(b"\x00\x00\x01") if unit.rstrip(b"\x00")]
+    """The NAL units of an H.264 packet in either form. Length-prefixed is tried first, strictly (the
+    lengths must cover the packet exactly and every unit start with a valid NAL header): a first unit
+    of 256-511 bytes makes a length-prefixed packet start with 00 00 01, as Annex B does."""
+    units = _length_prefixed_units(data)
+    if units is not None:
+        return units
+    return [unit.rstrip(b"\x00") for unit in data.split(b"\x00\x00\x01") if unit.rstrip(b"\x00")]
+
+
+def _length_prefixed_units(data: bytes) -> list[bytes] | None:
+    """The units of a packet of 4-byte-length-prefixed NAL units; None when `data` is not one."""
     units: list[bytes] = []
     position = 0
-    while position + 4 <= len(data):
+    while position < len(data):
+        if position + 4 > len(data):
+            return None
         length = int.from_bytes(data[position:position + 4], "big")
-        unit = data[position + 4:position + 4 + length].rstrip(b"\x00")
-        if unit:
-            units.append(unit)
+        unit = data[position + 4:position + 4 + length]
+        if length == 0 or len(unit) != length or unit[0] & 0x80:
+            return None
+        if unit.rstrip(b"\x00"):
+            units.append(unit.rstrip(b"\x00"))
         position += 4 + length
-    if position != len(data):
-        units.append(data[position:])
-    return units
+    return units if units else None
 
 
 def record_json(record: Mapping[str, Any]) -> bytes:

@@ -19,8 +19,9 @@ Audio: when the camera offers an audio stream, the first one is demuxed too (its
 decoded) and published, in arrival order, into `audio_feed` (`streamd.sources.live_audio`), a side
 channel that file outputs subscribe to and drain up to each frame's time before they write it; the
 pipeline may drop frames, never the audio. Each audio packet is rebased with the same offset as the
-connection's video, so it stays in sync with the rebased frames across reconnects. Audio from before
-the connection's first frame is dropped, and so is a packet that would start before the end of the
+connection's video, so it stays in sync with the rebased frames across reconnects. Audio read before the
+connection's first frame is held until that frame fixes the offset; what starts before the frame is
+then dropped (by timestamp, so how late decoding runs changes nothing), and so is a packet that would start before the end of the
 previous one (the overlap at a reconnect), so audio timestamps only increase. `audio_feed.track`
 holds the current audio's codec parameters (codec, sample rate, layout, extradata) and a template
 stream for declaring it in an output. Audio that Matroska cannot carry is left out with one warning
@@ -55,7 +56,7 @@ logger = logging.getLogger(__name__)
 # With the SPS and PPS from the SDP, the stream parameters are known after the first keyframe.
 PROBE_OPTIONS = {"analyzeduration": "1", "probesize": "32768"}
 FRAME_QUEUE_SIZE = 8
-# Audio packets kept while the first frames carry no pts (the offset is not known yet); about 5 s of AAC.
+# Audio packets held until a frame fixes the connection's offset; about 5 s of AAC.
 MAX_WAITING_AUDIO = 256
 CONSUMER_POLL_S = 0.1
 
@@ -235,7 +236,8 @@ class RtspVideoSource(FrameSource):
             pts_offset: int | None = None
             audio_track = self._audio_track(container)
             connection_start_s: Fraction | None = None
-            # Audio read after the first frame but before a frame with a pts fixed the offset.
+            # Audio read before a frame fixed the offset; published (or dropped, when it starts before the
+            # connection's first frame) by its timestamp once the offset is known, however late decoding is.
             waiting_audio: list[av.Packet] = []
             packets = container.demux(stream, audio_track.stream) if audio_track else container.demux(stream)
             while True:
@@ -254,13 +256,13 @@ class RtspVideoSource(FrameSource):
                 # over when the read is interrupted; a packet that took this long means a stall.
                 stalled = time.monotonic() - requested >= config.read_timeout_s
                 if packet.stream.type == "audio":
-                    if audio_track is not None and packet.size and delivered:
-                        if pts_offset is None and len(waiting_audio) < MAX_WAITING_AUDIO:
+                    if audio_track is not None and packet.size:
+                        if pts_offset is not None:
+                            self._publish_audio(packet, audio_track.track, pts_offset, connection_start_s)
+                        elif len(waiting_audio) < MAX_WAITING_AUDIO:
                             waiting_audio.append(packet)
                         else:
-                            self._publish_audio(packet, audio_track.track, pts_offset, connection_start_s)
-                    elif audio_track is not None and packet.size:
-                        self.audio_packets_dropped += 1
+                            self.audio_packets_dropped += 1
                     if stalled:
                         return delivered, f"no data for {config.read_timeout_s:g} s"
                     continue

@@ -46,3 +46,24 @@ def test_a_damaged_compressed_record_is_one_clear_error(tmp_path):
         parse_packet(stored[:len(stored) // 2])
     with pytest.raises(PacketError, match="does not decompress"):
         parse_packet(COMPRESSED_PACKET_MARK + b"not zlib at all")
+
+
+def _annex_b(units: list[bytes]) -> bytes:
+    return b"".join(b"\x00\x00\x00\x01" + unit for unit in units)
+
+
+def _length_prefixed(units: list[bytes]) -> bytes:
+    return b"".join(len(unit).to_bytes(4, "big") + unit for unit in units)
+
+
+@pytest.mark.parametrize("first_unit_bytes", [1, 5, 300, 511, 4000])
+def test_video_digest_is_the_same_before_and_after_muxing(first_unit_bytes):
+    # A first unit of 256-511 bytes makes the muxed (length-prefixed) packet start with 00 00 01 xx,
+    # the Annex B start code: the digest must still read it as length-prefixed.
+    first = bytes([0x65]) + bytes((7 * i + 3) % 251 + 1 for i in range(first_unit_bytes - 1))
+    units = [first, bytes([0x41]) + bytes(range(1, 200))]
+    from streamd.reversible.chain import video_packet_digest
+
+    assert video_packet_digest(_annex_b(units)) == video_packet_digest(_length_prefixed(units))
+    other = [units[0][:-1] + b"\x09", units[1]]
+    assert video_packet_digest(_length_prefixed(other)) != video_packet_digest(_length_prefixed(units))
