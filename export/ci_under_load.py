@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -69,7 +70,12 @@ def _start_load_job(clip: Path, work_dir: Path) -> subprocess.Popen:
     return subprocess.Popen(["bash", "-c", command], start_new_session=True)
 
 
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def _stop(job: subprocess.Popen) -> None:
+    """End `job` and everything it started (it leads its own session)."""
     try:
         os.killpg(job.pid, 15)
     except ProcessLookupError:
@@ -107,10 +113,16 @@ def run_ci(clone: Path, run: int, work_dir: Path) -> CiRun:
     log_path = work_dir / f"ci-run-{run}.log"
     started = time.monotonic()
     with log_path.open("w") as log:
-        completed = subprocess.run(["bash", ".ci/run"], cwd=clone, stdout=log, stderr=subprocess.STDOUT)
+        ci = subprocess.Popen(["bash", ".ci/run"], cwd=clone, stdout=log, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+        try:
+            returncode = ci.wait()
+        except BaseException:  # interrupted: take the whole CI run (pytest and its servers) down with us
+            _stop(ci)
+            raise
     seconds = time.monotonic() - started
     lines = log_path.read_text(errors="replace").splitlines()
-    return CiRun(run, completed.returncode, round(seconds, 1), round(load_before, 2), round(_load_average(), 2),
+    return CiRun(run, returncode, round(seconds, 1), round(load_before, 2), round(_load_average(), 2),
                  _summary_line(lines), _load_passes(work_dir) - passes_before, lines[-TAIL_LINES:])
 
 
@@ -153,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.runs < 1:
         parser.error("--runs must be at least 1")
     args.work_dir.mkdir(parents=True, exist_ok=True)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
     commit = _commit()
     clip = _build_load_clip(args.work_dir)
     load_description = (f"`streamd anonymize` of a {LOAD_CLIP_SECONDS} s 1280x720 demo clip in a loop "
