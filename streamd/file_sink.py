@@ -9,7 +9,7 @@ from pathlib import Path
 from streamd.config import FileOutputConfig
 from streamd.sources.base import FrameSource
 from streamd.sources.files import FileVideoSource
-from streamd.sinks import FrameSink, keep_written_frames
+from streamd.sinks import ClosableWriter, FrameSink, keep_written_frames
 from streamd.sources.live_audio import AudioSubscription
 from streamd.types import AnonymizedFrame
 from streamd.video_out import VideoFileWriter
@@ -33,20 +33,35 @@ def audio_source_of(config: FileOutputConfig, source: FrameSource) -> Path | Aud
     return source.path
 
 
-class VideoFileSink(FrameSink):
-    """Opens its writer on the first frame (the frame size is known only then)."""
+class FileWriterSink(FrameSink):
+    """A sink writing one file (`config.path`) through a writer it opens on the first frame (the frame
+    size is known only then), with the source's audio when `config.audio` is on."""
 
     stage = "encode"
 
     def __init__(self, config: FileOutputConfig, source: FrameSource) -> None:
         self._config = config
         self._source = source  # a live source knows its rate only once frames arrive
-        self._writer: VideoFileWriter | None = None
+        self._writer: ClosableWriter | None = None
         self._audio_source = audio_source_of(config, source)
 
     @property
     def frames_written(self) -> int:
         return self._writer.frames_written if self._writer else 0
+
+    def finish(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        release_unused_audio(self._audio_source)
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            keep_written_frames(self._writer, self._config.path)
+        release_unused_audio(self._audio_source)
+
+
+class VideoFileSink(FileWriterSink):
+    """Anonymized frames encoded to one video file."""
 
     def write(self, anonymized: AnonymizedFrame) -> None:
         if self._writer is None:
@@ -61,16 +76,6 @@ class VideoFileSink(FrameSink):
                 audio_source=self._audio_source,
             )
         self._writer.write(anonymized.bgr, pts=anonymized.frame.pts)
-
-    def finish(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-        release_unused_audio(self._audio_source)
-
-    def abort(self) -> None:
-        if self._writer is not None:
-            keep_written_frames(self._writer, self._config.path)
-        release_unused_audio(self._audio_source)
 
 
 def release_unused_audio(audio_source: Path | AudioSubscription | None) -> None:

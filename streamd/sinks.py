@@ -43,7 +43,7 @@ class FrameSink(abc.ABC):
         """The stream failed: close, keeping what was written (see `keep_written_frames`)."""
 
 
-class _ClosableWriter(Protocol):
+class ClosableWriter(Protocol):
     frames_written: int
 
     def close(self, final_path: Path | None = None) -> None: ...
@@ -51,7 +51,7 @@ class _ClosableWriter(Protocol):
     def abort(self) -> None: ...
 
 
-def keep_written_frames(writer: _ClosableWriter, target: Path) -> Path | None:
+def keep_written_frames(writer: ClosableWriter, target: Path) -> Path | None:
     """After a failure: finish `writer` under an incomplete name beside `target` when it holds frames
     (returns that path), otherwise remove its temporary file (returns None)."""
     if writer.frames_written == 0:

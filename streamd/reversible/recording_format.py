@@ -33,7 +33,7 @@ import numpy as np
 
 from streamd.config import FileOutputConfig
 from streamd.errors import SinkError, StreamdError
-from streamd.file_sink import audio_source_of, release_unused_audio
+from streamd.file_sink import FileWriterSink
 from streamd.protocol import build_frame_header, parse_time_base
 from streamd.reversible.chain import (
     ChainSigner,
@@ -47,7 +47,6 @@ from streamd.reversible.chain import (
 )
 from streamd.reversible.host_keys import HostPrivateKey, load_host_key
 from streamd.reversible.sealing import SEALING_EXTRAS_KEY, SealedFrame
-from streamd.sinks import FrameSink, keep_written_frames
 from streamd.sources.base import FrameSource
 from streamd.sources.live_audio import AudioSubscription
 from streamd.types import AnonymizedFrame
@@ -260,25 +259,16 @@ class RecordingWriter:
         self._video.abort()
 
 
-class RecordingFileSink(FrameSink):
+class RecordingFileSink(FileWriterSink):
     """Writes a reversible stream straight into the recording format (one file, `config.path`)."""
-
-    stage = "encode"
 
     def __init__(self, config: FileOutputConfig, camera_id: str, stream_epoch: str, source: FrameSource,
                  host_key_ref: str) -> None:
-        self._config = config
+        super().__init__(config, source)
         self._camera_id = camera_id
         self._stream_epoch = stream_epoch
-        self._source = source
         self._host_key = load_host_key(host_key_ref)
-        self._writer: RecordingWriter | None = None
-        self._audio_source = audio_source_of(config, source)
         self._live_keys: dict[int, list[dict[str, Any]]] = {}
-
-    @property
-    def frames_written(self) -> int:
-        return self._writer.frames_written if self._writer else 0
 
     def write(self, anonymized: AnonymizedFrame) -> None:
         frame = anonymized.frame
@@ -310,17 +300,6 @@ class RecordingFileSink(FrameSink):
     def end_tracks(self, track_ids: list[int]) -> None:
         for track_id in track_ids:
             self._live_keys.pop(track_id, None)
-
-    def finish(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-        release_unused_audio(self._audio_source)
-
-    def abort(self) -> None:
-        if self._writer is not None:
-            keep_written_frames(self._writer, self._config.path)
-        release_unused_audio(self._audio_source)
-
 
 # ---------------------------------------------------------------- reading
 @dataclass
