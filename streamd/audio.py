@@ -136,17 +136,23 @@ class AudioPassthrough:
                 self._pending = entry
                 return
             packet.stream = self._streams[ordinal]
-            if self._on_packet is not None:
-                self._on_packet(ordinal, packet)
-            try:
-                self._container.mux(packet)
-            except (OSError, av.FFmpegError) as exc:
-                raise SinkError(f"{self.output_path}: cannot write an audio packet: {exc}") from None
+            mux_audio_packet(self._container, packet, ordinal, self._on_packet, self.output_path)
             self.packets_copied += 1
 
     def close(self) -> None:
         for source in self._inputs:
             source.close()
+
+
+def mux_audio_packet(container: av.container.OutputContainer, packet: av.Packet, ordinal: int,
+                     on_packet: PacketObserver | None, output_path: Path) -> None:
+    """Mux one audio packet (its stream already set), telling `on_packet` first."""
+    if on_packet is not None:
+        on_packet(ordinal, packet)
+    try:
+        container.mux(packet)
+    except (OSError, av.FFmpegError) as exc:
+        raise SinkError(f"{output_path}: cannot write an audio packet: {exc}") from None
 
 
 class LiveAudioPassthrough:
@@ -207,12 +213,7 @@ class LiveAudioPassthrough:
         for live_packet in self._subscription.take_until(seconds):
             packet = live_packet.to_av_packet()
             packet.stream = self._stream
-            if self._on_packet is not None:
-                self._on_packet(0, packet)
-            try:
-                self._container.mux(packet)
-            except (OSError, av.FFmpegError) as exc:
-                raise SinkError(f"{self.output_path}: cannot write an audio packet: {exc}") from None
+            mux_audio_packet(self._container, packet, 0, self._on_packet, self.output_path)
             self.packets_copied += 1
 
     def close(self) -> None:

