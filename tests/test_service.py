@@ -202,15 +202,15 @@ def test_corrupt_packets_are_skipped_and_counted(server: RtspTestServer) -> None
 def detector_failing_once(camera: CameraConfig, stats: PipelineStats, failing_call: int = 20
                           ) -> Iterator[StreamPipeline]:
     with open_camera_stream(camera, stats) as pipeline:
-        real_detect = pipeline.detector.detect
+        real_detect = pipeline.detector.detect_frame  # frames are detected side by side
         calls = itertools.count()
 
-        def detect(bgr: np.ndarray) -> object:
+        def detect_frame(bgr: np.ndarray, *args: object) -> object:
             if next(calls) == failing_call:
                 raise ModelError("injected failure")
-            return real_detect(bgr)
+            return real_detect(bgr, *args)
 
-        pipeline.detector.detect = detect
+        pipeline.detector.detect_frame = detect_frame
         yield pipeline
 
 
@@ -327,15 +327,15 @@ def test_wedged_camera_stops_watchdog_pings_until_it_recovers(clip: Path, tmp_pa
     @contextlib.contextmanager
     def wedging_opener(camera: CameraConfig, stats: PipelineStats) -> Iterator[StreamPipeline]:
         with open_camera_stream(camera, stats) as pipeline:
-            real_detect = pipeline.detector.detect
+            real_detect = pipeline.detector.detect_frame  # frames are detected side by side
             calls = itertools.count()
 
-            def detect(bgr: np.ndarray) -> object:
+            def detect_frame(bgr: np.ndarray, *args: object) -> object:
                 if next(calls) == release_after_calls:
                     release.wait()
-                return real_detect(bgr)
+                return real_detect(bgr, *args)
 
-            pipeline.detector.detect = detect
+            pipeline.detector.detect_frame = detect_frame
             yield pipeline
 
     camera = {"id": "cam", "source": {"type": "file", "path": str(clip), "loop": True, "realtime": True},

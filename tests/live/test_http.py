@@ -120,10 +120,10 @@ def test_camera_list_and_unknown_camera(clip: Path) -> None:
 @contextlib.contextmanager
 def detector_always_failing(camera: CameraConfig, stats: PipelineStats) -> Iterator[StreamPipeline]:
     with open_camera_stream(camera, stats) as pipeline:
-        def detect(bgr: np.ndarray) -> object:
+        def detect_frame(bgr: np.ndarray, *args: object) -> object:
             raise ModelError("injected failure")
 
-        pipeline.detector.detect = detect
+        pipeline.detector.detect_frame = detect_frame  # frames are detected side by side
         yield pipeline
 
 
