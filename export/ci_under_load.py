@@ -92,11 +92,13 @@ def _load_passes(work_dir: Path) -> int:
     return len(log.read_text().split()) if log.is_file() else 0
 
 
-def _fresh_clone(work_dir: Path, run: int) -> Path:
+def _fresh_clone(work_dir: Path, run: int, commit: str) -> Path:
+    """A new clone of the repository at `commit` (every run tests the same commit, whatever lands meanwhile)."""
     target = work_dir / f"clone-{run}"
     if target.exists():
         shutil.rmtree(target)
     subprocess.run(["git", "clone", "-q", str(REPO), str(target)], check=True)
+    subprocess.run(["git", "-C", str(target), "checkout", "-q", commit], check=True)
     return target
 
 
@@ -174,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[CiRun] = []
     try:
         for run in range(1, args.runs + 1):
-            clone = _fresh_clone(args.work_dir, run)
+            clone = _fresh_clone(args.work_dir, run, commit)
             print(f"run {run}/{args.runs}: bash .ci/run in {clone} (load average {_load_average():.1f})", flush=True)
             result = run_ci(clone, run, args.work_dir)
             runs.append(result)
