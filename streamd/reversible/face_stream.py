@@ -6,10 +6,11 @@ every frame gives exactly one packet at once. The region sits on the frame's chr
 starts on an odd column or row is placed one pixel right or down (that pixel repeats the region's
 edge), so each 2x2 chroma block of the canvas is one of the frame's and restore pastes the planes as
 they are. The rest of the canvas is flat grey, which costs next to nothing to code (edge pixels
-repeated across it change every frame and cost bits). The BGR pixels are converted with OpenCV's
-BT.601 limited-range conversion, the colour space of the anonymized video the planes are pasted into;
-it recovers the decoded source's planes as closely as the exact formula (swscale's fast path, which
-PyAV uses, loses about 3 dB of luma before any coding) at a fiftieth of numpy's time.
+repeated across it change every frame and cost bits). The planes are the decoded source's own
+(`encode_yuv420`, cut by `streamd.reversible.face_planes`) whenever the source hands them on; otherwise
+(`encode`) the pipeline's BGR pixels are converted with OpenCV's BT.601 limited-range conversion, the
+colour space of the anonymized video the planes are pasted into, which recovers the decoded luma only
+to about 47 dB before any coding.
 Face streams of earlier recordings are 4:4:4 with the region at the canvas's corner; they still decode.
 
 A key frame starts every *part* and follows at least every `KEYFRAME_INTERVAL_S` of stream time, so a
@@ -115,16 +116,25 @@ class FaceStreamEncoder:
         self._last_key_s: float | None = None
 
     def encode(self, crop_bgr: np.ndarray, seconds: float, region_xy: tuple[int, int] = (0, 0)) -> FacePacket:
-        """One packet for the region whose top-left pixel is `region_xy` in the frame."""
+        """One packet for the BGR region whose top-left pixel is `region_xy` in the frame: placed on the
+        chroma grid (`chroma_offset`, edges repeated) and converted to yuv420p."""
         left, top = region_xy[0] & 1, region_xy[1] & 1
         height, width = crop_bgr.shape[:2]
         right, bottom = (left + width) & 1, (top + height) & 1
         aligned = cv2.copyMakeBorder(np.ascontiguousarray(crop_bgr), top, bottom, left, right, cv2.BORDER_REPLICATE)
-        height, width = aligned.shape[:2]
+        return self.encode_yuv420(bgr_to_yuv420(aligned), seconds)
+
+    def encode_yuv420(self, planes: tuple[np.ndarray, np.ndarray, np.ndarray], seconds: float) -> FacePacket:
+        """One packet for a region's yuv420p planes already on the chroma grid (even luma width and
+        height, the region at its `chroma_offset`; see `streamd.reversible.face_planes`)."""
+        height, width = planes[0].shape
+        if width % 2 or height % 2 or planes[1].shape != (height // 2, width // 2) or planes[2].shape != planes[1].shape:
+            raise FaceStreamError(f"face region planes {[plane.shape for plane in planes]} are not yuv420p "
+                                  "on the chroma grid")
         if self._context is None or width > self._canvas_wh[0] or height > self._canvas_wh[1]:
             self._open_part((width, height))
         assert self._context is not None
-        frame = av.VideoFrame.from_ndarray(self._canvas_planes(bgr_to_yuv420(aligned)), format=FACE_PIXEL_FORMAT)
+        frame = av.VideoFrame.from_ndarray(self._canvas_planes(planes), format=FACE_PIXEL_FORMAT)
         frame.pts = self._frames
         frame.time_base = Fraction(1, 1000)
         force_key = (self._last_key_s is None or seconds - self._last_key_s >= KEYFRAME_INTERVAL_S
