@@ -92,15 +92,28 @@ def chroma_offset(region_xyxy: tuple[int, int, int, int]) -> tuple[int, int]:
 @dataclass(frozen=True)
 class DecodedCanvas:
     """One decoded canvas as 4:4:4 planes (3 x height x width: Y, U, V; 4:2:0 chroma repeated over its
-    2x2 block), and whether the stream was 4:2:0 (then the region sits at its `chroma_offset`)."""
+    2x2 block), and whether the stream was 4:2:0 (then the region sits at its `chroma_offset`).
+    `frame` is the decoded picture itself, for `region_bgr`."""
 
     planes: np.ndarray
     chroma_420: bool
+    frame: av.VideoFrame | None = None
 
     def region(self, region_xyxy: tuple[int, int, int, int]) -> np.ndarray:
         x0, y0, x1, y1 = region_xyxy
         left, top = chroma_offset(region_xyxy) if self.chroma_420 else (0, 0)
         return self.planes[:, top:top + y1 - y0, left:left + x1 - x0]
+
+    def region_bgr(self, region_xyxy: tuple[int, int, int, int]) -> np.ndarray:
+        """The region as BGR, converted from the decoded 4:2:0 picture the way a decoded source frame is
+        (PyAV's yuv420p to bgr24), so exact planes give the source's own BGR pixels; from the 4:4:4
+        planes for a 4:4:4 stream."""
+        x0, y0, x1, y1 = region_xyxy
+        if not self.chroma_420 or self.frame is None:
+            planes = np.ascontiguousarray(self.region(region_xyxy))
+            return av.VideoFrame.from_ndarray(planes, format=LEGACY_FACE_PIXEL_FORMAT).to_ndarray(format="bgr24")
+        left, top = chroma_offset(region_xyxy)
+        return self.frame.to_ndarray(format="bgr24")[top:top + y1 - y0, left:left + x1 - x0]
 
 
 class FaceStreamEncoder:
@@ -234,4 +247,4 @@ class FaceStreamDecoder:
         planes = np.empty((3, height, width), dtype=np.uint8)
         planes[0] = stacked[:height]
         planes[1:] = chroma.repeat(2, axis=1).repeat(2, axis=2)
-        return DecodedCanvas(planes, chroma_420=True)
+        return DecodedCanvas(planes, chroma_420=True, frame=frames[0])
