@@ -68,7 +68,7 @@ def open_stream(
         sealer = build_stream_sealer(camera, stream_epoch, anonymizer.region_of)
         if sealer is not None and anonymizer.keyed:
             anonymizer.use_track_secrets(sealer)
-        source = open_source(camera.source)
+        source = open_source(camera.source, keep_yuv420=sealer is not None and sealer.sealed_payloads)
         stack.callback(source.close)
         sinks = build_sinks(camera, source, stream_epoch) + list(extra_sinks or [])
         for sink in sinks:

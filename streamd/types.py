@@ -13,18 +13,44 @@ import numpy as np
 
 
 @dataclass(frozen=True)
+class Yuv420Planes:
+    """A decoded frame's own yuv420p planes (limited range), turned upright like its BGR pixels: luma
+    H x W and two chroma planes H/2 x W/2 (width and height even). They may be views into the decoder's
+    picture, so they are read, never written into."""
+
+    y: np.ndarray
+    u: np.ndarray
+    v: np.ndarray
+
+    def __post_init__(self) -> None:
+        height, width = self.y.shape[:2] if self.y.ndim == 2 else (0, 0)
+        if self.y.ndim != 2 or height % 2 or width % 2 or height == 0 or width == 0:
+            raise ValueError(f"Yuv420Planes.y must be a 2-D plane of even width and height, got {self.y.shape}")
+        for name, plane in (("u", self.u), ("v", self.v)):
+            if plane.shape != (height // 2, width // 2):
+                raise ValueError(f"Yuv420Planes.{name} must be {height // 2}x{width // 2} for a {height}x{width} "
+                                 f"luma plane, got {plane.shape}")
+        if any(plane.dtype != np.uint8 for plane in (self.y, self.u, self.v)):
+            raise ValueError("Yuv420Planes planes must be uint8")
+
+
+@dataclass(frozen=True)
 class VideoFrame:
-    """One decoded frame: BGR pixels plus its position in the stream."""
+    """One decoded frame: BGR pixels plus its position in the stream, and, when the source was asked to
+    keep them (a camera that seals original faces), the decoded yuv420p planes the BGR pixels came from."""
 
     bgr: np.ndarray
     index: int
     pts: int | None
     time_base: Fraction | None
     wallclock: float
+    yuv420: Yuv420Planes | None = None
 
     def __post_init__(self) -> None:
         if self.bgr.ndim != 3 or self.bgr.shape[2] != 3 or self.bgr.dtype != np.uint8:
             raise ValueError(f"VideoFrame.bgr must be HxWx3 uint8, got {self.bgr.shape} {self.bgr.dtype}")
+        if self.yuv420 is not None and self.yuv420.y.shape != self.bgr.shape[:2]:
+            raise ValueError(f"VideoFrame.yuv420 luma is {self.yuv420.y.shape}, the BGR pixels {self.bgr.shape[:2]}")
 
     @property
     def resolution_wh(self) -> tuple[int, int]:

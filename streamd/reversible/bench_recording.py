@@ -1,6 +1,7 @@
 """Benchmark of restorable recordings: size, restore fidelity and speed, sealing cost.
 
     python -m streamd.reversible.bench_recording [--seconds 4] [--out docs/results/recording-benchmark]
+        [--crf-sweep 9,10,11,12]
 
 For the demo clip and the benchmark's crowd clip (both 1280x720) it measures
 - the size of the plain anonymized recording, the restorable one and the source;
@@ -8,7 +9,10 @@ For the demo clip and the benchmark's crowd clip (both 1280x720) it measures
 - for the demo clip: restoring one track (frames per second, end to end), and the PSNR of every
   restored face region against the decoded source, in the lossless 4:4:4 output and in the default
   yuv420p output; with dlib installed, the share of restored faces dlib matches to the original.
-It prints a table and writes `<out>.json` and `<out>.md`. Numbers are what this machine measured.
+With `--crf-sweep`, the demo is also recorded at each listed `reversible.face_crf` and restored (default
+yuv420p output), to find the highest CRF that keeps every face at 40 dB.
+It prints a table and writes `<out>.json` and `<out>.md`. Numbers are what this machine measured, with
+the load average before and after the runs.
 """
 
 from __future__ import annotations
@@ -145,7 +149,29 @@ def _restore(recording: Path, private_key: Path, output: Path, tracks: set[int],
     return result.frames_written / (time.perf_counter() - started)
 
 
-def run(seconds: float, repeats: int, work: Path) -> dict[str, object]:
+def _crf_sweep(demo: Path, plain: Path, public_key: Path, private_key: Path, crfs: list[int],
+               work: Path) -> list[dict[str, object]]:
+    """Size and default-output fidelity of the demo recording at each face CRF."""
+    rows: list[dict[str, object]] = []
+    for crf in crfs:
+        logger.info("demo at face CRF %d", crf)
+        recording = work / f"demo-crf{crf}.mkv"
+        _best_run(demo, recording, public_key, 1, face_crf=crf)
+        _, summaries = list_tracks(recording)
+        every = {summary.track_id for summary in summaries}
+        _restore(recording, private_key, work / f"crf{crf}-default.mkv", every, False, work / "audit.jsonl")
+        quality = _face_quality(demo, recording, work / f"crf{crf}-default.mkv", every)
+        quality.pop("dlib_faces_checked", None), quality.pop("dlib_matched", None), quality.pop("dlib", None)
+        rows.append({"face_crf": crf, "restorable_bytes": recording.stat().st_size,
+                     "restorable_over_plain": round(recording.stat().st_size / plain.stat().st_size, 2),
+                     "restorable_over_source": round(recording.stat().st_size / demo.stat().st_size, 2),
+                     "sealed_face_bytes": _composition(recording)["sealed_face_bytes"],
+                     "default_yuv420p_output": quality})
+    return rows
+
+
+def run(seconds: float, repeats: int, work: Path, crf_sweep: list[int] | None = None) -> dict[str, object]:
+    load_before = os.getloadavg()
     keys = generate_restore_keypair(work / "keys", None)
     _, host_private, host_public = generate_host_key(work / "host")
     trust_host(host_public, work / "trusted")
@@ -192,8 +218,11 @@ def run(seconds: float, repeats: int, work: Path) -> dict[str, object]:
         "restorable_over_source": round(lower.stat().st_size / Path(demo).stat().st_size, 2),
         "lossless_output": _face_quality(Path(demo), lower, work / "all-lossless-crf20.mkv", every),
     }
+    sweep = (_crf_sweep(Path(demo), work / "demo-plain.mkv", keys.public_key_path, keys.private_key_path, crf_sweep,
+                        work) if crf_sweep else [])
     return {
-        "lower_quality_demo": trade_off,
+        "lower_quality_demo": trade_off, "face_crf_sweep_demo": sweep,
+        "load_average_1min_before_after": [round(load_before[0], 1), round(os.getloadavg()[0], 1)],
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus",
         "seconds": seconds, "repeats": repeats, "clips": clips,
         "restore_one_track_fps_720p": round(restore_fps, 2), "restored_face_quality_demo": quality,
@@ -232,7 +261,31 @@ def markdown(report: dict[str, object]) -> str:
               f"{lower['restorable_over_source']}x the source; restored faces (lossless output) "  # type: ignore[index]
               f"{values['psnr_db_min']} dB min, {values['psnr_db_mean']} dB mean, "
               f"{values['faces_at_least_40_db']} of {values['faces']} at 40 dB or more."]
+    sweep = report.get("face_crf_sweep_demo") or []
+    if sweep:
+        lines += ["", "| demo at `reversible.face_crf` | restorable | / plain | / source | sealed bytes per face per frame | "
+                  "default output: PSNR mean, min | faces >= 40 dB |", "|---|---|---|---|---|---|---|"]
+        for row in sweep:  # type: ignore[union-attr]
+            values = row["default_yuv420p_output"]
+            lines.append(f"| {row['face_crf']} | {row['restorable_bytes'] / 1e6:.2f} MB | {row['restorable_over_plain']}x | "
+                         f"{row['restorable_over_source']}x | {row['sealed_face_bytes'] / max(1, values['faces']):.0f} B | "
+                         f"{values['psnr_db_mean']} dB, {values['psnr_db_min']} dB | "
+                         f"{values['faces_at_least_40_db']} of {values['faces']} |")
+    load = report.get("load_average_1min_before_after")
+    if load:
+        lines += ["", f"Machine: {report['machine']}, shared; 1-minute load average {load[0]} before the runs, "  # type: ignore[index]
+                  f"{load[1]} after."]  # type: ignore[index]
     return "\n".join(lines) + "\n"
+
+
+def _crf_list(text: str) -> list[int]:
+    try:
+        crfs = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of CRFs") from None
+    if not crfs or any(not 0 <= crf <= 51 for crf in crfs):
+        raise argparse.ArgumentTypeError(f"{text!r}: CRFs are 0..51")
+    return crfs
 
 
 def main() -> int:
@@ -240,10 +293,12 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("docs/results/recording-benchmark"))
+    parser.add_argument("--crf-sweep", type=_crf_list, default=None, metavar="CRFS",
+                        help="also record the demo at these face CRFs (comma-separated, e.g. 9,10,11,12)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     with tempfile.TemporaryDirectory() as folder:
-        report = run(args.seconds, args.repeats, Path(folder))
+        report = run(args.seconds, args.repeats, Path(folder), args.crf_sweep)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     text = markdown(report)

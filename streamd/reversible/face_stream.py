@@ -6,10 +6,11 @@ every frame gives exactly one packet at once. The region sits on the frame's chr
 starts on an odd column or row is placed one pixel right or down (that pixel repeats the region's
 edge), so each 2x2 chroma block of the canvas is one of the frame's and restore pastes the planes as
 they are. The rest of the canvas is flat grey, which costs next to nothing to code (edge pixels
-repeated across it change every frame and cost bits). The BGR pixels are converted with OpenCV's
-BT.601 limited-range conversion, the colour space of the anonymized video the planes are pasted into;
-it recovers the decoded source's planes as closely as the exact formula (swscale's fast path, which
-PyAV uses, loses about 3 dB of luma before any coding) at a fiftieth of numpy's time.
+repeated across it change every frame and cost bits). The planes are the decoded source's own
+(`encode_yuv420`, cut by `streamd.reversible.face_planes`) whenever the source hands them on; otherwise
+(`encode`) the pipeline's BGR pixels are converted with OpenCV's BT.601 limited-range conversion, the
+colour space of the anonymized video the planes are pasted into, which recovers the decoded luma only
+to about 47 dB before any coding.
 Face streams of earlier recordings are 4:4:4 with the region at the canvas's corner; they still decode.
 
 A key frame starts every *part* and follows at least every `KEYFRAME_INTERVAL_S` of stream time, so a
@@ -91,15 +92,28 @@ def chroma_offset(region_xyxy: tuple[int, int, int, int]) -> tuple[int, int]:
 @dataclass(frozen=True)
 class DecodedCanvas:
     """One decoded canvas as 4:4:4 planes (3 x height x width: Y, U, V; 4:2:0 chroma repeated over its
-    2x2 block), and whether the stream was 4:2:0 (then the region sits at its `chroma_offset`)."""
+    2x2 block), and whether the stream was 4:2:0 (then the region sits at its `chroma_offset`).
+    `frame` is the decoded picture itself, for `region_bgr`."""
 
     planes: np.ndarray
     chroma_420: bool
+    frame: av.VideoFrame | None = None
 
     def region(self, region_xyxy: tuple[int, int, int, int]) -> np.ndarray:
         x0, y0, x1, y1 = region_xyxy
         left, top = chroma_offset(region_xyxy) if self.chroma_420 else (0, 0)
         return self.planes[:, top:top + y1 - y0, left:left + x1 - x0]
+
+    def region_bgr(self, region_xyxy: tuple[int, int, int, int]) -> np.ndarray:
+        """The region as BGR, converted from the decoded 4:2:0 picture the way a decoded source frame is
+        (PyAV's yuv420p to bgr24), so exact planes give the source's own BGR pixels; from the 4:4:4
+        planes for a 4:4:4 stream."""
+        x0, y0, x1, y1 = region_xyxy
+        if not self.chroma_420 or self.frame is None:
+            planes = np.ascontiguousarray(self.region(region_xyxy))
+            return av.VideoFrame.from_ndarray(planes, format=LEGACY_FACE_PIXEL_FORMAT).to_ndarray(format="bgr24")
+        left, top = chroma_offset(region_xyxy)
+        return self.frame.to_ndarray(format="bgr24")[top:top + y1 - y0, left:left + x1 - x0]
 
 
 class FaceStreamEncoder:
@@ -115,16 +129,25 @@ class FaceStreamEncoder:
         self._last_key_s: float | None = None
 
     def encode(self, crop_bgr: np.ndarray, seconds: float, region_xy: tuple[int, int] = (0, 0)) -> FacePacket:
-        """One packet for the region whose top-left pixel is `region_xy` in the frame."""
+        """One packet for the BGR region whose top-left pixel is `region_xy` in the frame: placed on the
+        chroma grid (`chroma_offset`, edges repeated) and converted to yuv420p."""
         left, top = region_xy[0] & 1, region_xy[1] & 1
         height, width = crop_bgr.shape[:2]
         right, bottom = (left + width) & 1, (top + height) & 1
         aligned = cv2.copyMakeBorder(np.ascontiguousarray(crop_bgr), top, bottom, left, right, cv2.BORDER_REPLICATE)
-        height, width = aligned.shape[:2]
+        return self.encode_yuv420(bgr_to_yuv420(aligned), seconds)
+
+    def encode_yuv420(self, planes: tuple[np.ndarray, np.ndarray, np.ndarray], seconds: float) -> FacePacket:
+        """One packet for a region's yuv420p planes already on the chroma grid (even luma width and
+        height, the region at its `chroma_offset`; see `streamd.reversible.face_planes`)."""
+        height, width = planes[0].shape
+        if width % 2 or height % 2 or planes[1].shape != (height // 2, width // 2) or planes[2].shape != planes[1].shape:
+            raise FaceStreamError(f"face region planes {[plane.shape for plane in planes]} are not yuv420p "
+                                  "on the chroma grid")
         if self._context is None or width > self._canvas_wh[0] or height > self._canvas_wh[1]:
             self._open_part((width, height))
         assert self._context is not None
-        frame = av.VideoFrame.from_ndarray(self._canvas_planes(bgr_to_yuv420(aligned)), format=FACE_PIXEL_FORMAT)
+        frame = av.VideoFrame.from_ndarray(self._canvas_planes(planes), format=FACE_PIXEL_FORMAT)
         frame.pts = self._frames
         frame.time_base = Fraction(1, 1000)
         force_key = (self._last_key_s is None or seconds - self._last_key_s >= KEYFRAME_INTERVAL_S
@@ -224,4 +247,4 @@ class FaceStreamDecoder:
         planes = np.empty((3, height, width), dtype=np.uint8)
         planes[0] = stacked[:height]
         planes[1:] = chroma.repeat(2, axis=1).repeat(2, axis=2)
-        return DecodedCanvas(planes, chroma_420=True)
+        return DecodedCanvas(planes, chroma_420=True, frame=frames[0])

@@ -47,10 +47,15 @@ class RestoredFace:
     #: Pixels of the region that belong to this face (neighbours' pixels are not pasted); None: all.
     mask: np.ndarray | None = None
     yuv444: np.ndarray | None = None
+    #: The decoded face-stream canvas `yuv444` comes from: `as_bgr` converts its 4:2:0 picture the way
+    #: the source's frames are converted, which the 4:4:4 planes (chroma repeated) cannot match.
+    canvas: DecodedCanvas | None = None
 
     def as_bgr(self) -> np.ndarray:
         if self.bgr is not None:
             return self.bgr
+        if self.canvas is not None:
+            return self.canvas.region_bgr(self.region_xyxy)
         assert self.yuv444 is not None
         return av.VideoFrame.from_ndarray(np.ascontiguousarray(self.yuv444), format="yuv444p").to_ndarray(format="bgr24")
 
@@ -197,7 +202,7 @@ class FaceStreamRestorer(FaceRestorer):
         areas = face_areas(record)
         mine = next(area for area in areas if area.track_id == track_id)
         return RestoredFace(track_id=track_id, region_xyxy=(x0, y0, x1, y1), yuv444=planes,
-                            mask=owned_mask(mine, areas))
+                            mask=owned_mask(mine, areas), canvas=canvas)
 
 
 def _sdn_restorer(recording: Recording, track_keys: Mapping[int, bytes]) -> FaceRestorer:

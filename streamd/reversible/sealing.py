@@ -8,7 +8,9 @@ For one stream (one camera, one stream epoch) a `StreamSealer`
 - encodes, per track, the original pixels of exactly the region the anonymizer replaced as a face
   stream (`streamd.reversible.face_stream`: one H.264 packet per face per frame, key frames at least
   every 2 s) and seals each packet, bound to camera, stream epoch, frame index, pts, track id,
-  geometry and face-stream position (`streamd.reversible.seal`). Pixels of a neighbouring face
+  geometry and face-stream position (`streamd.reversible.seal`). The region is cut from the decoded
+  source's yuv420p planes when the frame carries them (`VideoFrame.yuv420`; the app asks the source
+  for them whenever payloads are sealed), from the BGR pixels otherwise. Pixels of a neighbouring face
   inside a region are blanked first (`streamd.reversible.neighbours`);
 - forgets a track's key when the track ends.
 
@@ -42,6 +44,7 @@ from streamd.reversible.keys import (
     track_key_context,
     wrap_track_key,
 )
+from streamd.reversible.face_planes import region_planes
 from streamd.reversible.face_stream import DEFAULT_FACE_CRF, FaceStreamEncoder
 from streamd.reversible.neighbours import FaceArea, blank_neighbours
 from streamd.reversible.seal import AFFINE_SCALE, BOX_SCALE, SealBinding, seal_packet
@@ -204,6 +207,7 @@ class StreamSealer:
         self._started_this_frame: dict[int, list[dict[str, object]]] = {}
         self._face_crf = face_crf
         self._encoders: dict[int, FaceStreamEncoder] = {}
+        self._from_planes: bool | None = None
 
     def start_track(self, track_id: int) -> None:
         self._started_this_frame[track_id] = self._keyring.start_track(track_id)
@@ -233,13 +237,17 @@ class StreamSealer:
                                          tuple(value / BOX_SCALE for value in box_e2))))  # type: ignore[arg-type]
         all_areas = [area for _, area in areas]
         seconds = frame.seconds if frame.seconds is not None else frame.wallclock
+        if areas:
+            self._note_pixel_source(frame)
         for face, area in areas:
             x0, y0, x1, y1 = area.region_xyxy
-            crop = blank_neighbours(frame.bgr[y0:y1, x0:x1], area, all_areas)
             encoder = self._encoders.get(area.track_id)
             if encoder is None:
                 encoder = self._encoders[area.track_id] = FaceStreamEncoder(frame.resolution_wh, self._face_crf)
-            packet = encoder.encode(crop, seconds, (x0, y0))
+            if frame.yuv420 is not None:
+                packet = encoder.encode_yuv420(region_planes(frame.yuv420, area, all_areas), seconds)
+            else:
+                packet = encoder.encode(blank_neighbours(frame.bgr[y0:y1, x0:x1], area, all_areas), seconds, (x0, y0))
             binding = SealBinding.from_geometry(
                 camera=self.camera_id,
                 stream_epoch=self.stream_epoch,
@@ -268,6 +276,18 @@ class StreamSealer:
             }
             sealed.payloads.append((descriptor, blob))
         return sealed
+
+    def _note_pixel_source(self, frame: VideoFrame) -> None:
+        """Log which pixels the face streams are coded from: once per stream, and again on a change."""
+        from_planes = frame.yuv420 is not None
+        if from_planes == self._from_planes:
+            return
+        if from_planes:
+            logger.info("camera %s: face streams coded from the decoded source's yuv420p planes", self.camera_id)
+        else:
+            logger.warning("camera %s: face streams coded from BGR pixels converted to yuv420p (the source hands "
+                           "on no decoded planes for these frames; restored faces are less exact)", self.camera_id)
+        self._from_planes = from_planes
 
     def keys_frame(self, frame: VideoFrame) -> SealedFrame:
         """Only the key material of this frame (for a frame that is blanked or carries no payloads)."""

@@ -12,6 +12,7 @@ import av
 
 from streamd.errors import SourceError, UnusableSourceError
 from streamd.sources.base import FrameSource
+from streamd.sources.planes import PlaneKeeper
 from streamd.sources.orientation import UPRIGHT, FrameOrienter, Orientation, RotationSetting, first_frame_orientation
 from streamd.types import VideoFrame
 
@@ -42,13 +43,17 @@ class FileVideoSource(FrameSource):
     every stored frame that many degrees clockwise instead, whatever the metadata says (see
     `streamd.sources.orientation`). `resolution_wh` is the upright size, and outputs are written with upright
     pixels and no rotation metadata, so every player shows them the same way.
+
+    `keep_yuv420=True` (a camera that seals original faces) also hands on each frame's decoded yuv420p
+    planes, upright, in `VideoFrame.yuv420` (`streamd.sources.planes`); otherwise frames carry none.
     """
 
     is_live = False
 
     def __init__(self, path: Path | str, loop: bool = False, realtime: bool = False,
-                 rotation: RotationSetting = "auto") -> None:
+                 rotation: RotationSetting = "auto", keep_yuv420: bool = False) -> None:
         self.path = Path(path)
+        self._planes = PlaneKeeper(str(self.path)) if keep_yuv420 else None
         self.loop = loop
         self.realtime = realtime
         self.decode_errors = 0
@@ -243,12 +248,14 @@ class FileVideoSource(FrameSource):
                         pts_offset = next_free_pts - source_pts
                 pts = source_pts + pts_offset
                 bgr = self._orienter.upright_bgr(decoded)
+                planes = None if self._planes is None else self._planes.planes_of(decoded, self._orienter.current)
                 if self.realtime:
                     pace_start = self._pace(pts, pace_start)
                 frames_in_pass += 1
                 self.frames_decoded += 1
                 next_free_pts = pts + ticks_per_frame
-                yield VideoFrame(bgr=bgr, index=index, pts=pts, time_base=self._time_base, wallclock=time.time())
+                yield VideoFrame(bgr=bgr, index=index, pts=pts, time_base=self._time_base, wallclock=time.time(),
+                                 yuv420=planes)
                 index += 1
             if frames_in_pass == 0:
                 raise SourceError(

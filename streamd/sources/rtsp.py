@@ -48,7 +48,8 @@ from streamd.errors import SourceError
 from streamd.sources.base import FrameSource
 from streamd.sources.live_audio import AudioTrack, LiveAudioFeed, LiveAudioPacket
 from streamd.sources.orientation import FrameOrienter
-from streamd.types import VideoFrame
+from streamd.sources.planes import PlaneKeeper
+from streamd.types import VideoFrame, Yuv420Planes
 
 logger = logging.getLogger(__name__)
 
@@ -106,8 +107,9 @@ class RtspVideoSource(FrameSource):
     is_live = True
 
     def __init__(self, config: RtspSourceConfig, on_state: StateCallback | None = None,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, keep_yuv420: bool = False) -> None:
         self.config = config
+        self._keep_yuv420 = keep_yuv420
         self.on_state = on_state
         self.display_url = redact_url(config.url)
         self.frames_decoded = 0
@@ -233,6 +235,7 @@ class RtspVideoSource(FrameSource):
             stream.codec_context.thread_count = 1
             rate = stream.average_rate or stream.guessed_rate
             orienter = FrameOrienter(config.rotation, self.display_url)
+            keeper = PlaneKeeper(f"RTSP {self.display_url}") if self._keep_yuv420 else None
             pts_offset: int | None = None
             audio_track = self._audio_track(container)
             connection_start_s: Fraction | None = None
@@ -280,7 +283,8 @@ class RtspVideoSource(FrameSource):
                                     frame.height, orienter.current.describe(), orienter.source_label,
                                     bgr.shape[1], bgr.shape[0])
                         self._on_connected(ever_up, down_since, rate)
-                    pts_offset = self._emit(frame, bgr, stream.time_base, pts_offset)
+                    planes = None if keeper is None else keeper.planes_of(frame, orienter.current)
+                    pts_offset = self._emit(frame, bgr, stream.time_base, pts_offset, planes)
                     if connection_start_s is None:
                         connection_start_s = self._last_pts * self.time_base
                     if pts_offset is not None and waiting_audio and audio_track is not None:
@@ -356,9 +360,9 @@ class RtspVideoSource(FrameSource):
         self._put(_StateChange(True, reason))
 
     def _emit(self, frame: av.VideoFrame, bgr: np.ndarray, stream_time_base: Fraction | None,
-              pts_offset: int | None) -> int | None:
-        """Queue one frame (its upright pixels `bgr`) with a rebased, strictly increasing pts; returns the
-        connection's pts offset."""
+              pts_offset: int | None, planes: Yuv420Planes | None = None) -> int | None:
+        """Queue one frame (its upright pixels `bgr`, and its upright decoded planes when kept) with a
+        rebased, strictly increasing pts; returns the connection's pts offset."""
         if frame.is_corrupt:
             self.decode_errors += 1
         following = 0 if self._last_pts is None else self._last_pts + self._frame_ticks
@@ -371,7 +375,7 @@ class RtspVideoSource(FrameSource):
             pts = source_pts + pts_offset if self._last_pts is None else max(source_pts + pts_offset, self._last_pts + 1)
         self._last_pts = pts
         video_frame = VideoFrame(bgr=bgr, index=self._next_index, pts=pts,
-                                 time_base=self.time_base, wallclock=time.time())
+                                 time_base=self.time_base, wallclock=time.time(), yuv420=planes)
         self._next_index += 1
         self.frames_decoded += 1
         self._put(video_frame)
