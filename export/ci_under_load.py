@@ -70,6 +70,12 @@ def _start_load_job(clip: Path, work_dir: Path) -> subprocess.Popen:
     return subprocess.Popen(["bash", "-c", command], start_new_session=True)
 
 
+def _default_interrupts() -> None:
+    """SIGINT and SIGQUIT as in a foreground CI job (a shell starts background jobs with them ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+
+
 def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -116,7 +122,7 @@ def run_ci(clone: Path, run: int, work_dir: Path) -> CiRun:
     started = time.monotonic()
     with log_path.open("w") as log:
         ci = subprocess.Popen(["bash", ".ci/run"], cwd=clone, stdout=log, stderr=subprocess.STDOUT,
-                              start_new_session=True)
+                              start_new_session=True, preexec_fn=_default_interrupts)
         try:
             returncode = ci.wait()
         except BaseException:  # interrupted: take the whole CI run (pytest and its servers) down with us

@@ -47,8 +47,21 @@ def test_excluded_faces_are_not_evaluated(photo_path: Path):
         load_photos([photo_path.with_name("missing.png")], set())
 
 
-def test_the_daemon_replaces_the_face_and_dlib_judges_the_written_frame(photo_path: Path, tmp_path: Path):
+def test_the_daemon_replaces_the_face_and_dlib_judges_the_written_frame(photo_path: Path, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch):
+    from streamd.anonymize import synthetic
     from streamd.evaluation.identity import DlibIdentityJudge
+
+    # Random keys pick the same one of the model's synthetic faces one time in 16; runs A and B here
+    # use codes that pick different ones (their largest value among the first 16 decides).
+    bank_entry = [0]
+
+    def code_for_entry(secrets: object, track_id: int, dimensions: int) -> np.ndarray:
+        code = np.zeros(dimensions, np.float32)
+        code[bank_entry[0]] = 3.0
+        return code
+
+    monkeypatch.setattr(synthetic, "code_from_track_secrets", code_for_entry)
 
     models_dir = tmp_path / "models"
     models_dir.mkdir()
@@ -69,6 +82,7 @@ def test_the_daemon_replaces_the_face_and_dlib_judges_the_written_frame(photo_pa
         model=MODEL, models_dir=models_dir, allow_unprotective_model=True, intra_op_threads=1))
     detector = CenterFaceConfig(profile="fast")
     written_a = run_daemon(frames, anonymizer, detector)
+    bank_entry[0] = 5
     written_b = run_daemon(frames, anonymizer, detector)
     scores = score_frames(frames, written_a, written_b, DlibIdentityJudge(), detector)
     assert len(scores) == 2

@@ -35,8 +35,11 @@ def test_a_signal_keeps_an_incomplete_file_and_says_interrupted(tmp_path, signum
     clip = write_clip(tmp_path / "long.mp4", 1500, size_wh=(320, 240))  # a minute or more of work here
     output = tmp_path / "out" / "long-masked.mp4"
     output.parent.mkdir()
+    # SIGINT as a terminal delivers it: a suite started in the background inherits SIGINT ignored, and
+    # Python then installs no KeyboardInterrupt handler.
     process = subprocess.Popen([*STREAMD, "anonymize", str(clip), "-o", str(output)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env=_env())
+                               stderr=subprocess.PIPE, text=True, env=_env(),
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(iter(process.stderr.readline, "")), daemon=True)
     reader.start()
