@@ -11,6 +11,7 @@ Pure functions; the schedule of passes lives in `streamd.detect.schedule`.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -104,6 +105,28 @@ def render_pass(bgr: np.ndarray, detection_pass: DetectionPass) -> np.ndarray:
     # Outside the frame is flat grey: a reflected border would show mirrored copies of edge faces.
     return cv2.warpAffine(bgr, pass_transform(detection_pass), (width, height), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=(128, 128, 128))
+
+
+def render_passes(bgr: np.ndarray, passes: Sequence[DetectionPass]) -> list[np.ndarray]:
+    """`render_pass` of each pass; an unturned whole-frame pass at a whole fraction of another's scale
+    (the coarse pass beside the inference-size pass) is shrunk from that pass's input rather than
+    from the frame, which costs a sixteenth as much."""
+    rendered: dict[DetectionPass, np.ndarray] = {}
+    for detection_pass in sorted(passes, key=lambda p: -p.scale):
+        source = next((other for other in rendered if _shrinks_from(detection_pass, other)), None)
+        if source is None:
+            rendered[detection_pass] = render_pass(bgr, detection_pass)
+        else:
+            rendered[detection_pass] = cv2.resize(rendered[source], detection_pass.input_wh,
+                                                  interpolation=cv2.INTER_AREA)
+    return [rendered[detection_pass] for detection_pass in passes]
+
+
+def _shrinks_from(detection_pass: DetectionPass, larger: DetectionPass) -> bool:
+    if detection_pass.angle_deg or larger.angle_deg or detection_pass.region_xyxy != larger.region_xyxy:
+        return False
+    ratio = larger.scale / detection_pass.scale
+    return ratio >= 2 and abs(ratio - round(ratio)) < 1e-9
 
 
 def map_to_frame(detections: Detections, detection_pass: DetectionPass, frame_wh: tuple[int, int]) -> Detections:

@@ -55,7 +55,7 @@ from streamd.detect.passes import (
     keep_narrower,
     map_to_frame,
     merge_detections,
-    render_pass,
+    render_passes,
     select,
     tile_regions,
 )
@@ -267,7 +267,7 @@ class ScheduledDetector(FrameDetector):
         """What each of `passes` found, in frame pixels, before the passes' detections are merged."""
         if not passes:
             return []
-        inputs = [normalise_dark(render_pass(bgr, detection_pass)) for detection_pass in passes]
+        inputs = [normalise_dark(image) for image in render_passes(bgr, passes)]
         found = self.backend.detect_native(inputs)
         parts = []
         for detection_pass, detections in zip(passes, found):

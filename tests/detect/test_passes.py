@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -11,6 +12,7 @@ from streamd.detect.passes import (
     map_to_frame,
     merge_detections,
     render_pass,
+    render_passes,
     tile_regions,
 )
 from streamd.types import Detections
@@ -92,3 +94,20 @@ def test_merge_of_nothing_is_empty():
 def test_empty_region_is_refused():
     with pytest.raises(ValueError):
         DetectionPass("tile", (10, 10, 10, 50), 1.0)
+
+
+def test_a_coarse_pass_is_shrunk_from_the_inference_size_input_as_from_the_frame():
+    rng = np.random.default_rng(3)
+    frame = cv2.GaussianBlur(rng.integers(0, 256, (720, 1280, 3), dtype=np.uint8), (0, 0), 2.0)
+    whole = DetectionPass("global", (0, 0, 1280, 720), 0.5)
+    coarse = DetectionPass("coarse", (0, 0, 1280, 720), 0.25)
+    tile = DetectionPass("tile", (0, 0, 704, 416), 1.0)
+    rendered = render_passes(frame, [tile, coarse, whole])
+    assert [image.shape[:2] for image in rendered] == [(416, 704), (180, 320), (360, 640)]
+    assert np.array_equal(rendered[0], render_pass(frame, tile))
+    assert np.array_equal(rendered[2], render_pass(frame, whole))
+    direct = render_pass(frame, coarse).astype(np.int16)
+    assert np.abs(rendered[1].astype(np.int16) - direct).max() <= 1
+    # alone, or beside a turned pass, the coarse pass is drawn from the frame
+    turned = DetectionPass("tilted", (0, 0, 1280, 720), 0.5, 30.0)
+    assert np.array_equal(render_passes(frame, [turned, coarse])[1], render_pass(frame, coarse))
