@@ -119,6 +119,7 @@ class StreamPipeline:
         self._tracker = FaceTracker(camera.tracker)
         self._stop = threading.Event()
         self._failure: BaseException | None = None
+        self._source_failure: BaseException | None = None
         self._failure_lock = threading.Lock()
         size = camera.pipeline.queue_size
         self._decoded: queue.Queue = queue.Queue(maxsize=size)
@@ -187,6 +188,11 @@ class StreamPipeline:
                 try:
                     frame = next(frames)
                 except StopIteration:
+                    break
+                except Exception as exc:  # the stream ends here: frames already decoded still go out
+                    self._source_failure = exc
+                    self._log.error("source failed: %s; writing the %d frame(s) already read",
+                                    describe_failure(exc), self.stats.frames_in)
                     break
                 self.stats.add_stage_time("decode", time.perf_counter() - started)
                 self.stats.count_frame_in()
@@ -462,6 +468,8 @@ class StreamPipeline:
             self._fail("output", exc)
             for thread in threads:
                 thread.join()
+        if self._source_failure is not None and self._failure is None:
+            self._failure = self._source_failure
         if self._failure is not None:
             for sink in self.sinks:
                 sink.abort()
