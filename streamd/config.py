@@ -393,13 +393,33 @@ class ReversibleConfig(StrictModel):
         le=3600,
         description="Repeat the wrapped keys of live tracks this often (stream seconds) for late subscribers.",
     )
-    face_crf: int = Field(
-        9,
+    face_qp: int = Field(
+        17,
         ge=0,
         le=51,
         description=(
-            "Quality of the sealed face streams (x264 CRF, 4:2:0): lower is closer to the original and larger. "
-            "9 restores nearly all faces at 40 dB PSNR or better; see docs/results/recording-benchmark.md."
+            "Quantizer (x264 QP, 4:2:0) each track's sealed face stream starts at: lower is closer to the original "
+            "and larger. With face_min_psnr_db it then follows the floor; see docs/results/recording-benchmark.md."
+        ),
+    )
+    face_min_psnr_db: float | None = Field(
+        41.0,
+        ge=20,
+        le=60,
+        description=(
+            "Fidelity floor of the sealed faces: the encoder's estimate of each face region's PSNR (BGR, against "
+            "the decoded source) that a track's quantizer is steered to stay above (a frame below it makes the "
+            "next one a key frame at a finer QP); null: face_qp throughout. About 0.5 dB above what restore "
+            "then measures after its own output encoding."
+        ),
+    )
+    face_crf: int | None = Field(
+        None,
+        ge=0,
+        le=51,
+        description=(
+            "CRF rate control for the sealed face streams instead of a constant quantizer and a floor (earlier "
+            "versions: CRF 9). CRF codes complex frames coarser, so the worst faces fall about 3 dB below the mean."
         ),
     )
     host_key: str | None = Field(
@@ -417,6 +437,14 @@ class ReversibleConfig(StrictModel):
         if any(not ref.strip() for ref in recipients):
             raise ValueError("a recipient must be a file path or credential:NAME, not empty")
         return recipients
+
+    @model_validator(mode="after")
+    def _one_rate_control(self) -> "ReversibleConfig":
+        chosen = self.model_fields_set & {"face_qp", "face_min_psnr_db"}
+        if self.face_crf is not None and chosen:
+            raise ValueError(f"face_crf (CRF rate control) cannot be combined with {' and '.join(sorted(chosen))} "
+                             "(constant quantizer with a floor): set one or the other")
+        return self
 
 
 # ---------------------------------------------------------------- pipeline and cameras

@@ -1,7 +1,7 @@
 """Benchmark of restorable recordings: size, restore fidelity and speed, sealing cost.
 
     python -m streamd.reversible.bench_recording [--seconds 4] [--out docs/results/recording-benchmark]
-        [--crf-sweep 9,10,11,12]
+        [--quality-sweep crf=9,qp=17,floor=40.5,floor=38]
 
 For the demo clip and the benchmark's crowd clip (both 1280x720) it measures
 - the size of the plain anonymized recording, the restorable one and the source;
@@ -9,8 +9,11 @@ For the demo clip and the benchmark's crowd clip (both 1280x720) it measures
 - for the demo clip: restoring one track (frames per second, end to end), and the PSNR of every
   restored face region against the decoded source, in the lossless 4:4:4 output and in the default
   yuv420p output; with dlib installed, the share of restored faces dlib matches to the original.
-With `--crf-sweep`, the demo is also recorded at each listed `reversible.face_crf` and restored (default
-yuv420p output), to find the highest CRF that keeps every face at 40 dB.
+- for the demo clip: what the source spends on the face regions (the decoded source encoded again the
+  way the clip was made, once as it is and once with every sealed region flat grey: the difference).
+With `--quality-sweep`, the demo is also recorded and restored (default yuv420p output) at each listed
+face-stream setting: `crf=N` (`reversible.face_crf`), `qp=N` (`reversible.face_qp`, no floor) or
+`floor=DB` (`reversible.face_min_psnr_db`).
 It prints a table and writes `<out>.json` and `<out>.md`. Numbers are what this machine measured, with
 the load average before and after the runs.
 """
@@ -33,7 +36,7 @@ import numpy as np
 from streamd.config import AnonymizerConfig, CameraConfig, FileSourceConfig, ReversibleConfig
 from streamd.demo_clip import build_demo_clip
 from streamd.oneshot import anonymize_video
-from streamd.reversible.face_stream import DEFAULT_FACE_CRF
+from streamd.video_out import VideoFileWriter
 from streamd.reversible.host_keys import HOST_KEY_ENV, TRUST_STORE_ENV, generate_host_key, trust_host
 from streamd.reversible.keys import generate_restore_keypair
 from streamd.reversible.recording_format import decode_video_frames, read_recording
@@ -45,19 +48,20 @@ logger = logging.getLogger(__name__)
 IDENTITY_THRESHOLD = 0.6
 
 
-LOWER_QUALITY_CRF = 20
+#: How the demo clip is encoded (`streamd.demo_clip.build_demo_clip`): VideoFileWriter's default preset at CRF 18.
+SOURCE_CRF = 18
 
 
-def _camera(clip: Path, public_key: Path | None, face_crf: int | None = None) -> CameraConfig:
+def _camera(clip: Path, public_key: Path | None, face_settings: dict[str, object] | None = None) -> CameraConfig:
     reversible = None
     if public_key is not None:
-        reversible = ReversibleConfig(recipients=[str(public_key)], **({"face_crf": face_crf} if face_crf else {}))
+        reversible = ReversibleConfig(recipients=[str(public_key)], **(face_settings or {}))
     return CameraConfig(id="bench", source=FileSourceConfig(path=clip), anonymizer=AnonymizerConfig(method="blur"),
                         reversible=reversible)
 
 
 def _best_run(clip: Path, output: Path, public_key: Path | None, repeats: int,
-              face_crf: int | None = None) -> tuple[float, float]:
+              face_settings: dict[str, object] | None = None) -> tuple[float, float]:
     """Best pipeline fps (wall clock) and least CPU seconds per frame (all threads) over `repeats` runs
     (the output of the last run is kept). CPU time is what sealing and signing add, whatever else
     the machine is busy with."""
@@ -65,7 +69,7 @@ def _best_run(clip: Path, output: Path, public_key: Path | None, repeats: int,
     for _ in range(repeats):
         output.unlink(missing_ok=True)
         started, cpu_started = time.perf_counter(), time.process_time()
-        result = anonymize_video(clip, output, _camera(clip, public_key, face_crf))
+        result = anonymize_video(clip, output, _camera(clip, public_key, face_settings))
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
         best_fps = max(best_fps, result.stats.frames_out / elapsed)
         best_cpu = min(best_cpu, cpu / result.stats.frames_out)
@@ -149,20 +153,21 @@ def _restore(recording: Path, private_key: Path, output: Path, tracks: set[int],
     return result.frames_written / (time.perf_counter() - started)
 
 
-def _crf_sweep(demo: Path, plain: Path, public_key: Path, private_key: Path, crfs: list[int],
-               work: Path) -> list[dict[str, object]]:
-    """Size and default-output fidelity of the demo recording at each face CRF."""
+def _quality_sweep(demo: Path, plain: Path, public_key: Path, private_key: Path, settings: list[str],
+                   work: Path) -> list[dict[str, object]]:
+    """Size and default-output fidelity of the demo recording at each face-stream setting."""
     rows: list[dict[str, object]] = []
-    for crf in crfs:
-        logger.info("demo at face CRF %d", crf)
-        recording = work / f"demo-crf{crf}.mkv"
-        _best_run(demo, recording, public_key, 1, face_crf=crf)
+    for index, setting in enumerate(settings):
+        logger.info("demo at face-stream setting %s", setting)
+        recording = work / f"demo-sweep{index}.mkv"
+        _best_run(demo, recording, public_key, 1, face_settings=_face_settings(setting))
         _, summaries = list_tracks(recording)
         every = {summary.track_id for summary in summaries}
-        _restore(recording, private_key, work / f"crf{crf}-default.mkv", every, False, work / "audit.jsonl")
-        quality = _face_quality(demo, recording, work / f"crf{crf}-default.mkv", every)
+        restored = work / f"sweep{index}-default.mkv"
+        _restore(recording, private_key, restored, every, False, work / "audit.jsonl")
+        quality = _face_quality(demo, recording, restored, every)
         quality.pop("dlib_faces_checked", None), quality.pop("dlib_matched", None), quality.pop("dlib", None)
-        rows.append({"face_crf": crf, "restorable_bytes": recording.stat().st_size,
+        rows.append({"setting": setting, "restorable_bytes": recording.stat().st_size,
                      "restorable_over_plain": round(recording.stat().st_size / plain.stat().st_size, 2),
                      "restorable_over_source": round(recording.stat().st_size / demo.stat().st_size, 2),
                      "sealed_face_bytes": _composition(recording)["sealed_face_bytes"],
@@ -170,7 +175,48 @@ def _crf_sweep(demo: Path, plain: Path, public_key: Path, private_key: Path, crf
     return rows
 
 
-def run(seconds: float, repeats: int, work: Path, crf_sweep: list[int] | None = None) -> dict[str, object]:
+def _face_settings(setting: str) -> dict[str, object]:
+    """`crf=9`, `qp=17` or `floor=40.5` as `reversible:` settings."""
+    name, _, value = setting.partition("=")
+    if name == "crf":
+        return {"face_crf": int(value)}
+    if name == "qp":
+        return {"face_qp": int(value), "face_min_psnr_db": None}
+    if name == "floor":
+        return {"face_min_psnr_db": float(value)}
+    raise ValueError(f"unknown face-stream setting {setting!r}: crf=N, qp=N or floor=DB")
+
+
+def _source_face_bytes(source: Path, recording: Path, work: Path) -> dict[str, int]:
+    """Bytes the source spends on the sealed regions: the decoded source encoded again as the clip was
+    made (CRF 18, VideoFileWriter's preset), once as it is and once with every sealed region of each
+    frame flat grey in its planes; the difference is what the regions cost at the source's quality."""
+    regions: dict[int, list[list[int]]] = {}
+    for record in read_recording(recording).records:
+        key = round(float(record.pts * record.time_base) * 1000)
+        regions[key] = [descriptor["region_xyxy"] for descriptor in record.payload_descriptors]  # type: ignore[misc]
+    sizes: dict[str, int] = {}
+    for name, blank in (("as_is", False), ("regions_grey", True)):
+        output = work / f"source-again-{name}.mp4"
+        with av.open(str(source)) as container:
+            stream = container.streams.video[0]
+            writer = VideoFileWriter(output, (stream.codec_context.width, stream.codec_context.height), stream.time_base,
+                                     stream.average_rate, crf=SOURCE_CRF)
+            try:
+                for frame in container.decode(stream):
+                    planes = frame.to_ndarray(format="bgr24")
+                    if blank:
+                        for x0, y0, x1, y1 in regions.get(round(float(frame.pts * frame.time_base) * 1000), []):
+                            planes[y0:y1, x0:x1] = 128
+                    writer.write(planes, pts=frame.pts)
+            finally:
+                writer.close()
+        sizes[name] = output.stat().st_size
+    return {"source_reencoded_bytes": sizes["as_is"],
+            "source_face_region_bytes": sizes["as_is"] - sizes["regions_grey"]}
+
+
+def run(seconds: float, repeats: int, work: Path, quality_sweep: list[str] | None = None) -> dict[str, object]:
     load_before = os.getloadavg()
     keys = generate_restore_keypair(work / "keys", None)
     _, host_private, host_public = generate_host_key(work / "host")
@@ -209,19 +255,11 @@ def run(seconds: float, repeats: int, work: Path, crf_sweep: list[int] | None = 
         "lossless_output": _face_quality(Path(demo), recording, work / "all-lossless.mkv", every),
         "default_yuv420p_output": _face_quality(Path(demo), recording, work / "all-default.mkv", every),
     }
-    lower = work / "demo-restorable-crf20.mkv"
-    _best_run(Path(demo), lower, keys.public_key_path, 1, face_crf=LOWER_QUALITY_CRF)
-    _restore(lower, keys.private_key_path, work / "all-lossless-crf20.mkv", every, True, audit)
-    trade_off = {
-        "face_crf": LOWER_QUALITY_CRF, "restorable_bytes": lower.stat().st_size,
-        "restorable_over_plain": round(lower.stat().st_size / (work / "demo-plain.mkv").stat().st_size, 2),
-        "restorable_over_source": round(lower.stat().st_size / Path(demo).stat().st_size, 2),
-        "lossless_output": _face_quality(Path(demo), lower, work / "all-lossless-crf20.mkv", every),
-    }
-    sweep = (_crf_sweep(Path(demo), work / "demo-plain.mkv", keys.public_key_path, keys.private_key_path, crf_sweep,
-                        work) if crf_sweep else [])
+    source_faces = _source_face_bytes(Path(demo), recording, work)
+    sweep = (_quality_sweep(Path(demo), work / "demo-plain.mkv", keys.public_key_path, keys.private_key_path,
+                            quality_sweep, work) if quality_sweep else [])
     return {
-        "lower_quality_demo": trade_off, "face_crf_sweep_demo": sweep,
+        "source_face_regions_demo": source_faces, "face_quality_sweep_demo": sweep,
         "load_average_1min_before_after": [round(load_before[0], 1), round(os.getloadavg()[0], 1)],
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus",
         "seconds": seconds, "repeats": repeats, "clips": clips,
@@ -254,20 +292,21 @@ def markdown(report: dict[str, object]) -> str:
                      else values.get("dlib", ""))
         lines.append(f"| {name} | {values['faces']} | {values['psnr_db_min']} dB | {values['psnr_db_mean']} dB | "
                      f"{values['faces_at_least_40_db']} | {dlib_text} |")
-    lower = report["lower_quality_demo"]
-    values = lower["lossless_output"]  # type: ignore[index]
-    lines += ["", f"Demo with `reversible.face_crf: {lower['face_crf']}` instead of {DEFAULT_FACE_CRF}: "  # type: ignore[index]
-              f"{lower['restorable_bytes'] / 1e6:.2f} MB, {lower['restorable_over_plain']}x the plain recording, "  # type: ignore[index]
-              f"{lower['restorable_over_source']}x the source; restored faces (lossless output) "  # type: ignore[index]
-              f"{values['psnr_db_min']} dB min, {values['psnr_db_mean']} dB mean, "
-              f"{values['faces_at_least_40_db']} of {values['faces']} at 40 dB or more."]
-    sweep = report.get("face_crf_sweep_demo") or []
+    source_faces = report.get("source_face_regions_demo")
+    if source_faces:
+        sealed = clips["demo"]["restorable_composition"]["sealed_face_bytes"]  # type: ignore[index]
+        lines += ["", f"Demo source re-encoded as it was made (CRF {SOURCE_CRF}): "  # type: ignore[index]
+                  f"{source_faces['source_reencoded_bytes'] / 1e6:.2f} MB, of which the sealed face regions "  # type: ignore[index]
+                  f"{source_faces['source_face_region_bytes'] / 1e6:.2f} MB (the same encode with them flat grey is "  # type: ignore[index]
+                  f"that much smaller); the sealed face streams take {sealed / 1e6:.2f} MB, "
+                  f"{sealed / max(1, source_faces['source_face_region_bytes']):.1f}x that."]  # type: ignore[index]
+    sweep = report.get("face_quality_sweep_demo") or []
     if sweep:
-        lines += ["", "| demo at `reversible.face_crf` | restorable | / plain | / source | sealed bytes per face per frame | "
+        lines += ["", "| demo, face streams at | restorable | / plain | / source | sealed bytes per face per frame | "
                   "default output: PSNR mean, min | faces >= 40 dB |", "|---|---|---|---|---|---|---|"]
         for row in sweep:  # type: ignore[union-attr]
             values = row["default_yuv420p_output"]
-            lines.append(f"| {row['face_crf']} | {row['restorable_bytes'] / 1e6:.2f} MB | {row['restorable_over_plain']}x | "
+            lines.append(f"| {row['setting']} | {row['restorable_bytes'] / 1e6:.2f} MB | {row['restorable_over_plain']}x | "
                          f"{row['restorable_over_source']}x | {row['sealed_face_bytes'] / max(1, values['faces']):.0f} B | "
                          f"{values['psnr_db_mean']} dB, {values['psnr_db_min']} dB | "
                          f"{values['faces_at_least_40_db']} of {values['faces']} |")
@@ -278,14 +317,17 @@ def markdown(report: dict[str, object]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _crf_list(text: str) -> list[int]:
-    try:
-        crfs = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of CRFs") from None
-    if not crfs or any(not 0 <= crf <= 51 for crf in crfs):
-        raise argparse.ArgumentTypeError(f"{text!r}: CRFs are 0..51")
-    return crfs
+def _settings_list(text: str) -> list[str]:
+    settings = [part.strip() for part in text.split(",") if part.strip()]
+    for setting in settings:
+        try:
+            _face_settings(setting)
+            float(setting.partition("=")[2])
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{setting!r}: expected crf=N, qp=N or floor=DB") from None
+    if not settings:
+        raise argparse.ArgumentTypeError("no face-stream setting given")
+    return settings
 
 
 def main() -> int:
@@ -293,12 +335,13 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("docs/results/recording-benchmark"))
-    parser.add_argument("--crf-sweep", type=_crf_list, default=None, metavar="CRFS",
-                        help="also record the demo at these face CRFs (comma-separated, e.g. 9,10,11,12)")
+    parser.add_argument("--quality-sweep", type=_settings_list, default=None, metavar="SETTINGS",
+                        help="also record the demo at these face-stream settings (comma-separated crf=N, qp=N or "
+                             "floor=DB, e.g. crf=9,qp=17,floor=40.5)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     with tempfile.TemporaryDirectory() as folder:
-        report = run(args.seconds, args.repeats, Path(folder), args.crf_sweep)
+        report = run(args.seconds, args.repeats, Path(folder), args.quality_sweep)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     text = markdown(report)

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from streamd.config import CameraConfig
+from streamd.config import CameraConfig, ReversibleConfig
 from streamd.errors import StreamdError
 from streamd.reversible.keys import (
     RestorePublicKey,
@@ -45,7 +45,8 @@ from streamd.reversible.keys import (
     wrap_track_key,
 )
 from streamd.reversible.face_planes import region_planes
-from streamd.reversible.face_stream import DEFAULT_FACE_CRF, FaceStreamEncoder
+from streamd.reversible.face_rate import FaceQuality
+from streamd.reversible.face_stream import FaceStreamEncoder
 from streamd.reversible.neighbours import FaceArea, blank_neighbours
 from streamd.reversible.seal import AFFINE_SCALE, BOX_SCALE, SealBinding, seal_packet
 from streamd.types import TrackedFace, VideoFrame
@@ -194,7 +195,7 @@ class StreamSealer:
         region_of: RegionOf,
         sealed_payloads: bool = True,
         key_repeat_s: float = 2.0,
-        face_crf: int = DEFAULT_FACE_CRF,
+        face_quality: FaceQuality | None = None,
     ) -> None:
         self.camera_id = camera_id
         self.stream_epoch = stream_epoch
@@ -205,7 +206,7 @@ class StreamSealer:
         self._keyring = TrackKeyring(camera_id, stream_epoch, recipients)
         self._keys_sent_at_s: dict[int, float] = {}
         self._started_this_frame: dict[int, list[dict[str, object]]] = {}
-        self._face_crf = face_crf
+        self._face_quality = face_quality or FaceQuality()
         self._encoders: dict[int, FaceStreamEncoder] = {}
         self._from_planes: bool | None = None
 
@@ -243,7 +244,8 @@ class StreamSealer:
             x0, y0, x1, y1 = area.region_xyxy
             encoder = self._encoders.get(area.track_id)
             if encoder is None:
-                encoder = self._encoders[area.track_id] = FaceStreamEncoder(frame.resolution_wh, self._face_crf)
+                encoder = FaceStreamEncoder(frame.resolution_wh, self._face_quality)
+                self._encoders[area.track_id] = encoder
             if frame.yuv420 is not None:
                 packet = encoder.encode_yuv420(region_planes(frame.yuv420, area, all_areas), seconds)
             else:
@@ -306,6 +308,13 @@ class StreamSealer:
         return sealed
 
 
+def face_quality_of(reversible: ReversibleConfig) -> FaceQuality:
+    """The face-stream quality a `reversible:` section asks for."""
+    if reversible.face_crf is not None:
+        return FaceQuality(crf=reversible.face_crf)
+    return FaceQuality(qp=reversible.face_qp, min_psnr_db=reversible.face_min_psnr_db)
+
+
 def build_stream_sealer(camera: CameraConfig, stream_epoch: str, region_of: RegionOf) -> StreamSealer | None:
     """The sealer `camera.reversible` asks for, with its public keys loaded; None when not reversible.
 
@@ -320,7 +329,7 @@ def build_stream_sealer(camera: CameraConfig, stream_epoch: str, region_of: Regi
         region_of=region_of,
         sealed_payloads=camera.reversible.sealed_payloads,
         key_repeat_s=camera.reversible.key_repeat_s,
-        face_crf=camera.reversible.face_crf,
+        face_quality=face_quality_of(camera.reversible),
     )
     logger.info(
         "camera %s: track keys wrapped to %s; sealed payloads %s",

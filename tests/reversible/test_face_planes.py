@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from streamd.reversible.face_planes import region_planes
+from streamd.reversible.face_rate import FaceQuality
 from streamd.reversible.face_stream import FaceStreamDecoder, FaceStreamEncoder
 from streamd.reversible.neighbours import BLANK_VALUE, FaceArea, owned_mask
 from streamd.sources.files import FileVideoSource
@@ -42,8 +43,8 @@ def _region_of(planes: Yuv420Planes, region: tuple[int, int, int, int]) -> np.nd
 
 
 def test_planes_path_is_closer_to_the_decoded_source_than_bgr(demo_clip):
-    planes_encoder = FaceStreamEncoder(demo_clip.resolution_wh, HIGH_QUALITY_CRF)
-    bgr_encoder = FaceStreamEncoder(demo_clip.resolution_wh, HIGH_QUALITY_CRF)
+    planes_encoder = FaceStreamEncoder(demo_clip.resolution_wh, FaceQuality(crf=HIGH_QUALITY_CRF))
+    bgr_encoder = FaceStreamEncoder(demo_clip.resolution_wh, FaceQuality(crf=HIGH_QUALITY_CRF))
     planes_decoder, bgr_decoder = FaceStreamDecoder(), FaceStreamDecoder()
     planes_psnr, bgr_psnr = [], []
     with FileVideoSource(demo_clip.path, keep_yuv420=True) as source:
@@ -121,7 +122,7 @@ def test_neighbour_pixels_and_their_chroma_blocks_are_blanked():
 def test_region_bgr_converts_like_the_source_frames(demo_clip):
     """The lossless restore's BGR face: converted from the decoded 4:2:0 canvas as the source's frames
     are, it comes closer to the source's BGR pixels than the 4:4:4 planes (chroma repeated) do."""
-    encoder, decoder = FaceStreamEncoder(demo_clip.resolution_wh, HIGH_QUALITY_CRF), FaceStreamDecoder()
+    encoder, decoder = FaceStreamEncoder(demo_clip.resolution_wh, FaceQuality(crf=HIGH_QUALITY_CRF)), FaceStreamDecoder()
     as_source, from_444 = [], []
     with FileVideoSource(demo_clip.path, keep_yuv420=True) as source:
         for frame in source.frames():

@@ -8,6 +8,7 @@ from fractions import Fraction
 import av
 import numpy as np
 
+from streamd.reversible.face_rate import FaceQuality
 from streamd.reversible.face_stream import (
     FACE_PIXEL_FORMAT,
     FaceStreamDecoder,
@@ -46,7 +47,7 @@ def test_bgr_to_yuv420_recovers_the_decoded_planes():
 
 
 def test_odd_regions_decode_in_place_on_the_chroma_grid():
-    encoder, decoder = FaceStreamEncoder((96, 80), crf=4), FaceStreamDecoder()
+    encoder, decoder = FaceStreamEncoder((96, 80), FaceQuality(crf=4)), FaceStreamDecoder()
     for index, frame in enumerate(_source_frames()):
         bgr = frame.to_ndarray(format="bgr24")
         region = (13 + index, 9 + index, 61, 58 - index)  # odd and even starts, odd and even sizes
