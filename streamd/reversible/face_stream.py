@@ -27,6 +27,7 @@ new part on a larger canvas. Packets are encrypted by the caller
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -51,6 +52,8 @@ KEYFRAME_INTERVAL_S = 2.0
 CANVAS_ALIGN = 16
 CANVAS_HEADROOM = 1.25
 _MAX_KEYINT = 1000
+_START_CODE = re.compile(b"\x00\x00\x01")
+_NAL_SEI = 6
 #: The canvas outside the region: mid grey (Y, U, V), no colour.
 CANVAS_FILL_YUV = (128, 128, 128)
 
@@ -72,6 +75,17 @@ class FacePacket:
 
 def _aligned(value: float) -> int:
     return int(math.ceil(value / CANVAS_ALIGN) * CANVAS_ALIGN)
+
+
+def without_sei(annex_b: bytes) -> bytes:
+    """An H.264 packet (Annex B) without its SEI units: x264 opens every stream with one naming its
+    version and settings (about 540 bytes), which no decoder needs."""
+    starts = [match.start() for match in _START_CODE.finditer(annex_b)]
+    units = [annex_b[start + 3:end] for start, end in zip(starts, starts[1:] + [len(annex_b)])]
+    kept = [unit.rstrip(b"\x00") for unit in units if unit and unit[0] & 0x1F != _NAL_SEI]
+    if len(kept) == len(units):
+        return annex_b
+    return b"".join(b"\x00\x00\x00\x01" + unit for unit in kept)
 
 
 def canvas_for(crop_wh: tuple[int, int], frame_wh: tuple[int, int]) -> tuple[int, int]:
@@ -189,7 +203,8 @@ class FaceStreamEncoder:
         if self.psnr_estimate_db is not None:
             self._control.observe(self.psnr_estimate_db)
         self._frames += 1
-        return FacePacket(self._part, self._frames - 1, self._canvas_wh, keyframe, bytes(packet))
+        data = without_sei(bytes(packet)) if keyframe else bytes(packet)
+        return FacePacket(self._part, self._frames - 1, self._canvas_wh, keyframe, data)
 
     def _canvas_planes(self, region_planes: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
         """The canvas as yuv420p planes stacked the way PyAV takes them (height * 3 / 2 rows of width;

@@ -14,6 +14,7 @@ from streamd.reversible.face_stream import (
     FaceStreamDecoder,
     FaceStreamEncoder,
     bgr_to_yuv420,
+    without_sei,
 )
 
 
@@ -83,3 +84,30 @@ def test_a_4_4_4_stream_of_an_earlier_recording_still_decodes():
     assert planes.shape == (3, 16, 24)
     assert planes[2, 0, 18] > 200 and planes[2, 0, 19] < 160, "the red edge stays at column 19 of the canvas"
     assert FACE_PIXEL_FORMAT == "yuv420p"
+
+
+def _nal_types(annex_b: bytes) -> list[int]:
+    starts = [index for index in range(len(annex_b) - 3) if annex_b[index:index + 3] == b"\x00\x00\x01"]
+    return [annex_b[start + 3] & 0x1F for start in starts]
+
+
+def test_key_frames_carry_no_encoder_sei_and_still_decode():
+    encoder, decoder = FaceStreamEncoder((96, 80)), FaceStreamDecoder()
+    frames = _source_frames()
+    first = None
+    for index, frame in enumerate(frames):
+        bgr = frame.to_ndarray(format="bgr24")
+        packet = encoder.encode(bgr[8:72, 8:88], index / 25, (8, 8))
+        first = first or packet
+        assert 6 not in _nal_types(packet.data)
+        canvas = decoder.decode(packet.part, packet.number, packet.keyframe, packet.data)
+        assert canvas is not None and _psnr(frame.to_ndarray()[8:72, 8:88], canvas.region((8, 8, 88, 72))[0]) > 35.0
+    assert first is not None and first.keyframe and _nal_types(first.data)[:2] == [7, 8] and 5 in _nal_types(first.data)
+
+
+def test_without_sei_keeps_every_other_unit_as_it_is():
+    units = [bytes([0x67, 1, 2, 3]), bytes([0x68, 9]), bytes([0x06, 5, 16]) + b"x264" * 10, bytes([0x65, 0, 0, 3, 1, 7])]
+    packet = b"".join(b"\x00\x00\x00\x01" + unit for unit in units)
+    assert without_sei(packet) == b"".join(b"\x00\x00\x00\x01" + unit for unit in units if unit[0] != 0x06)
+    no_sei = b"\x00\x00\x01" + units[0] + b"\x00\x00\x01" + units[3]
+    assert without_sei(no_sei) == no_sei
