@@ -440,7 +440,9 @@ class ReversibleConfig(StrictModel):
 
     @model_validator(mode="after")
     def _one_rate_control(self) -> "ReversibleConfig":
-        chosen = self.model_fields_set & {"face_qp", "face_min_psnr_db"}
+        # compared with the defaults, not with what was set: a configuration dumped and read again sets all
+        chosen = [name for name in ("face_qp", "face_min_psnr_db")
+                  if getattr(self, name) != type(self).model_fields[name].default]
         if self.face_crf is not None and chosen:
             raise ValueError(f"face_crf (CRF rate control) cannot be combined with {' and '.join(sorted(chosen))} "
                              "(constant quantizer with a floor): set one or the other")

@@ -109,7 +109,12 @@ def test_config_picks_one_rate_control():
         FaceQuality(qp=20, min_psnr_db=None)
     assert face_quality_of(ReversibleConfig(recipients=["restore.pub"], face_crf=9)) == FaceQuality(crf=9)
     with pytest.raises(ValidationError, match="face_crf .* cannot be combined with face_qp"):
-        ReversibleConfig(recipients=["restore.pub"], face_crf=9, face_qp=17)
+        ReversibleConfig(recipients=["restore.pub"], face_crf=9, face_qp=20)
+    with pytest.raises(ValidationError, match="face_crf .* cannot be combined with face_min_psnr_db"):
+        ReversibleConfig(recipients=["restore.pub"], face_crf=9, face_min_psnr_db=None)
+    # a configuration dumped and read again (every field then set) keeps its meaning
+    crf = ReversibleConfig(recipients=["restore.pub"], face_crf=9)
+    assert face_quality_of(ReversibleConfig.model_validate(crf.model_dump())) == FaceQuality(crf=9)
 
 
 def test_demo_faces_are_sealed_above_40_db_at_the_defaults(demo_clip):
