@@ -83,7 +83,13 @@ def _record_live(demo_clip, tmp_path_factory):
         assert recorder_ready.wait(5) and collector_ready.wait(5)
         time.sleep(SLOW_JOINER_S)
         pipeline.run()
-    time.sleep(0.3)
+    # Both subscribers take the last messages in their own time (a loaded machine can be slow): wait,
+    # bounded, until the recorder has every frame and the collector the stream's end.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (
+            recorder.summary.frames >= demo_clip.frame_count
+            and any(parts[0].startswith(b"event.") and b"stream_down" in parts[1] for parts in list(messages))):
+        time.sleep(0.05)
     stop.set()
     recorder_thread.join(10)
     collector_thread.join(10)
