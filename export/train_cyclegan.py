@@ -10,6 +10,14 @@ The offline default model (CPU, faces from installed packages):
     nice -n 19 python -m export.train_cyclegan --size tiny --data offline --threads 1 \
         --max-minutes 30 --out runs/cyclegan-tiny
 
+The 128-pixel model (blocks of a sixth of the face region, chosen with export.choose_cyclegan_block;
+G starts as that pixelation and is also pulled towards it pixel by pixel: two departures from the paper,
+see models/cyclegan-128.md):
+
+    nice -n 19 python -m export.train_cyclegan --size tiny --crop-size 128 --blocks-per-side 6 \
+        --g-pixelated-skip --paired-weight 5 --learning-rate 4e-4 --batch-size 2 --threads 1 \
+        --max-minutes 26 --out runs/cyclegan-128
+
 The paper's setup on a GPU with CelebA:
 
     python -m export.train_cyclegan --size paper --data celeba --data-root /data/celeba \
@@ -317,6 +325,9 @@ def build_parser(description: str | None = __doc__) -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--learning-rate", type=float, default=2e-4)
     parser.add_argument("--cycle-weight", type=float, default=10.0, help="weight of eq. (4) in eq. (1)")
+    parser.add_argument("--g-pixelated-skip", action="store_true",
+                        help="G adds its residual to its input pixelated with --blocks-per-side (and starts as "
+                             "that pixelation) instead of to its input (not in the paper)")
     parser.add_argument("--paired-weight", type=float, default=0.0,
                         help="weight of an L1 term G(x) ~ pixelate(x) (not in the paper, which is unpaired; "
                              "0 keeps the paper's objective)")
@@ -340,6 +351,8 @@ def model_config(args: argparse.Namespace) -> CycleGanConfig:
         overrides["num_residual_blocks"] = args.residual_blocks
     if args.crop_size is not None:
         overrides["resolution"] = args.crop_size
+    if args.g_pixelated_skip:
+        overrides["g_skip_blocks_per_side"] = args.blocks_per_side
     return cyclegan_config(args.size, **overrides)
 
 
