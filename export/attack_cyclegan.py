@@ -20,7 +20,6 @@ stolen or authentic F): PSNR against x and the dlib match rate (distance < 0.6, 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import random
 import time

@@ -15,7 +15,6 @@ largest blocks_per_side) whose hidden rate (distance >= 0.6) reaches --required-
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 

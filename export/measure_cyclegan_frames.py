@@ -122,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models-dir", type=Path, default=Path("models"))
     parser.add_argument("--name", default="cyclegan-128")
     parser.add_argument("--photos", type=Path, nargs="+", required=True, help="photos whose faces are evaluated")
-    parser.add_argument("--exclude", nargs="*", default=[], help="faces not to evaluate: PHOTO:INDEX, PHOTO:A-B, PHOTO:*")
+    parser.add_argument("--exclude", nargs="*", default=[],
+                        help="faces not to evaluate: PHOTO:INDEX, PHOTO:A-B, PHOTO:* (training faces: t1.jpg:0-3)")
     parser.add_argument("--photo-frames", type=int, default=8, help="photo frames per held-out face")
     parser.add_argument("--clip-frames", type=int, default=32, help="frames of each photo's video clip")
     parser.add_argument("--judge-every", type=int, default=4, help="judge every n-th clip frame")

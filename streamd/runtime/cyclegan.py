@@ -110,7 +110,8 @@ def cyclegan_entry(models_dir: str | Path | None, model_name: str) -> tuple[Cycl
     blocks = pixelation.get("blocks_per_side") if isinstance(pixelation, dict) else None
     if blocks is not None and (not isinstance(blocks, int) or blocks < 1):
         raise ModelError(f"manifest entry {model_name}: pixelation.blocks_per_side must be a positive integer")
-    return CycleganSpec(resolution=int(entry.require("resolution")), blocks_per_side=blocks), entry  # type: ignore[arg-type]
+    resolution = int(entry.require("resolution"))  # type: ignore[arg-type]
+    return CycleganSpec(resolution=resolution, blocks_per_side=blocks), entry
 
 
 def load_cyclegan_deidentifier(

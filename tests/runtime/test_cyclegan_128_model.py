@@ -38,7 +38,8 @@ def face_crops() -> np.ndarray:
 
 def test_manifest_records_crop_rule_files_and_protection(entry) -> None:
     assert entry.kind == "cyclegan" and entry.metadata["resolution"] == 128
-    assert entry.metadata["pixelation"] == {"blocks_per_side": 6, "block_px": 14, "face_region_xyxy": [23, 16, 105, 127]}
+    assert entry.metadata["pixelation"] == {"blocks_per_side": 6, "block_px": 14,
+                                            "face_region_xyxy": [23, 16, 105, 127]}
     for role in ("deid_onnx", "reid_onnx", "torch_weights"):
         path = entry.verified_path(role)  # sha256 checked
         assert path.stat().st_size < 5_000_000
