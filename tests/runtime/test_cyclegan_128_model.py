@@ -86,10 +86,9 @@ def test_configured_crop_size_or_block_rule_must_match_the_model() -> None:
     deidentifier.close()
 
 
-def test_the_gate_follows_the_recorded_protection_rate(entry) -> None:
-    entry.check_protects(allow_unprotective=True)
-    if entry.measured_spr >= REQUIRED_SPR:
+def test_the_gate_refuses_the_model_because_an_attacker_with_g_recovers_faces(entry) -> None:
+    assert entry.measured_spr >= REQUIRED_SPR, "a plain matcher is defeated in the written frames"
+    assert entry.attack_recovery is not None and entry.attack_recovery > 1.0 - REQUIRED_SPR
+    with pytest.raises(ModelError, match="recorded attacks that recover"):
         entry.check_protects(allow_unprotective=False)
-    else:
-        with pytest.raises(ModelError, match="allow_unprotective_model"):
-            entry.check_protects(allow_unprotective=False)
+    entry.check_protects(allow_unprotective=True)
