@@ -8,7 +8,9 @@ Writes NAME-deid.onnx  crop -> pixelated   (G, what the daemon runs)
 with a dynamic batch axis and the opset of export.export_onnx; all tensors are (N, 3, S, S) float32
 RGB in [-1, 1]. Each file is run in onnxruntime on random inputs of batch 1 and 3 and compared with
 torch. With --manifest, the files (and the weights, copied as NAME.pt) are recorded in
-OUT_DIR/manifest.json with their sha256, other entries kept.
+OUT_DIR/manifest.json with their sha256, other entries kept, and with the pixelation rule the
+weights were trained on (`pixelation`: blocks_per_side, block_px, face_region_xyxy), which the daemon
+checks against `anonymizer.cyclegan.blocks_per_side` when that is set.
 """
 
 from __future__ import annotations
@@ -103,6 +105,12 @@ def update_cyclegan_manifest(out_dir: Path, name: str, generators: CycleGanGener
     return write_manifest_entry(out_dir, name, entry)
 
 
+def saved_pixelation_rule(weights: Path) -> dict[str, object] | None:
+    """The target domain's block rule that export.train_cyclegan saved with the weights (None for older runs)."""
+    rule = torch.load(weights, map_location="cpu", weights_only=True).get("pixelation")
+    return dict(rule) if rule is not None else None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", type=Path, required=True, help="generators.pt from train_cyclegan")
@@ -123,7 +131,10 @@ def main(argv: list[str] | None = None) -> int:
         weights_copy = args.out_dir / f"{args.name}.pt"
         if weights_copy.resolve() != args.weights.resolve():
             shutil.copyfile(args.weights, weights_copy)
-        extra = {"model_card": args.model_card} if args.model_card else {}
+        extra: dict[str, object] = {"model_card": args.model_card} if args.model_card else {}
+        rule = saved_pixelation_rule(args.weights)
+        if rule is not None:
+            extra["pixelation"] = rule
         print(f"manifest: {update_cyclegan_manifest(args.out_dir, args.name, generators, extra)}")
     return 0
 

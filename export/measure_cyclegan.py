@@ -7,8 +7,9 @@ with the cyclic-learning paper's metrics.
 Held-out faces: the offline set's held-out faces (export.sdn_data), plus every face CenterFace finds in
 --photos. For each face: De-ID = G(ID); Re-ID = F(De-ID) with De-ID passed as 8-bit pixels (the paper's
 setting) and, separately, after a JPEG round trip (--jpeg-quality, what a recording does to it).
-Reported, next to the same numbers for the target pixelation itself (blocks of min(M, N) / 20 over
-the canonical face region, `streamd.anonymize.pixelate`):
+Reported, next to the same numbers for the target pixelation itself (blocks of min(M, N) / blocks_per_side
+over the canonical face region, `streamd.anonymize.pixelate`, with the model's recorded rule; the
+paper's 20 when the manifest records none):
 - anonymization accuracy (paper eq. 5): share of the face region's complex pixels in ID that are
   smooth in De-ID, threshold `streamd.evaluation.metrics.PIXEL_COMPLEXITY_THRESHOLD`;
 - identity: dlib 128-D embeddings of the whole crop upscaled to 150x150: cosine similarity (eq. 6;
@@ -33,7 +34,7 @@ import numpy as np
 from export.measure_sdn_restore import IdentityJudge, is_grey
 from export.measure_cli import emit_report, held_out_faces, measurement_parser
 from export.sdn_data import jpeg_round_trip_bgr
-from streamd.anonymize.pixelate import canonical_face_box, pixelate_face_crop
+from streamd.anonymize.pixelate import PAPER_BLOCKS_PER_SIDE, canonical_face_box, pixelate_face_crop
 from streamd.evaluation.metrics import anonymization_accuracy, cosine_similarity, psnr, ssim
 from streamd.runtime.cyclegan import load_cyclegan_deidentifier, load_cyclegan_reidentifier
 
@@ -68,14 +69,15 @@ def main(argv: list[str] | None = None) -> int:
     deid = deidentifier.deidentify(crops)
     reid = reidentifier.reidentify(deid)
     reid_jpeg = reidentifier.reidentify(np.stack([jpeg_round_trip_bgr(d, args.jpeg_quality) for d in deid]))
-    target = np.stack([pixelate_face_crop(crop) for crop in crops])
+    blocks = deidentifier.spec.blocks_per_side or PAPER_BLOCKS_PER_SIDE
+    target = np.stack([pixelate_face_crop(crop, blocks) for crop in crops])
     region = face_region_mask(size)
     groups = {"all": list(range(n)), "colour": [i for i in range(n) if not is_grey(crops[i])],
               "grey": [i for i in range(n) if is_grey(crops[i])]}
 
     report: dict[str, object] = {
         "model": args.name, "faces": {k: len(v) for k, v in groups.items()}, "face_sources": [s for s, _ in faces],
-        "crop_size": size, "face_region_xyxy": list(canonical_face_box(size)), "jpeg_quality": args.jpeg_quality,
+        "crop_size": size, "blocks_per_side": blocks, "face_region_xyxy": list(canonical_face_box(size)), "jpeg_quality": args.jpeg_quality,
         "paper_reid": PAPER_REID,
         "machine": {"cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
                     "onnxruntime_threads": args.threads},

@@ -10,6 +10,14 @@ The offline default model (CPU, faces from installed packages):
     nice -n 19 python -m export.train_cyclegan --size tiny --data offline --threads 1 \
         --max-minutes 30 --out runs/cyclegan-tiny
 
+The 128-pixel model (blocks of a sixth of the face region, chosen with export.choose_cyclegan_block;
+G starts as that pixelation and is also pulled towards it pixel by pixel: two departures from the paper,
+see models/cyclegan-128.md):
+
+    nice -n 19 python -m export.train_cyclegan --size tiny --crop-size 128 --blocks-per-side 6 \
+        --g-pixelated-skip --paired-weight 5 --learning-rate 4e-4 --batch-size 2 --threads 1 \
+        --max-minutes 26 --out runs/cyclegan-128
+
 The paper's setup on a GPU with CelebA:
 
     python -m export.train_cyclegan --size paper --data celeba --data-root /data/celeba \
@@ -51,7 +59,12 @@ from export.sdn_data import (
     tensor_to_bgr,
 )
 from export.train_sdn import ChannelSettings, codec_channel, infinite_batches, psnr, select_device
-from streamd.anonymize.pixelate import PAPER_BLOCKS_PER_SIDE, pixelate_face_crop
+from streamd.anonymize.pixelate import (
+    PAPER_BLOCKS_PER_SIDE,
+    canonical_face_box,
+    pixel_block_size,
+    pixelate_face_crop,
+)
 from streamd.nets.cyclegan import (
     CycleGan,
     CycleGanConfig,
@@ -72,7 +85,8 @@ ADVERSARIAL_LOSSES = ("lsgan", "wgan-gp")
 
 
 class PixelationDomainsDataset(InMemoryFaceDataset):
-    """Unpaired samples of both domains: {"x": a face, "y": another face pixelated}, (3, S, S) in [-1, 1].
+    """Unpaired samples of both domains: {"x": a face, "y": another face pixelated}, (3, S, S) in [-1, 1],
+    plus "x_pixelated": the X face itself pixelated (used only by the optional paired term).
 
     Crops come from `records` (aligned BGR crops), augmented on every read with the SDN training
     augmentation; the Y sample is pixelated after augmentation so its blocks stay clean.
@@ -93,7 +107,8 @@ class PixelationDomainsDataset(InMemoryFaceDataset):
         rng = random.Random(self.seed * 1_000_003 + index)
         face = augment_face_bgr(self.records[rng.randrange(len(self.records))].bgr, rng, self.augment)
         other = augment_face_bgr(self.records[rng.randrange(len(self.records))].bgr, rng, self.augment)
-        return {"x": bgr_to_tensor(face), "y": bgr_to_tensor(pixelate_face_crop(other, self.blocks_per_side))}
+        return {"x": bgr_to_tensor(face), "y": bgr_to_tensor(pixelate_face_crop(other, self.blocks_per_side)),
+                "x_pixelated": bgr_to_tensor(pixelate_face_crop(face, self.blocks_per_side))}
 
 
 class CelebAPixelationDomains(Dataset):
@@ -110,8 +125,9 @@ class CelebAPixelationDomains(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         other_index = random.Random(self.seed * 1_000_003 + index).randrange(len(self.celeba))
         other = tensor_to_bgr(self.celeba[other_index]["image"])
-        return {"x": self.celeba[index]["image"],
-                "y": bgr_to_tensor(pixelate_face_crop(other, self.blocks_per_side))}
+        face = self.celeba[index]["image"]
+        return {"x": face, "y": bgr_to_tensor(pixelate_face_crop(other, self.blocks_per_side)),
+                "x_pixelated": bgr_to_tensor(pixelate_face_crop(tensor_to_bgr(face), self.blocks_per_side))}
 
 
 class ImagePool:
@@ -152,12 +168,14 @@ class CycleGanTrainer:
         channel: ChannelSettings | None,
         pool_size: int,
         seed: int,
+        paired_weight: float = 0.0,
     ) -> None:
         if adversarial not in ADVERSARIAL_LOSSES:
             raise ValueError(f"adversarial must be one of {ADVERSARIAL_LOSSES}, got {adversarial!r}")
         self.network = network.to(device)
         self.device = device
         self.cycle_weight = cycle_weight
+        self.paired_weight = paired_weight
         self.adversarial = adversarial
         self.channel = channel
         betas = (0.5, 0.999) if adversarial == "lsgan" else (0.5, 0.9)
@@ -194,6 +212,11 @@ class CycleGanTrainer:
                 net.discriminator_x(fake_x)
             )
         loss_generators = loss_gan + self.cycle_weight * loss_cycle
+        loss_paired = torch.zeros(())
+        if self.paired_weight > 0:
+            # Not in the paper: G is also told, pixel by pixel, what its own input pixelated looks like.
+            loss_paired = torch.nn.functional.l1_loss(fake_y, batch["x_pixelated"].to(self.device, non_blocking=True))
+            loss_generators = loss_generators + self.paired_weight * loss_paired
         self.optimizer_g.zero_grad(set_to_none=True)
         loss_generators.backward()
         self.optimizer_g.step()
@@ -218,6 +241,7 @@ class CycleGanTrainer:
             "generators": float(loss_generators.detach()),
             "gan": float(loss_gan.detach()),
             "cycle": float(loss_cycle.detach()),
+            "paired": float(loss_paired.detach()),
             "d": float(loss_d.detach()),
         }
 
@@ -291,13 +315,22 @@ def build_parser(description: str | None = __doc__) -> argparse.ArgumentParser:
     parser.add_argument("--residual-blocks", type=int, help="override the size's number of residual blocks")
     parser.add_argument("--data", choices=("offline", "celeba"), default="offline")
     parser.add_argument("--data-root", type=Path)
+    parser.add_argument("--crop-size", type=int,
+                        help="aligned crop side in pixels (default: the size's resolution; tiny 64, small 128)")
     parser.add_argument("--blocks-per-side", type=int, default=PAPER_BLOCKS_PER_SIDE,
-                        help="pixel block side = min(M, N) / this (paper: 20)")
+                        help="pixel block side = min(M, N) / this over the face region (paper: 20; "
+                             "choose it with export.choose_cyclegan_block)")
     parser.add_argument("--iterations", type=int, default=100_000)
     parser.add_argument("--max-minutes", type=float, default=0.0, help="stop (and save) after this wall time")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--learning-rate", type=float, default=2e-4)
     parser.add_argument("--cycle-weight", type=float, default=10.0, help="weight of eq. (4) in eq. (1)")
+    parser.add_argument("--g-pixelated-skip", action="store_true",
+                        help="G adds its residual to its input pixelated with --blocks-per-side (and starts as "
+                             "that pixelation) instead of to its input (not in the paper)")
+    parser.add_argument("--paired-weight", type=float, default=0.0,
+                        help="weight of an L1 term G(x) ~ pixelate(x) (not in the paper, which is unpaired; "
+                             "0 keeps the paper's objective)")
     parser.add_argument("--adversarial", choices=ADVERSARIAL_LOSSES, default="lsgan")
     parser.add_argument("--pool-size", type=int, default=50, help="history of generated images for D")
     parser.add_argument("--no-channel", action="store_true", help="train without the codec channel")
@@ -316,14 +349,27 @@ def model_config(args: argparse.Namespace) -> CycleGanConfig:
     overrides: dict[str, object] = {}
     if args.residual_blocks is not None:
         overrides["num_residual_blocks"] = args.residual_blocks
+    if args.crop_size is not None:
+        overrides["resolution"] = args.crop_size
+    if args.g_pixelated_skip:
+        overrides["g_skip_blocks_per_side"] = args.blocks_per_side
     return cyclegan_config(args.size, **overrides)
 
 
-def save_checkpoint(trainer: CycleGanTrainer, out: Path) -> None:
+def pixelation_rule(blocks_per_side: int, resolution: int) -> dict[str, object]:
+    """The target domain's block rule as saved with the weights and recorded in the manifest."""
+    x0, y0, x1, y1 = canonical_face_box(resolution)
+    return {"blocks_per_side": blocks_per_side, "face_region_xyxy": [x0, y0, x1, y1],
+            "block_px": pixel_block_size((x1 - x0, y1 - y0), blocks_per_side)}
+
+
+def save_checkpoint(trainer: CycleGanTrainer, out: Path, blocks_per_side: int) -> None:
     temporary = out / (CHECKPOINT_NAME + ".tmp")
     torch.save(trainer.state_dict(), temporary)
     temporary.replace(out / CHECKPOINT_NAME)
-    torch.save({"config": trainer.network.config.to_dict(), "state_dict": trainer.network.generators.state_dict()},
+    config = trainer.network.config
+    torch.save({"config": config.to_dict(), "state_dict": trainer.network.generators.state_dict(),
+                "pixelation": pixelation_rule(blocks_per_side, config.resolution)},
                out / GENERATOR_WEIGHTS_NAME)
 
 
@@ -340,7 +386,7 @@ def train(args: argparse.Namespace, out: Path, resume: bool) -> CycleGanTrainer:
     device = select_device(args.device)
     channel = None if args.no_channel else ChannelSettings()
     trainer = CycleGanTrainer(CycleGan(config), device, args.learning_rate, args.cycle_weight, args.adversarial,
-                              channel, args.pool_size, args.seed)
+                              channel, args.pool_size, args.seed, args.paired_weight)
     checkpoint_path = out / CHECKPOINT_NAME
     if resume:
         if not checkpoint_path.exists():
@@ -354,7 +400,8 @@ def train(args: argparse.Namespace, out: Path, resume: bool) -> CycleGanTrainer:
                 count_parameters(trainer.network.generators),
                 count_parameters(trainer.network) - count_parameters(trainer.network.generators))
     (out / "config.json").write_text(json.dumps(
-        {"cyclegan": config.to_dict(), "args": {k: str(v) for k, v in vars(args).items()}}, indent=2))
+        {"cyclegan": config.to_dict(), "pixelation": pixelation_rule(args.blocks_per_side, config.resolution),
+         "args": {k: str(v) for k, v in vars(args).items()}}, indent=2))
 
     loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, drop_last=True,
                         num_workers=args.workers, pin_memory=device.type == "cuda")
@@ -378,12 +425,12 @@ def train(args: argparse.Namespace, out: Path, resume: bool) -> CycleGanTrainer:
                 metrics_log.flush()
                 logger.info("iteration %d: %s", iteration, {k: round(v, 3) for k, v in record.items()})
             if iteration % args.checkpoint_every == 0 or out_of_time:
-                save_checkpoint(trainer, out)
+                save_checkpoint(trainer, out, args.blocks_per_side)
             if out_of_time:
                 logger.info("stopping after %.1f minutes at iteration %d", minutes, iteration)
                 break
     progress.close()
-    save_checkpoint(trainer, out)
+    save_checkpoint(trainer, out, args.blocks_per_side)
     return trainer
 
 

@@ -276,6 +276,18 @@ class CycleganMethodConfig(NeuralModelConfig):
     model: str = Field(
         "cyclegan-tiny", pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Model name in models/manifest.json."
     )
+    crop_size: int | None = Field(
+        None, ge=32, le=1024,
+        description="Side in pixels of the aligned face crop G works on (cyclegan-tiny 64, cyclegan-128 128). "
+        "Unset: the model's trained crop from its manifest entry; set: the daemon refuses to start when the "
+        "model was trained at another size.",
+    )
+    blocks_per_side: int | None = Field(
+        None, ge=1, le=64,
+        description="Pixelation rule G was trained to imitate: block side = min(M, N) / blocks_per_side of the "
+        "face region (paper: 20; cyclegan-128: 6). G's blocks are learned, so this cannot change them: set, "
+        "the daemon refuses to start when the model's manifest records another rule.",
+    )
 
 
 AnonymizationMethod = Literal["blur", "mosaic", "solid", "sdn", "cyclegan"]

@@ -51,7 +51,8 @@ def test_faces_are_replaced_inside_their_crop_footprint_in_one_batch(models_dir:
 
     anonymizer = build_anonymizer(cyclegan_config_for(models_dir))
     assert isinstance(anonymizer, CycleganAnonymizer) and not anonymizer.keyed
-    assert anonymizer.method_details() == {"model": MODEL, "crop_size": 64, "feather": 0.15}
+    # The test model's manifest entry records no pixelation rule.
+    assert anonymizer.method_details() == {"model": MODEL, "crop_size": 64, "blocks_per_side": None, "feather": 0.15}
     frame = decode_all(demo_clip.path)[0][1]
     faces = [face_at(1, 40.0, 40.0), face_at(2, 200.0, 60.0, size=120.0)]
     both = anonymizer.apply(frame, faces)
@@ -98,7 +99,8 @@ def test_recording_restores_with_f_and_other_modes_are_checked(models_dir, demo_
                                           anonymizer=cyclegan_config_for(models_dir))
     recording = read_recording(recording_path)
     assert recording.records[0].document["method"] == "cyclegan"
-    assert recording.records[0].document["method_details"] == {"model": MODEL, "crop_size": 64, "feather": 0.15}
+    assert recording.records[0].document["method_details"] == {
+        "model": MODEL, "crop_size": 64, "blocks_per_side": None, "feather": 0.15}
 
     original = [bgr for _, _, bgr in decode_video_frames(demo_clip.path)]
     anonymized = [bgr for _, _, bgr in decode_video_frames(recording_path)]

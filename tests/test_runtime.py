@@ -219,6 +219,12 @@ def test_record_protection_changes_only_the_protection_of_one_entry(tmp_path):
     assert after["models"][DEFAULT_SDN_MODEL]["protection"] == {"spr": 0.96, "faces": 50}
     after["models"][DEFAULT_SDN_MODEL]["protection"] = before["models"][DEFAULT_SDN_MODEL]["protection"]
     assert after == before
+    # The new rate passes, but the model's recorded attacks (its password is recovered) still refuse it.
+    with pytest.raises(ModelError, match="recorded attacks that recover"):
+        load_manifest(folder).model(DEFAULT_SDN_MODEL).check_protects(allow_unprotective=False)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    del manifest["models"][DEFAULT_SDN_MODEL]["attacks"]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
     load_manifest(folder).model(DEFAULT_SDN_MODEL).check_protects(allow_unprotective=False)
     with pytest.raises(ModelError, match="no model 'nope'"):
         record_protection(folder, "nope", {"spr": 1.0})

@@ -19,6 +19,7 @@ import numpy as np
 from streamd.anonymize.crops import AlignedCropAnonymizer
 from streamd.anonymize.neural_models import SharedModelKey, acquire_model, release_model
 from streamd.config import AnonymizerConfig
+from streamd.errors import ModelError
 from streamd.runtime.cyclegan import CycleganDeidentifier, load_cyclegan_deidentifier
 from streamd.types import TrackedFace
 
@@ -37,11 +38,19 @@ class CycleganAnonymizer(AlignedCropAnonymizer):
             deidentifier, self._shared_key = acquire_model("cyclegan", model, lambda: load_cyclegan_deidentifier(
                 model.models_dir, model.model, model.providers, model.intra_op_threads))
         self.deidentifier = deidentifier
-        super().__init__(self.deidentifier.spec.resolution, config.feather)
-        logger.info("cyclegan model %s: %dx%d crops", config.cyclegan.model, self.crop_size, self.crop_size)
+        spec = self.deidentifier.spec
+        try:
+            spec.check_matches(config.cyclegan.model, config.cyclegan.crop_size, config.cyclegan.blocks_per_side)
+        except ModelError:
+            self.close()
+            raise
+        super().__init__(spec.resolution, config.feather)
+        logger.info("cyclegan model %s: %dx%d crops, blocks_per_side %s", config.cyclegan.model, self.crop_size,
+                    self.crop_size, spec.blocks_per_side)
 
     def method_details(self) -> dict[str, object]:
-        return {"model": self._config.cyclegan.model, "crop_size": self.crop_size, "feather": self._config.feather}
+        return {"model": self._config.cyclegan.model, "crop_size": self.crop_size,
+                "blocks_per_side": self.deidentifier.spec.blocks_per_side, "feather": self._config.feather}
 
     def replace_crops(self, crops_bgr: np.ndarray, faces: Sequence[TrackedFace]) -> np.ndarray:
         return self.deidentifier.deidentify(crops_bgr)

@@ -19,6 +19,12 @@ Choices the paper leaves open:
 - `global_skip`: the generator predicts a residual added to its input (then clamped to [-1, 1]), so a
   small network trained for minutes on a CPU starts from the identity mapping; the "paper" size keeps
   the plain CycleGAN output.
+- `g_skip_blocks_per_side` (0: off): G's residual is added to its input pixelated over the canonical face
+  region with blocks of min(M, N) / g_skip_blocks_per_side (`FacePixelation`, an exact block mean, the
+  same rule as the target domain) instead of to its input, and G's last convolution starts at zero. G
+  then starts as the target pixelation and learns only what it adds on top of it (what lets F restore
+  the face); F keeps the plain skip. Not in the paper: a CPU budget of minutes cannot teach a small G
+  to pixelate from scratch.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ class CycleGanConfig:
     discriminator_width: int
     discriminator_layers: int = 3
     global_skip: bool = False
+    g_skip_blocks_per_side: int = 0
 
     def __post_init__(self) -> None:
         if self.resolution % 4 != 0 or self.resolution < 32:
@@ -53,6 +60,10 @@ class CycleGanConfig:
             raise ValueError("generator_width and discriminator_width must be >= 4")
         if self.num_residual_blocks < 1 or self.discriminator_layers < 1:
             raise ValueError("num_residual_blocks and discriminator_layers must be >= 1")
+        if self.g_skip_blocks_per_side < 0:
+            raise ValueError(f"g_skip_blocks_per_side must be >= 0, got {self.g_skip_blocks_per_side}")
+        if self.g_skip_blocks_per_side and not self.global_skip:
+            raise ValueError("g_skip_blocks_per_side needs global_skip")
 
     def to_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)
@@ -108,14 +119,49 @@ class ResnetBlock(nn.Module):
         return x + self.body(x)
 
 
-class ResnetGenerator(nn.Module):
-    """c7s1-w, d2w, d4w, R4w x N, u2w, uw, c7s1-3: image (N, 3, S, S) in [-1, 1] -> same shape."""
+def _block_mean_matrix(length: int, block: int) -> torch.Tensor:
+    """(length, length) matrix whose product with a vector replaces each run of `block` values (the last
+    run shorter) by its mean."""
+    matrix = torch.zeros(length, length)
+    for start in range(0, length, block):
+        end = min(start + block, length)
+        matrix[start:end, start:end] = 1.0 / (end - start)
+    return matrix
 
-    def __init__(self, config: CycleGanConfig) -> None:
+
+class FacePixelation(nn.Module):
+    """The target pixelation of `streamd.anonymize.pixelate` as a fixed layer (without the rounding to
+    8 bits): block means over the canonical face region of an (N, C, S, S) crop, the rest unchanged."""
+
+    def __init__(self, resolution: int, blocks_per_side: int) -> None:
+        super().__init__()
+        from streamd.anonymize.pixelate import canonical_face_box, pixel_block_size
+
+        self.box = canonical_face_box(resolution)
+        x0, y0, x1, y1 = self.box
+        block = pixel_block_size((x1 - x0, y1 - y0), blocks_per_side)
+        self.register_buffer("rows", _block_mean_matrix(y1 - y0, block), persistent=False)
+        self.register_buffer("columns", _block_mean_matrix(x1 - x0, block).t().contiguous(), persistent=False)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        x0, y0, x1, y1 = self.box
+        pixelated = torch.matmul(torch.matmul(self.rows, image[:, :, y0:y1, x0:x1]), self.columns)
+        middle = torch.cat([image[:, :, y0:y1, :x0], pixelated, image[:, :, y0:y1, x1:]], dim=3)
+        return torch.cat([image[:, :, :y0], middle, image[:, :, y1:]], dim=2)
+
+
+class ResnetGenerator(nn.Module):
+    """c7s1-w, d2w, d4w, R4w x N, u2w, uw, c7s1-3: image (N, 3, S, S) in [-1, 1] -> same shape.
+
+    With `pixelated_skip_blocks` > 0 (and the global skip) the residual is added to the input pixelated
+    over the face region (`FacePixelation`) and the last convolution starts at zero."""
+
+    def __init__(self, config: CycleGanConfig, pixelated_skip_blocks: int = 0) -> None:
         super().__init__()
         w = config.generator_width
         blocks = config.num_residual_blocks
         self.global_skip = config.global_skip
+        self.skip = FacePixelation(config.resolution, pixelated_skip_blocks) if pixelated_skip_blocks else None
         self.model = nn.Sequential(
             nn.ReflectionPad2d(3),
             nn.Conv2d(3, w, kernel_size=7),
@@ -138,10 +184,16 @@ class ResnetGenerator(nn.Module):
             nn.Conv2d(w, 3, kernel_size=7),
         )
 
+        if self.skip is not None:
+            last = self.model[-1]
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
+
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         out = self.model(image)
         if self.global_skip:
-            return torch.clamp(image + out, -1.0, 1.0)
+            base = self.skip(image) if self.skip is not None else image
+            return torch.clamp(base + out, -1.0, 1.0)
         return torch.tanh(out)
 
 
@@ -175,7 +227,7 @@ class CycleGanGenerators(nn.Module):
     def __init__(self, config: CycleGanConfig) -> None:
         super().__init__()
         self.config = config
-        self.g = ResnetGenerator(config)
+        self.g = ResnetGenerator(config, config.g_skip_blocks_per_side)
         self.f = ResnetGenerator(config)
 
     def deidentify(self, crop: torch.Tensor) -> torch.Tensor:

@@ -33,7 +33,22 @@ REID_FILE_ROLE = "reid_onnx"
 
 @dataclasses.dataclass(frozen=True)
 class CycleganSpec:
+    """What a CycleGAN model was trained on: its crop side, and the pixelation rule of its target domain
+    (blocks of min(M, N) / blocks_per_side over the face region; None when the manifest does not say)."""
+
     resolution: int
+    blocks_per_side: int | None = None
+
+    def check_matches(self, model_name: str, crop_size: int | None, blocks_per_side: int | None) -> None:
+        """ModelError when a configured crop size or block rule differs from what the model was trained on."""
+        if crop_size is not None and crop_size != self.resolution:
+            raise ModelError(f"model {model_name} works on {self.resolution}x{self.resolution} crops, "
+                             f"but the configuration asks for crop_size {crop_size}")
+        if blocks_per_side is not None and blocks_per_side != self.blocks_per_side:
+            recorded = ("records no pixelation rule" if self.blocks_per_side is None
+                        else f"was trained on blocks_per_side {self.blocks_per_side}")
+            raise ModelError(f"model {model_name} {recorded}, but the configuration asks for "
+                             f"blocks_per_side {blocks_per_side}")
 
 
 def _check_graph(runner: ModelRunner, inputs: tuple[str, ...], output: str, what: str) -> None:
@@ -91,7 +106,12 @@ def cyclegan_entry(models_dir: str | Path | None, model_name: str) -> tuple[Cycl
     entry = load_manifest(models_dir).model(model_name)
     if entry.kind != MANIFEST_KIND:
         raise ModelError(f"model {model_name} is a {entry.kind!r} model, not a CycleGAN")
-    return CycleganSpec(resolution=int(entry.require("resolution"))), entry  # type: ignore[arg-type]
+    pixelation = entry.metadata.get("pixelation")
+    blocks = pixelation.get("blocks_per_side") if isinstance(pixelation, dict) else None
+    if blocks is not None and (not isinstance(blocks, int) or blocks < 1):
+        raise ModelError(f"manifest entry {model_name}: pixelation.blocks_per_side must be a positive integer")
+    resolution = int(entry.require("resolution"))  # type: ignore[arg-type]
+    return CycleganSpec(resolution=resolution, blocks_per_side=blocks), entry
 
 
 def load_cyclegan_deidentifier(

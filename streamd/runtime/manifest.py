@@ -97,16 +97,36 @@ class ModelEntry:
             return None
         return float(protection["spr"])
 
+    @property
+    def attack_recovery(self) -> float | None:
+        """Share of held-out faces an attacker recovered (`attacks.recovered_by_any_attack`, written by
+        export/attack_*.py); None when the model was never attacked."""
+        attacks = self.metadata.get("attacks")
+        if not isinstance(attacks, dict) or not isinstance(attacks.get("recovered_by_any_attack"), (int, float)):
+            return None
+        return float(attacks["recovered_by_any_attack"])
+
     def check_protects(self, allow_unprotective: bool) -> None:
-        """Refuse a model that was not shown to anonymize, unless the operator explicitly allows it.
+        """Refuse a model that was not shown to anonymize, unless the operator explicitly allows it: one
+        whose protection rate is unmeasured or under REQUIRED_SPR, or whose recorded attacks recover
+        more than 1 - REQUIRED_SPR of held-out faces.
 
         A stream anonymized by such a model would publish recognisable faces: fail closed.
         """
         spr = self.measured_spr
-        if spr is not None and spr >= REQUIRED_SPR:
+        recovered = self.attack_recovery
+        attacked = recovered is not None and recovered > 1.0 - REQUIRED_SPR + 1e-9
+        if spr is not None and spr >= REQUIRED_SPR and not attacked:
             return
-        finding = "has no measured protection rate" if spr is None else f"protects only {spr:.0%} of held-out faces"
-        message = (f"model {self.name} {finding} (at least {REQUIRED_SPR:.0%} required; see its model card "
+        required = f"at least {REQUIRED_SPR:.0%} required"
+        if spr is None:
+            finding = "has no measured protection rate"
+        elif spr < REQUIRED_SPR:
+            finding = f"protects only {spr:.0%} of held-out faces"
+        else:
+            finding = f"has recorded attacks that recover {recovered:.0%} of held-out faces"
+            required = f"at most {1.0 - REQUIRED_SPR:.0%} allowed"
+        message = (f"model {self.name} {finding} ({required}; see its model card "
                    f"{self.metadata.get('model_card', '')}): its surrogates may be recognisable")
         if not allow_unprotective:
             raise ModelError(message + "; set allow_unprotective_model: true to run it anyway, for testing only")
