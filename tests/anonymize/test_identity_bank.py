@@ -174,3 +174,13 @@ def test_a_saved_screening_is_reused_only_under_the_same_settings(tmp_path):
     assert np.array_equal(again.pairwise, screening.pairwise) and again.crop_ids == ["a@70px"]
     with pytest.raises(SystemExit, match="other settings"):
         load_screening(path, screening_key(SyntheticIdentityConfig(amplitude=3.0), 5, [70], True))
+
+
+def test_the_tuning_objective_reads_the_mean_and_the_low_tail():
+    from export.tune_synthetic_identity import tail_summary
+
+    distances = np.array([[0.55, 0.7, 0.8, 0.9], [0.62, 0.75, 0.85, 0.95]])
+    summary = tail_summary(distances, [1.0, 0.5])
+    assert summary["pairs"] == 8 and summary["min"] == 0.55
+    assert summary["below_0.6"] == 0.125 and summary["below_0.65"] == 0.25
+    assert abs(summary["mean"] - distances.mean()) < 1e-4 and summary["identity_pairs_at_least_0.6"] == 0.75
