@@ -291,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--candidates", type=int, default=300, help="random identities screened with dlib for the bank")
     parser.add_argument("--tuning-widths", type=int, nargs="+", default=[70, 110, 160],
                         help="face widths (px) of the tuning photos' crops the bank is screened on")
+    parser.add_argument("--tuning-mirrors", action=argparse.BooleanOptionalAction, default=False,
+                        help="screen on the tuning photos' mirror images too")
     parser.add_argument("--original-margin", type=float, default=0.0,
                         help="a candidate enters the bank only if dlib places it at least this far from the original "
                              "in every tuning crop")
@@ -307,11 +309,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.candidates < args.bank_size:
         parser.error("--candidates must be at least --bank-size")
     space = build_face_space(config)
-    key = screening_key(config, args.candidates, args.tuning_widths, mirrored=True)
+    key = screening_key(config, args.candidates, args.tuning_widths, args.tuning_mirrors)
     if args.screening is not None and args.screening.is_file():
         screening = load_screening(args.screening, key)
     else:
-        screening = screen_candidates(config, space, args.candidates, args.tuning_widths)
+        screening = screen_candidates(config, space, args.candidates, args.tuning_widths, args.tuning_mirrors)
         if args.screening is not None:
             save_screening(args.screening, screening, key)
     space["bank"], bank_summary = choose_bank(screening, config.bank_size, args.original_margin)
