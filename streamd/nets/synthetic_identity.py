@@ -152,8 +152,9 @@ class SyntheticIdentity(nn.Module):
         self.register_buffer("bank", torch.clamp(bank.float(), -COEFFICIENT_CLIP, COEFFICIENT_CLIP))
         self.register_buffer("mask", oval_mask(config))
         self.register_buffer("kernel", gaussian_kernel_1d(config.shading_sigma / LOWPASS_POOL))
-        self.register_buffer("context", context_mask(config))
-        self.register_buffer("context_kernel", gaussian_kernel_1d(max(config.context_sigma, 1.0) / LOWPASS_POOL))
+        if config.context_sigma > 0:  # registered only when used: graphs without it stay as they were
+            self.register_buffer("context", context_mask(config))
+            self.register_buffer("context_kernel", gaussian_kernel_1d(config.context_sigma / LOWPASS_POOL))
         fit, basis = plane_fit(config)
         self.register_buffer("plane_fit", fit)
         self.register_buffer("plane_basis", basis)

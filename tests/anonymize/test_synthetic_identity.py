@@ -165,7 +165,7 @@ def test_context_blur_softens_around_the_oval_and_leaves_the_border():
     code[0, 1] = 1.0
     plain, blurred = model(0.0), model(8.0)
     out_plain, out_blurred = plain.surrogate(crop, code), blurred.surrogate(crop, code)
-    assert torch.equal(plain.context, torch.zeros_like(plain.context))
+    assert not hasattr(plain, "context")  # no context blur: the graph holds nothing of it
     border = blurred.context[0, 0] == 0
     assert bool(border[0].all() and border[-1].all() and border[:, 0].all())  # the crop's edge is never touched
     assert torch.allclose(out_blurred[..., border], crop[..., border], atol=1e-5)
