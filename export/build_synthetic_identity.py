@@ -10,9 +10,12 @@ first `components` principal components.
 Identity bank: --candidates random coefficient vectors (seeded, standard normal, clipped) are each
 rendered by the surrogate arithmetic into the tuning faces' crops (skimage's astronaut and
 insightface's Tom_Hanks_54745.png, both in installed packages, each at --tuning-widths px) and
-embedded with dlib (face-recognition-models). Their distance is the smallest over the tuning crops;
-the bank is grown greedily by the candidate farthest from those already chosen (farthest-point
-selection) until it holds `bank_size` identities. The key code picks one entry by its largest
+embedded with dlib (face-recognition-models), as is each crop's original face. Candidates closer
+than --original-margin to an original in some tuning crop are left out; among the others, whose
+distance is the smallest over the tuning crops, the bank is grown greedily by the candidate farthest
+from those already chosen (farthest-point selection) until it holds `bank_size` identities.
+--tuning-mirrors screens on the photos' mirror images too; --screening FILE keeps the dlib screening
+(the slow part) for a later run with the same settings. The key code picks one entry by its largest
 coordinate among the first `bank_size` (uniform).
 
 Nothing is trained; the parameters of `SyntheticIdentityConfig` were chosen on the two tuning faces
@@ -25,6 +28,8 @@ that comes from export/measure_sdn.py --record-protection).
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import logging
 from pathlib import Path
 
@@ -103,8 +108,9 @@ def model_from_space(config: SyntheticIdentityConfig, space: dict[str, np.ndarra
                                        ("mean_face", "components", "component_std")), torch.from_numpy(np.asarray(bank)))
 
 
-def tuning_photo_paths(work_dir: Path) -> list[Path]:
-    """The tuning photos from installed packages (astronaut written out as PNG into `work_dir`)."""
+def tuning_photo_paths(work_dir: Path, mirrored: bool = False) -> list[Path]:
+    """The tuning photos from installed packages (astronaut written out as PNG into `work_dir`), and
+    with `mirrored` their mirror images too (written into `work_dir`)."""
     import importlib.util
 
     import skimage.data
@@ -117,15 +123,30 @@ def tuning_photo_paths(work_dir: Path) -> list[Path]:
     hanks = Path(spec.origin).parent / "data" / "images" / "Tom_Hanks_54745.png"
     if not hanks.is_file():
         raise SystemExit(f"{hanks} is missing: reinstall insightface")
-    return [astronaut, hanks]
+    paths = [astronaut, hanks]
+    if mirrored:
+        for path in (astronaut, hanks):
+            mirror = work_dir / f"mirrored-{path.name}"
+            cv2.imwrite(str(mirror), np.ascontiguousarray(cv2.imread(str(path), cv2.IMREAD_COLOR)[:, ::-1]))
+            paths.append(mirror)
+    return paths
 
 
-def screen_bank(config: SyntheticIdentityConfig, space: dict[str, np.ndarray], candidates: int,
-                 tuning_widths: list[int]) -> tuple[np.ndarray, dict[str, object]]:
-    """(bank_size, components) coefficients far apart for dlib on the tuning crops, and a summary."""
+@dataclasses.dataclass(frozen=True)
+class Screening:
+    """dlib distances of the candidate identities rendered into the tuning crops."""
+    coefficients: np.ndarray  # (candidates, components)
+    crop_ids: list[str]
+    pairwise: np.ndarray  # (crops, candidates, candidates): candidate vs candidate in each crop
+    from_original: np.ndarray  # (candidates, crops): candidate vs the crop's original face
+
+
+def screen_candidates(config: SyntheticIdentityConfig, space: dict[str, np.ndarray], candidates: int,
+                      tuning_widths: list[int], mirrored: bool = True) -> Screening:
+    """Renders `candidates` seeded random identities into every tuning crop and embeds them with dlib."""
     import tempfile
 
-    from export.identity_bank import farthest_point_order, pairwise_distances
+    from export.identity_bank import distances_to, pairwise_distances
     from export.measure_sdn import JUDGE_SIDE, ProgressBar
     from export.attack_sdn import face_crops
     from streamd.evaluation.held_out_frames import load_photos
@@ -143,35 +164,86 @@ def screen_bank(config: SyntheticIdentityConfig, space: dict[str, np.ndarray], c
             return synthetic_crop_matrix(kps5, config.resolution, config.zoom, config.centre_y)
 
     with tempfile.TemporaryDirectory() as work_dir:
-        photos = load_photos(tuning_photo_paths(Path(work_dir)), set())
+        photos = load_photos(tuning_photo_paths(Path(work_dir), mirrored), set())
         crops = face_crops(photos, CropGeometry(), tuning_widths)
     judge = DlibIdentityJudge()
     faces = model.face_from_coefficients(torch.from_numpy(coefficients))
-    distances = []
-    progress = ProgressBar(len(crops) * candidates, "identity bank screening")
+    pairwise, from_original = [], []
+    progress = ProgressBar(len(crops) * (candidates + 1), "identity bank screening")
+
+    def embed(image: np.ndarray, box: np.ndarray) -> np.ndarray:
+        progress(1)
+        return judge.embed(cv2.resize(image, (JUDGE_SIDE, JUDGE_SIDE), interpolation=cv2.INTER_CUBIC), box)
+
     for face_id, crop, box in crops:
         with torch.no_grad():
             rendered = model.render(torch.from_numpy(crops_bgr_to_nchw(crop[None])).repeat(candidates, 1, 1, 1), faces)
-        embeddings = []
-        for image in nchw_to_crops_bgr(rendered.numpy()):
-            embeddings.append(judge.embed(cv2.resize(image, (JUDGE_SIDE, JUDGE_SIDE), interpolation=cv2.INTER_CUBIC), box))
-            progress(1)
-        distances.append(pairwise_distances(np.stack(embeddings)))
+        embeddings = np.stack([embed(image, box) for image in nchw_to_crops_bgr(rendered.numpy())])
+        pairwise.append(pairwise_distances(embeddings))
+        from_original.append(distances_to(embeddings, embed(crop, box)))
         logger.info("%s: screened %d candidates", face_id, candidates)
     progress.close()
-    smallest = np.min(np.stack(distances), axis=0)
-    order = farthest_point_order(smallest, config.bank_size)
-    for prefix in sorted({8, 16, 32, 48, 64, 96, config.bank_size} & set(range(2, config.bank_size + 1))):
+    return Screening(coefficients, [face_id for face_id, _, _ in crops], np.stack(pairwise), np.stack(from_original, axis=1))
+
+
+def screening_key(config: SyntheticIdentityConfig, candidates: int, tuning_widths: list[int], mirrored: bool) -> str:
+    """What a screening depends on, as one string (a saved screening is reused only under the same key)."""
+    return json.dumps({"config": config.to_dict(), "candidates": candidates, "tuning_widths": list(tuning_widths),
+                       "mirrored": mirrored, "seed": BANK_SEED}, sort_keys=True)
+
+
+def save_screening(path: Path, screening: Screening, key: str) -> None:
+    np.savez_compressed(path, key=np.array(key), coefficients=screening.coefficients,
+                        crop_ids=np.array(screening.crop_ids), pairwise=screening.pairwise,
+                        from_original=screening.from_original)
+    logger.info("screening saved to %s", path)
+
+
+def load_screening(path: Path, key: str) -> Screening:
+    with np.load(path) as saved:
+        if str(saved["key"]) != key:
+            raise SystemExit(f"{path} holds a screening of other settings (delete it to screen again)")
+        logger.info("screening read from %s", path)
+        return Screening(saved["coefficients"], [str(i) for i in saved["crop_ids"]], saved["pairwise"],
+                         saved["from_original"])
+
+
+def choose_bank(screening: Screening, bank_size: int, original_margin: float) -> tuple[np.ndarray, dict[str, object]]:
+    """(bank_size, components) coefficients and a summary.
+
+    A candidate is eligible only when dlib places it at least `original_margin` from the original face
+    in every tuning crop (the tail an attacker who looks at the surrogate finds); the bank is grown
+    among the eligible by farthest-point selection on their smallest distance over the tuning crops."""
+    from export.identity_bank import farthest_point_order
+
+    smallest = screening.pairwise.min(axis=0)
+    from_original = screening.from_original
+    candidates = len(from_original)
+    eligible = np.flatnonzero(from_original.min(axis=1) >= original_margin)
+    logger.info("%d of %d candidates are at least %.2f from every tuning original", len(eligible), candidates,
+                original_margin)
+    if len(eligible) < bank_size:
+        raise SystemExit(f"only {len(eligible)} candidates are at least {original_margin} from every tuning original: "
+                         f"screen more (--candidates) or lower --original-margin")
+    order = [int(eligible[index]) for index in farthest_point_order(smallest[np.ix_(eligible, eligible)], bank_size)]
+    for prefix in sorted({8, 16, 32, 48, 64, 96, bank_size} & set(range(2, bank_size + 1))):
         pairs = smallest[np.ix_(order[:prefix], order[:prefix])][np.triu_indices(prefix, 1)]
-        logger.info("first %d identities of the bank: closest pair %.3f, pairs at least 0.6 apart %.3f", prefix,
-                    pairs.min(), np.mean(pairs >= 0.6))
+        tail = from_original[order[:prefix]]
+        logger.info("first %d identities of the bank: closest pair %.3f, pairs at least 0.6 apart %.3f; from the "
+                    "original: mean %.3f, 5th percentile %.3f, closest %.3f", prefix, pairs.min(), np.mean(pairs >= 0.6),
+                    tail.mean(), np.percentile(tail, 5), tail.min())
     chosen = smallest[np.ix_(order, order)][np.triu_indices(len(order), 1)]
-    summary = {"candidates": candidates, "tuning_crops": [face_id for face_id, _, _ in crops],
+    tail = from_original[order]
+    summary = {"candidates": candidates, "tuning_crops": screening.crop_ids,
+               "original_margin": original_margin, "eligible_candidates": int(len(eligible)),
                "min_pairwise_dlib_distance": round(float(chosen.min()), 4),
                "mean_pairwise_dlib_distance": round(float(chosen.mean()), 4),
-               "pairs_at_least_0.6": round(float(np.mean(chosen >= 0.6)), 4)}
+               "pairs_at_least_0.6": round(float(np.mean(chosen >= 0.6)), 4),
+               "from_original_mean": round(float(tail.mean()), 4),
+               "from_original_5th_percentile": round(float(np.percentile(tail, 5)), 4),
+               "from_original_min": round(float(tail.min()), 4)}
     logger.info("identity bank: %s", summary)
-    return coefficients[order], summary
+    return screening.coefficients[order], summary
 
 
 def export_graphs(model: SyntheticIdentity, out_dir: Path, name: str) -> dict[str, Path]:
@@ -212,23 +284,42 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resolution", type=int, default=128)
     parser.add_argument("--components", type=int, default=16)
     parser.add_argument("--amplitude", type=float, default=2.5)
-    parser.add_argument("--light", choices=("plane", "lowpass"), default="plane",
-                        help="the original's light the surrogate keeps: a plane per channel, or a Gaussian low-pass")
+    parser.add_argument("--light", choices=("plane", "flat", "lowpass"), default="plane",
+                        help="the original's light the surrogate keeps: a plane per channel, its mean only, or a "
+                             "Gaussian low-pass")
     parser.add_argument("--shading-sigma", type=float, default=16.0, help="low-pass sigma (px at 128) for --light lowpass")
+    parser.add_argument("--context-sigma", type=float, default=0.0,
+                        help="blur (px at 128) the original around the oval toward the crop's border (0: keep it)")
     parser.add_argument("--bank-size", type=int, default=16, help="synthetic identities the key chooses among")
     parser.add_argument("--candidates", type=int, default=300, help="random identities screened with dlib for the bank")
     parser.add_argument("--tuning-widths", type=int, nargs="+", default=[70, 110, 160],
                         help="face widths (px) of the tuning photos' crops the bank is screened on")
+    parser.add_argument("--tuning-mirrors", action=argparse.BooleanOptionalAction, default=False,
+                        help="screen on the tuning photos' mirror images too")
+    parser.add_argument("--original-margin", type=float, default=0.0,
+                        help="a candidate enters the bank only if dlib places it at least this far from the original "
+                             "in every tuning crop")
+    parser.add_argument("--screening", type=Path,
+                        help="an .npz of the dlib screening: written after screening, read instead of screening when "
+                             "it exists and was made with the same settings (to try other --original-margin values)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(1)
     config = SyntheticIdentityConfig(resolution=args.resolution, components=args.components,
                                      amplitude=args.amplitude, shading_sigma=args.shading_sigma * args.resolution / 128,
-                                     bank_size=args.bank_size, light=args.light)
+                                     bank_size=args.bank_size, light=args.light,
+                                     context_sigma=args.context_sigma * args.resolution / 128)
     if args.candidates < args.bank_size:
         parser.error("--candidates must be at least --bank-size")
     space = build_face_space(config)
-    space["bank"], bank_summary = screen_bank(config, space, args.candidates, args.tuning_widths)
+    key = screening_key(config, args.candidates, args.tuning_widths, args.tuning_mirrors)
+    if args.screening is not None and args.screening.is_file():
+        screening = load_screening(args.screening, key)
+    else:
+        screening = screen_candidates(config, space, args.candidates, args.tuning_widths, args.tuning_mirrors)
+        if args.screening is not None:
+            save_screening(args.screening, screening, key)
+    space["bank"], bank_summary = choose_bank(screening, config.bank_size, args.original_margin)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     space_path = args.out_dir / f"{args.name}-face-space.npz"
     np.savez_compressed(space_path, **space)

@@ -23,6 +23,15 @@ def pairwise_distances(embeddings: np.ndarray) -> np.ndarray:
     return distances
 
 
+def distances_to(embeddings: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """(N,) Euclidean distances of (N, D) embeddings to one (D,) embedding."""
+    values = np.asarray(embeddings, np.float64)
+    target = np.asarray(reference, np.float64)
+    if values.ndim != 2 or target.shape != (values.shape[1],):
+        raise ValueError(f"embeddings must be (N, D) and the reference (D,), got {values.shape} and {target.shape}")
+    return np.linalg.norm(values - target, axis=1)
+
+
 def farthest_point_order(distances: np.ndarray, count: int) -> list[int]:
     """Indices of `count` candidates chosen greedily so that the closest pair among them is far apart."""
     matrix = np.asarray(distances, np.float64)

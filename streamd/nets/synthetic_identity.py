@@ -11,8 +11,10 @@ is its light, reduced to a few numbers (`light` "plane", the default): a plane (
 left-right and up-down gradient) fitted inside the oval to each colour channel and to the
 luminance; the synthetic face is multiplied by the ratio of the original's and its own luminance
 plane and takes the original's colour planes. (`light` "lowpass" uses a Gaussian low-pass of
-`shading_sigma` px instead, which carries more of the original's shading.) Outside the oval the
-crop stays the original, so the paste-back has no outline of the original's face.
+`shading_sigma` px instead, which carries more of the original's shading; "flat" keeps only the
+mean of each channel.) Outside the oval the crop stays the original (with `context_sigma`, blurred
+around the oval and less so toward the crop's border), so the paste-back has no outline of the
+original's face.
 
 Graphs (all NCHW float32, batch axis dynamic):
 - surrogate: (crop RGB in [-1, 1], key_code) -> surrogate RGB in [-1, 1];
@@ -48,8 +50,8 @@ class SyntheticIdentityConfig:
     bank_size: int = 16
     #: Each component moves by `amplitude` times its standard deviation per unit of code.
     amplitude: float = 2.5
-    #: How the original's light is carried: "plane" (a plane fitted inside the oval per channel) or
-    #: "lowpass" (a Gaussian low-pass of `shading_sigma`).
+    #: How the original's light is carried: "plane" (a plane fitted inside the oval per channel),
+    #: "flat" (the mean per channel) or "lowpass" (a Gaussian low-pass of `shading_sigma`).
     light: str = "plane"
     #: Gaussian sigma of the "lowpass" light transfer, in pixels of the `resolution` crop.
     shading_sigma: float = 16.0
@@ -62,19 +64,42 @@ class SyntheticIdentityConfig:
     oval_radius_x: float = 0.36
     oval_radius_y: float = 0.44
     oval_feather: float = 0.12
+    #: Around the oval, up to an outer oval of these radii (shares of the crop), the original is
+    #: blended toward its own Gaussian low-pass of `context_sigma` px (hair, ears and head outline lose
+    #: their detail); the blend falls to none over the outer `context_feather` of that oval's radius,
+    #: so the crop's border stays the original. `context_sigma` 0 keeps the original untouched.
+    context_sigma: float = 0.0
+    context_radius_x: float = 0.49
+    context_radius_y: float = 0.48
+    context_feather: float = 0.3
 
     def to_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)
 
 
-def oval_mask(config: SyntheticIdentityConfig) -> torch.Tensor:
-    """(1, 1, S, S) float32: 1 inside the oval, a soft edge of `oval_feather` of its radius, 0 outside."""
+def soft_oval(config: SyntheticIdentityConfig, radius_x: float, radius_y: float, feather: float,
+              centred_edge: bool = True) -> torch.Tensor:
+    """(1, 1, S, S) float32: 1 inside an oval centred at (0.5, oval_centre_y), 0 outside, with a linear
+    edge `feather` of its radius wide (centred on the oval's edge, or ending on it)."""
     size = config.resolution
     centres = (torch.arange(size, dtype=torch.float64) + 0.5) / size
     yy, xx = torch.meshgrid(centres, centres, indexing="ij")
-    distance = torch.sqrt(((xx - 0.5) / config.oval_radius_x) ** 2 + ((yy - config.oval_centre_y) / config.oval_radius_y) ** 2)
-    mask = torch.clamp((1.0 - distance) / config.oval_feather + 0.5, 0.0, 1.0)
+    distance = torch.sqrt(((xx - 0.5) / radius_x) ** 2 + ((yy - config.oval_centre_y) / radius_y) ** 2)
+    mask = torch.clamp((1.0 - distance) / feather + (0.5 if centred_edge else 0.0), 0.0, 1.0)
     return mask.float()[None, None]
+
+
+def oval_mask(config: SyntheticIdentityConfig) -> torch.Tensor:
+    """(1, 1, S, S) float32: 1 inside the oval, a soft edge of `oval_feather` of its radius, 0 outside."""
+    return soft_oval(config, config.oval_radius_x, config.oval_radius_y, config.oval_feather)
+
+
+def context_mask(config: SyntheticIdentityConfig) -> torch.Tensor:
+    """(1, 1, S, S) float32: how much of the original's low-pass replaces it around the oval (0 where
+    `context_sigma` is 0, and always 0 at the outer oval's edge)."""
+    if config.context_sigma <= 0:
+        return torch.zeros(1, 1, config.resolution, config.resolution)
+    return soft_oval(config, config.context_radius_x, config.context_radius_y, config.context_feather, centred_edge=False)
 
 
 def plane_fit(config: SyntheticIdentityConfig) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,7 +109,8 @@ def plane_fit(config: SyntheticIdentityConfig) -> tuple[torch.Tensor, torch.Tens
     def grid(side: int) -> torch.Tensor:
         centres = (torch.arange(side, dtype=torch.float64) + 0.5) / side
         yy, xx = torch.meshgrid(centres - config.oval_centre_y, centres - 0.5, indexing="ij")
-        return torch.stack([torch.ones_like(xx), xx, yy]).reshape(3, -1)
+        terms = [torch.ones_like(xx)] if config.light == "flat" else [torch.ones_like(xx), xx, yy]
+        return torch.stack(terms).reshape(len(terms), -1)
 
     side = config.resolution // LOWPASS_POOL
     small = grid(side)
@@ -118,14 +144,17 @@ class SyntheticIdentity(nn.Module):
             raise ValueError(f"bank must be ({config.bank_size}, {config.components}): one coefficient row per identity")
         if config.resolution % LOWPASS_POOL:
             raise ValueError(f"resolution must be a multiple of {LOWPASS_POOL}")
-        if config.light not in ("plane", "lowpass"):
-            raise ValueError(f"light must be 'plane' or 'lowpass', got {config.light!r}")
+        if config.light not in ("plane", "flat", "lowpass"):
+            raise ValueError(f"light must be 'plane', 'flat' or 'lowpass', got {config.light!r}")
         self.config = config
         self.register_buffer("mean_face", mean_face.float())
         self.register_buffer("scaled_components", (components * (config.amplitude * component_std)[:, None]).float())
         self.register_buffer("bank", torch.clamp(bank.float(), -COEFFICIENT_CLIP, COEFFICIENT_CLIP))
         self.register_buffer("mask", oval_mask(config))
         self.register_buffer("kernel", gaussian_kernel_1d(config.shading_sigma / LOWPASS_POOL))
+        if config.context_sigma > 0:  # registered only when used: graphs without it stay as they were
+            self.register_buffer("context", context_mask(config))
+            self.register_buffer("context_kernel", gaussian_kernel_1d(config.context_sigma / LOWPASS_POOL))
         fit, basis = plane_fit(config)
         self.register_buffer("plane_fit", fit)
         self.register_buffer("plane_basis", basis)
@@ -157,15 +186,17 @@ class SyntheticIdentity(nn.Module):
         plane = (small @ self.plane_fit.t()) @ self.plane_basis
         return torch.clamp(plane, min=0.0).reshape(image.shape[0], image.shape[1], size, size)
 
-    def lowpass(self, image: torch.Tensor) -> torch.Tensor:
-        """Gaussian low-pass of (N, C, S, S), computed on LOWPASS_POOL-pooled blocks."""
+    def lowpass(self, image: torch.Tensor, kernel: torch.Tensor | None = None) -> torch.Tensor:
+        """Gaussian low-pass of (N, C, S, S), computed on LOWPASS_POOL-pooled blocks (the light's
+        kernel unless another is given)."""
+        kernel = self.kernel if kernel is None else kernel
         size = self.config.resolution
         small = F.avg_pool2d(image, LOWPASS_POOL)
         side = size // LOWPASS_POOL
-        radius = self.kernel.shape[0] // 2
+        radius = kernel.shape[0] // 2
         flat = small.reshape(-1, 1, side, side)
-        flat = F.conv2d(F.pad(flat, (radius, radius, 0, 0), mode="replicate"), self.kernel.reshape(1, 1, 1, -1))
-        flat = F.conv2d(F.pad(flat, (0, 0, radius, radius), mode="replicate"), self.kernel.reshape(1, 1, -1, 1))
+        flat = F.conv2d(F.pad(flat, (radius, radius, 0, 0), mode="replicate"), kernel.reshape(1, 1, 1, -1))
+        flat = F.conv2d(F.pad(flat, (0, 0, radius, radius), mode="replicate"), kernel.reshape(1, 1, -1, 1))
         small = flat.reshape(image.shape[0], image.shape[1], side, side)
         return F.interpolate(small, size=(size, size), mode="bilinear", align_corners=False)
 
@@ -181,6 +212,8 @@ class SyntheticIdentity(nn.Module):
         shaded = torch.clamp(face * (light_luminance + SHADING_EPSILON) / (face_light + SHADING_EPSILON), 0.0, 1.0)
         colour = light_colour / (light_luminance + SHADING_EPSILON)
         rendered = torch.clamp(shaded * colour, 0.0, 1.0)
+        if self.config.context_sigma > 0:
+            original = self.context * self.lowpass(original, self.context_kernel) + (1.0 - self.context) * original
         mixed = self.mask * rendered + (1.0 - self.mask) * original
         return mixed * 2.0 - 1.0
 

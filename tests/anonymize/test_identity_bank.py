@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from export.identity_bank import farthest_point_order, pairwise_distances
+from export.identity_bank import distances_to, farthest_point_order, pairwise_distances
 from streamd.anonymize.key_code import key_code
 from streamd.anonymize.synthetic import SyntheticCodec
 from streamd.runtime.manifest import bundled_models_dir, load_manifest
@@ -20,6 +20,34 @@ def test_pairwise_distances_are_euclidean():
     assert np.allclose(pairwise_distances(points), expected)
     with pytest.raises(ValueError, match=r"\(N, D\)"):
         pairwise_distances(np.zeros(3))
+
+
+def test_distances_to_one_reference():
+    points = np.array([[0.0, 0.0], [3.0, 4.0]])
+    assert np.allclose(distances_to(points, np.array([0.0, 0.0])), [0.0, 5.0])
+    with pytest.raises(ValueError, match="reference"):
+        distances_to(points, np.zeros(3))
+
+
+def test_the_bank_leaves_out_candidates_close_to_a_tuning_original():
+    """Candidates that dlib places near an original face in some tuning crop never enter the bank,
+    however far they are from the other candidates."""
+    from export.build_synthetic_identity import Screening, choose_bank
+
+    rng = np.random.default_rng(5)
+    points = rng.normal(0.0, 1.0, (40, 6))
+    pairwise = np.stack([pairwise_distances(points), pairwise_distances(points) + 0.1])
+    from_original = rng.uniform(0.7, 0.9, (40, 2))
+    outlier = int(np.argmax(pairwise_distances(points).mean(axis=1)))  # farthest-point selection starts here
+    from_original[outlier, 1] = 0.55
+    screening = Screening(np.arange(40, dtype=np.float32)[:, None], ["a@70px", "b@70px"], pairwise, from_original)
+    bank, summary = choose_bank(screening, 8, 0.6)
+    assert outlier not in bank[:, 0].astype(int).tolist()
+    assert summary["eligible_candidates"] == 39 and summary["from_original_min"] >= 0.6
+    unscreened, _ = choose_bank(screening, 8, 0.0)
+    assert outlier in unscreened[:, 0].astype(int).tolist()
+    with pytest.raises(SystemExit, match="only 0 candidates"):
+        choose_bank(screening, 8, 0.95)
 
 
 def test_farthest_point_selection_takes_one_identity_from_each_cluster():
@@ -130,3 +158,29 @@ def test_the_surrogate_keeps_only_a_plane_of_the_original_light():
     difference = (model.surrogate(flat, code) - model.surrogate(detailed, code)).abs()[0][:, inside]
     assert float(difference.mean()) < 0.02  # the original's detail is not in the surrogate
     assert float((model.surrogate(flat, code) - flat).abs()[0][:, inside].mean()) > 0.01  # the face is the bank's
+
+
+def test_a_saved_screening_is_reused_only_under_the_same_settings(tmp_path):
+    from export.build_synthetic_identity import Screening, load_screening, save_screening, screening_key
+    from streamd.nets.synthetic_identity import SyntheticIdentityConfig
+
+    rng = np.random.default_rng(2)
+    screening = Screening(rng.normal(size=(5, 3)).astype(np.float32), ["a@70px"], rng.uniform(size=(1, 5, 5)),
+                          rng.uniform(size=(5, 1)))
+    key = screening_key(SyntheticIdentityConfig(), 5, [70], True)
+    path = tmp_path / "screening.npz"
+    save_screening(path, screening, key)
+    again = load_screening(path, key)
+    assert np.array_equal(again.pairwise, screening.pairwise) and again.crop_ids == ["a@70px"]
+    with pytest.raises(SystemExit, match="other settings"):
+        load_screening(path, screening_key(SyntheticIdentityConfig(amplitude=3.0), 5, [70], True))
+
+
+def test_the_tuning_objective_reads_the_mean_and_the_low_tail():
+    from export.tune_synthetic_identity import tail_summary
+
+    distances = np.array([[0.55, 0.7, 0.8, 0.9], [0.62, 0.75, 0.85, 0.95]])
+    summary = tail_summary(distances, [1.0, 0.5])
+    assert summary["pairs"] == 8 and summary["min"] == 0.55
+    assert summary["below_0.6"] == 0.125 and summary["below_0.65"] == 0.25
+    assert abs(summary["mean"] - distances.mean()) < 1e-4 and summary["identity_pairs_at_least_0.6"] == 0.75

@@ -144,3 +144,35 @@ def test_the_surrogate_keeps_no_face_detail_and_the_reveal_only_light(models_dir
             codec.anonymize(smooth, np.zeros((1, 3), np.float32))
     finally:
         codec.close()
+
+
+def test_context_blur_softens_around_the_oval_and_leaves_the_border():
+    """With `context_sigma`, detail around the oval is blurred away; the crop's border keeps the original."""
+    import torch
+
+    from streamd.nets.synthetic_identity import SyntheticIdentity, SyntheticIdentityConfig
+
+    def model(context_sigma: float) -> SyntheticIdentity:
+        config = SyntheticIdentityConfig(resolution=64, basis_resolution=16, components=3, bank_size=4,
+                                         context_sigma=context_sigma)
+        generator = torch.Generator().manual_seed(0)
+        return SyntheticIdentity(config, torch.full((256,), 0.5), torch.randn(3, 256, generator=generator) * 0.05,
+                                 torch.ones(3), torch.randn(4, 3, generator=generator))
+
+    generator = torch.Generator().manual_seed(1)
+    crop = (torch.rand(1, 3, 64, 64, generator=generator) * 2 - 1)
+    code = torch.zeros(1, 128)
+    code[0, 1] = 1.0
+    plain, blurred = model(0.0), model(8.0)
+    out_plain, out_blurred = plain.surrogate(crop, code), blurred.surrogate(crop, code)
+    assert not hasattr(plain, "context")  # no context blur: the graph holds nothing of it
+    border = blurred.context[0, 0] == 0
+    assert bool(border[0].all() and border[-1].all() and border[:, 0].all())  # the crop's edge is never touched
+    assert torch.allclose(out_blurred[..., border], crop[..., border], atol=1e-5)
+    ring = (blurred.context[0, 0] > 0.6) & (blurred.mask[0, 0] < 0.01)
+    assert bool(ring.any())
+
+    def roughness(image: torch.Tensor) -> float:
+        return float((image[..., 1:] - image[..., :-1]).abs()[..., ring[:, 1:]].mean())
+
+    assert roughness(out_blurred) < 0.6 * roughness(out_plain)  # the original's detail there is gone
