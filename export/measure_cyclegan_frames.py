@@ -41,7 +41,7 @@ from export.sdn_data import jpeg_round_trip_bgr
 from streamd.anonymize.pixelate import PAPER_BLOCKS_PER_SIDE, pixelate_face_crop
 from streamd.config import DETECTOR_PROFILES, AnonymizerConfig, CenterFaceConfig
 from streamd.evaluation.frame_protection import detection_inside, run_daemon, score_frames, summarize
-from streamd.evaluation.held_out_frames import EvaluationFrame, clip_frames, load_photos, parse_face_ids, photo_frames
+from streamd.evaluation.held_out_frames import EvaluationFrame, evaluation_frames, load_photos, parse_face_ids
 from streamd.runtime.cyclegan import CycleganDeidentifier, CycleganReidentifier
 from streamd.runtime.manifest import record_protection
 
@@ -153,11 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"measure_cyclegan_frames: {error}", file=sys.stderr)
         return 2
     rng = np.random.default_rng(args.seed)
-    frames = list(photo_frames(photos, args.photo_frames, SIZE_RANGE, rng))
-    for photo in photos:
-        frames.extend(clip_frames(photo, args.clip_frames, args.judge_every, SIZE_RANGE, rng))
+    frames = evaluation_frames(photos, args.photo_frames, args.clip_frames, args.judge_every, SIZE_RANGE, rng)
     judged = [frame for frame in frames if frame.judged]
-    logger.info("%d frames (%d judged, %d face instances)", len(frames), len(judged), sum(len(f.faces) for f in judged))
 
     cyclegan = {"model": args.name, "models_dir": args.models_dir, "intra_op_threads": args.threads,
                 "allow_unprotective_model": True}  # measuring is how a model earns its protection record

@@ -193,3 +193,16 @@ def clip_frames(photo: Photo, frames: int, judge_every: int, size_range: tuple[i
         raise EvaluationError(f"clip of {photo.name}: {len(decoded)} frames decoded of {len(rendered)}")
     return [EvaluationFrame("video", f"{photo.name}/clip", bgr, faces, judged=index % judge_every == judge_every - 1)
             for index, (bgr, faces) in enumerate(zip(decoded, instances))]
+
+
+def evaluation_frames(photos: Sequence[Photo], per_face: int, clip_length: int, judge_every: int,
+                      size_range: tuple[int, int], rng: np.random.Generator) -> list[EvaluationFrame]:
+    """Every frame of a frame-level evaluation: `per_face` photo frames per face, then one clip per photo
+    (`clip_length` frames, every `judge_every`-th judged)."""
+    frames = list(photo_frames(photos, per_face, size_range, rng))
+    for photo in photos:
+        frames.extend(clip_frames(photo, clip_length, judge_every, size_range, rng))
+    judged = [frame for frame in frames if frame.judged]
+    logger.info("%d frames (%d judged, %d face instances)", len(frames), len(judged),
+                sum(len(frame.faces) for frame in judged))
+    return frames
