@@ -20,7 +20,7 @@ slots, each slot the passes run on one frame:
 
 `balanced` and `thorough` also look again, every frame, around the small faces the tracker holds
 (`focus_on`, given the boxes of the last frame): a square of FOCUS_CONTEXT face widths around each,
-enlarged so the face is about 48 px wide (`streamd.detect.focus`), at most FOCUS_PASSES_PER_FRAME of them a frame in
+enlarged so the face is about 40 px wide (`streamd.detect.focus`), at most FOCUS_PASSES_PER_FRAME of them a frame in
 turn, batched in one run. A small, fast or blurred face the tiles found once is so found again where
 it went, rather than only when its tile comes round.
 
@@ -40,6 +40,7 @@ import logging
 import math
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -173,6 +174,18 @@ def build_schedule(profile: str, frame_wh: tuple[int, int], limit_wh: tuple[int,
     raise ValueError(f"unknown detector profile {profile!r}")
 
 
+def split_by_pixels(passes: tuple[DetectionPass, ...], shares: int) -> list[list[int]]:
+    """Positions in `passes` split into at most `shares` non-empty groups of about equal pixels (largest
+    pass first into the lightest group), each group in the order of `passes`."""
+    groups: list[list[int]] = [[] for _ in range(max(1, min(shares, len(passes))))]
+    loads = [0] * len(groups)
+    for position in sorted(range(len(passes)), key=lambda i: (-passes[i].pixels, i)):
+        lightest = loads.index(min(loads))
+        groups[lightest].append(position)
+        loads[lightest] += passes[position].pixels
+    return [sorted(group) for group in groups if group]
+
+
 def is_complete(passes: tuple[DetectionPass, ...]) -> bool:
     """Whether these passes search the whole frame for faces of every size the profile finds."""
     return any(p.kind == "global" for p in passes)
@@ -245,11 +258,13 @@ class ScheduledDetector(FrameDetector):
         frame_wh = _frame_wh(bgr)
         schedule = self.schedule_for(frame_wh)
         if frame_number == 0:
-            # Nothing is tracked yet: the first frame gets the whole cycle's passes at once.
+            # Nothing is tracked yet: the first frame gets the whole cycle's passes at once, spread over
+            # the detection threads (the frames after it wait for it to be tracked).
             passes = schedule.all_passes
+            parts = self._pass_parts_side_by_side(bgr, frame_wh, passes)
         else:
             passes = schedule.passes_for(frame_number)
-        parts = self._pass_parts(bgr, frame_wh, passes)
+            parts = self._pass_parts(bgr, frame_wh, passes)
         budget = FOCUS_PASSES_PER_FRAME[self.config.profile]
         if budget:
             focus_xyxy = np.asarray(focus(), np.float32).reshape(-1, 4)
@@ -259,8 +274,21 @@ class ScheduledDetector(FrameDetector):
     def detect_still(self, bgr: np.ndarray) -> Detections:
         """Every pass of the profile's cycle on one image (a photo has no next frame to wait for)."""
         frame_wh = _frame_wh(bgr)
-        parts = self._pass_parts(bgr, frame_wh, self.schedule_for(frame_wh).all_passes)
+        parts = self._pass_parts_side_by_side(bgr, frame_wh, self.schedule_for(frame_wh).all_passes)
         return merge_detections(parts, self.config.nms_iou)
+
+    def _pass_parts_side_by_side(self, bgr: np.ndarray, frame_wh: tuple[int, int],
+                                 passes: tuple[DetectionPass, ...]) -> list[Detections]:
+        """`_pass_parts` of many passes, split into `detect_workers` shares of about equal pixels run
+        on as many threads; the parts come back in the order of `passes`."""
+        shares = split_by_pixels(passes, self.config.detect_workers)
+        if len(shares) < 2:
+            return self._pass_parts(bgr, frame_wh, passes)
+        with ThreadPoolExecutor(max_workers=len(shares), thread_name_prefix="detect-share") as pool:
+            found = list(pool.map(lambda share: self._pass_parts(bgr, frame_wh, tuple(passes[i] for i in share)),
+                                  shares))
+        by_position = {position: part for share, parts in zip(shares, found) for position, part in zip(share, parts)}
+        return [by_position[position] for position in range(len(passes))]
 
     def _pass_parts(self, bgr: np.ndarray, frame_wh: tuple[int, int],
                     passes: tuple[DetectionPass, ...]) -> list[Detections]:

@@ -159,3 +159,35 @@ def test_a_small_face_is_found_again_around_its_track_on_frames_between_tiles():
     balanced.detect(frame)
     balanced.focus_on(np.array([box], np.float32))
     assert covers(balanced.detect(frame), box)
+
+
+def test_passes_are_split_into_shares_of_about_equal_pixels_in_their_order():
+    from streamd.detect.passes import DetectionPass
+    from streamd.detect.schedule import split_by_pixels
+
+    passes = (
+        DetectionPass("global", (0, 0, 1280, 720), 0.5),  # 640x360
+        DetectionPass("tile", (0, 0, 704, 416), 1.0),
+        DetectionPass("tile", (576, 0, 1280, 416), 1.0),
+        DetectionPass("coarse", (0, 0, 1280, 720), 0.25),  # 320x180
+    )
+    shares = split_by_pixels(passes, 2)
+    assert sorted(p for share in shares for p in share) == [0, 1, 2, 3]
+    assert all(share == sorted(share) for share in shares)
+    loads = [sum(passes[p].pixels for p in share) for share in shares]
+    assert max(loads) - min(loads) <= 704 * 416  # no share holds more than one big pass too many
+    assert len(shares) == 2
+    assert split_by_pixels(passes, 1) == [[0, 1, 2, 3]]
+    assert split_by_pixels(passes[:1], 4) == [[0]]
+    assert split_by_pixels((), 2) == []
+
+
+def test_the_first_frame_finds_the_same_faces_on_two_threads_as_on_one():
+    frame, box = small_face_frame()
+    one = build_detector(CenterFaceConfig(detect_workers=1)).detect(frame)
+    two = build_detector(CenterFaceConfig(detect_workers=2)).detect(frame)
+    assert covers(two, box)
+    order = np.lexsort(one.xyxy.T[::-1])
+    order_two = np.lexsort(two.xyxy.T[::-1])
+    np.testing.assert_allclose(two.xyxy[order_two], one.xyxy[order], atol=1e-3)
+    np.testing.assert_allclose(two.scores[order_two], one.scores[order], atol=1e-4)
