@@ -147,7 +147,7 @@ def build_demo_clip(path: Path, seconds: float = DEMO_SECONDS, fps: int = DEMO_F
     frame_count = int(round(seconds * fps))
     time_base = Fraction(1, fps)
     truth: list[np.ndarray] = []
-    writer = VideoFileWriter(Path(path), resolution_wh, time_base, Fraction(fps), crf=18)
+    writer = VideoFileWriter(Path(path), resolution_wh, time_base, Fraction(fps), crf=18, bgr_to_yuv="swscale")
     try:
         for index, (frame, boxes) in enumerate(render_demo_frames(sprites, frame_count, resolution_wh, fps)):
             writer.write(frame, pts=index)

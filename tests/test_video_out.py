@@ -163,3 +163,28 @@ def test_image_round_trip_and_errors(tmp_path: Path) -> None:
         write_image(tmp_path / "a.gifx", image)
     with pytest.raises(SinkError, match="does not exist"):
         write_image(tmp_path / "missing" / "a.png", image)
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(10 * np.log10(255.0**2 / np.mean((a.astype(np.float64) - b) ** 2)))
+
+
+def test_both_colour_conversions_decode_back_to_the_picture(tmp_path: Path) -> None:
+    from streamd import sample_faces
+
+    photo = sample_faces.astronaut_bgr()[:256, :320]
+    decoded = {}
+    for conversion in ("opencv", "swscale"):
+        path = tmp_path / f"{conversion}.mkv"
+        with VideoFileWriter(path, (320, 256), Fraction(1, 25), RATE, crf=0, bgr_to_yuv=conversion) as writer:
+            for index in range(3):
+                writer.write(photo, index)
+        with FileVideoSource(path) as source:
+            decoded[conversion] = [frame.bgr for frame in source.frames()]
+    assert len(decoded["opencv"]) == len(decoded["swscale"]) == 3
+    opencv, swscale = _psnr(decoded["opencv"][0], photo), _psnr(decoded["swscale"][0], photo)
+    # Lossless coding: what is left is the colour conversion and 4:2:0, where OpenCV's is the closer.
+    assert opencv > 38.0 and swscale > 35.0
+    assert opencv > swscale
+    with pytest.raises(ValueError, match="bgr_to_yuv"):
+        VideoFileWriter(tmp_path / "x.mkv", (320, 256), Fraction(1, 25), RATE, bgr_to_yuv="fast")

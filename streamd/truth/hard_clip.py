@@ -160,7 +160,8 @@ def write_clip(scene: Scene, out_dir: Path, name: str, seconds: float, fps: int 
 
         write_rotated_clip(upright_frames(), video, scene.display_rotation, fps=fps, crf=CRF)
     else:
-        writer = VideoFileWriter(video, scene.resolution_wh, Fraction(1, fps), Fraction(fps), crf=CRF)
+        writer = VideoFileWriter(video, scene.resolution_wh, Fraction(1, fps), Fraction(fps), crf=CRF,
+                                 bgr_to_yuv="swscale")
         try:
             for index, frame in enumerate(upright_frames()):
                 writer.write(frame, pts=index)
