@@ -244,7 +244,8 @@ class ScheduledDetector(FrameDetector):
             sizes = [p.input_wh for p in slot]
             shapes.update((sizes.count(size), *size) for size in sizes)
         budget = FOCUS_PASSES_PER_FRAME[self.config.profile]
-        shapes.update((count, FOCUS_INPUT_PX, FOCUS_INPUT_PX) for count in range(1, budget + 1))
+        side = FOCUS_INPUT_PX[self.config.profile]
+        shapes.update((count, side, side) for count in range(1, budget + 1))
         for count, width, height in sorted(shapes):
             self.backend.detect_native([np.zeros((height, width, 3), np.uint8)] * count)
 
@@ -268,7 +269,8 @@ class ScheduledDetector(FrameDetector):
         budget = FOCUS_PASSES_PER_FRAME[self.config.profile]
         if budget:
             focus_xyxy = np.asarray(focus(), np.float32).reshape(-1, 4)
-            parts += self._pass_parts(bgr, frame_wh, tuple(focus_passes(focus_xyxy, frame_wh, budget, frame_number)))
+            parts += self._pass_parts(bgr, frame_wh, tuple(focus_passes(
+                focus_xyxy, frame_wh, budget, frame_number, FOCUS_INPUT_PX[self.config.profile])))
         return FrameDetections(merge_detections(parts, self.config.nms_iou), is_complete(passes))
 
     def detect_still(self, bgr: np.ndarray) -> Detections:

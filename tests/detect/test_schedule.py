@@ -136,17 +136,17 @@ def test_focus_passes_look_again_around_small_tracked_faces_in_turn():
 
     boxes = np.array([[100, 100, 120, 122], [300, 300, 500, 520], [1270, 700, 1280, 720],
                       [600, 50, 630, 84], [900, 400, 940, 444]], np.float32)
-    first = focus_passes(boxes, (1280, 720), budget=2, turn=0)
-    second = focus_passes(boxes, (1280, 720), budget=2, turn=1)
-    assert all(p.kind == "track" and p.input_wh == (FOCUS_INPUT_PX, FOCUS_INPUT_PX) for p in first + second)
+    first = focus_passes(boxes, (1280, 720), budget=2, turn=0, input_px=FOCUS_INPUT_PX["balanced"])
+    second = focus_passes(boxes, (1280, 720), budget=2, turn=1, input_px=FOCUS_INPUT_PX["balanced"])
+    assert all(p.kind == "track" and p.input_wh == (FOCUS_INPUT_PX["balanced"],) * 2 for p in first + second)
     centres = lambda passes: {((p.region_xyxy[0] + p.region_xyxy[2]) // 2, (p.region_xyxy[1] + p.region_xyxy[3]) // 2)
                               for p in passes}
     # The big face gets no focus pass; the small ones share the budget in turn.
     assert len(first) == len(second) == 2 and centres(first) != centres(second)
     # A square at the frame corner is moved inside the frame, not cut.
-    corner = focus_passes(boxes[2:3], (1280, 720), budget=1, turn=0)[0]
+    corner = focus_passes(boxes[2:3], (1280, 720), budget=1, turn=0, input_px=160)[0]
     assert corner.region_xyxy[2] == 1280 and corner.region_xyxy[3] == 720
-    assert focus_passes(boxes, (1280, 720), budget=0, turn=0) == []
+    assert focus_passes(boxes, (1280, 720), budget=0, turn=0, input_px=160) == []
 
 
 def test_a_small_face_is_found_again_around_its_track_on_frames_between_tiles():
