@@ -18,7 +18,7 @@ import numpy as np
 from streamd import sample_faces
 from streamd.config import CenterFaceConfig
 from streamd.detect import build_detector
-from streamd.video_out import VideoFileWriter
+from streamd.video_out import GENERATED_CLIP_ENCODING, VideoFileWriter
 
 DEMO_RESOLUTION_WH = (1280, 720)
 DEMO_FPS = 25
@@ -147,7 +147,7 @@ def build_demo_clip(path: Path, seconds: float = DEMO_SECONDS, fps: int = DEMO_F
     frame_count = int(round(seconds * fps))
     time_base = Fraction(1, fps)
     truth: list[np.ndarray] = []
-    writer = VideoFileWriter(Path(path), resolution_wh, time_base, Fraction(fps), crf=18, bgr_to_yuv="swscale")
+    writer = VideoFileWriter(Path(path), resolution_wh, time_base, Fraction(fps), crf=18, **GENERATED_CLIP_ENCODING)
     try:
         for index, (frame, boxes) in enumerate(render_demo_frames(sprites, frame_count, resolution_wh, fps)):
             writer.write(frame, pts=index)

@@ -34,6 +34,13 @@ CONTAINER_FORMATS = {".mkv": "matroska", ".mp4": "mp4"}
 CONTAINER_OPTIONS = {".mkv": {"avoid_negative_ts": "disabled"}, ".mp4": {}}
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 PIXEL_FORMAT = "yuv420p"
+#: x264 options added to the preset for outputs: the diamond motion search instead of veryfast's
+#: hexagon. On the benchmark's anonymized 720p clips it saves 1-2 ms of CPU per frame (12.6 -> 11.5 ms;
+#: 27.3 -> 25.2 ms on the noisy dark clip) at the same size (-1.3%, -0.01%) and PSNR (+0.04, -0.03 dB).
+OUTPUT_X264_PARAMS = "me=dia"
+#: How the generated demo and benchmark clips are encoded: as they always were (swscale's colour
+#: conversion, the preset's own motion search), so they stay the same clips when outputs get faster.
+GENERATED_CLIP_ENCODING: dict[str, str] = {"bgr_to_yuv": "swscale", "x264_params": ""}
 SUBTITLE_TIME_BASE = Fraction(1, 1000)
 
 
@@ -90,6 +97,9 @@ class VideoFileWriter:
     on the frames' clock, are written up to the end of the last frame; a camera without audio, or with
     audio the container cannot hold (one warning), gives a video-only output.
 
+    `x264_params`: x264 options on top of `preset` (x264's `--x264-params` syntax), by default
+    OUTPUT_X264_PARAMS; empty for the preset alone.
+
     `bgr_to_yuv`: how frames become yuv420p. "opencv" (the default) is OpenCV's BT.601 conversion,
     about 8 times faster than swscale's from packed BGR (0.35 against 2.9 ms at 720p) and closer
     (45.7 against 41.0 dB after decoding back). "swscale" is FFmpeg's, which the generated demo and
@@ -107,6 +117,7 @@ class VideoFileWriter:
         preset: str = "veryfast",
         audio_source: Path | Sequence[Path] | AudioSubscription | None = None,
         bgr_to_yuv: Literal["opencv", "swscale"] = "opencv",
+        x264_params: str = OUTPUT_X264_PARAMS,
     ) -> None:
         self.path = Path(path)
         if bgr_to_yuv not in ("opencv", "swscale"):
@@ -148,7 +159,7 @@ class VideoFileWriter:
             self._remove_temporary()
             raise SinkError(f"{self.path}: cannot create output file: {getattr(exc, 'strerror', None) or exc}") from None
         try:
-            self._video_stream = self._add_video_stream(codec, crf, preset)
+            self._video_stream = self._add_video_stream(codec, crf, preset, x264_params)
         except (ValueError, av.FFmpegError) as exc:
             self._discard()
             raise SinkError(f"{self.path}: cannot set up the {codec} encoder: {exc}") from None
@@ -171,9 +182,11 @@ class VideoFileWriter:
                 PIXEL_FORMAT,
             )
 
-    def _add_video_stream(self, codec: str, crf: int, preset: str) -> av.video.stream.VideoStream:
+    def _add_video_stream(self, codec: str, crf: int, preset: str, x264_params: str) -> av.video.stream.VideoStream:
         if codec in ("libx264", "h264"):
             options = {"crf": str(crf), "preset": preset}
+            if x264_params:
+                options["x264-params"] = x264_params
         elif codec == "mpeg4":
             options = {"qscale": str(max(2, round(crf / 4)))}
         else:

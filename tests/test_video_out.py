@@ -188,3 +188,21 @@ def test_both_colour_conversions_decode_back_to_the_picture(tmp_path: Path) -> N
     assert opencv > swscale
     with pytest.raises(ValueError, match="bgr_to_yuv"):
         VideoFileWriter(tmp_path / "x.mkv", (320, 256), Fraction(1, 25), RATE, bgr_to_yuv="fast")
+
+
+def _x264_settings(path: Path) -> bytes:
+    """The settings x264 writes into its first packet (an SEI message)."""
+    with av.open(str(path)) as container:
+        packet = next(p for p in container.demux(video=0) if p.size)
+        return bytes(packet)
+
+
+def test_outputs_use_the_diamond_search_and_generated_clips_the_preset_alone(tmp_path: Path) -> None:
+    from streamd.video_out import GENERATED_CLIP_ENCODING
+
+    for name, extra in (("output", {}), ("generated", GENERATED_CLIP_ENCODING)):
+        with VideoFileWriter(tmp_path / f"{name}.mp4", (WIDTH, HEIGHT), Fraction(1, 25), RATE, **extra) as writer:
+            for index in range(3):
+                writer.write(gradient(index), index)
+    assert b"me=dia" in _x264_settings(tmp_path / "output.mp4")
+    assert b"me=hex" in _x264_settings(tmp_path / "generated.mp4")  # veryfast's own search

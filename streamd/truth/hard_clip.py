@@ -29,7 +29,7 @@ from streamd.truth.faces import SPLITS, SourceFace, load_split_faces
 from streamd.truth.mot import GtBox, write_conditions, write_gt
 from streamd.truth.render import draw_poles, draw_sprite, low_light, textured_background
 from streamd.truth.scenes import POLE_BGR, SCENE_NAMES, Scene, build_scene
-from streamd.video_out import VideoFileWriter
+from streamd.video_out import GENERATED_CLIP_ENCODING, VideoFileWriter
 
 logger = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ def write_clip(scene: Scene, out_dir: Path, name: str, seconds: float, fps: int 
         write_rotated_clip(upright_frames(), video, scene.display_rotation, fps=fps, crf=CRF)
     else:
         writer = VideoFileWriter(video, scene.resolution_wh, Fraction(1, fps), Fraction(fps), crf=CRF,
-                                 bgr_to_yuv="swscale")
+                                 **GENERATED_CLIP_ENCODING)
         try:
             for index, frame in enumerate(upright_frames()):
                 writer.write(frame, pts=index)
