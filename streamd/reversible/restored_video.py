@@ -25,8 +25,8 @@ class RestoredVideoWriter(VideoFileWriter):
         # Restored faces are readable by the owner only, from the first byte on.
         os.chmod(self._temporary_path, PRIVATE_FILE_MODE)
 
-    def _add_video_stream(self, codec: str, crf: int, preset: str) -> av.video.stream.VideoStream:
-        stream = super()._add_video_stream(codec, 0 if self._lossless else crf, preset)
+    def _add_video_stream(self, codec: str, crf: int, preset: str, x264_params: str) -> av.video.stream.VideoStream:
+        stream = super()._add_video_stream(codec, 0 if self._lossless else crf, preset, x264_params)
         stream.pix_fmt = LOSSLESS_PIXEL_FORMAT if self._lossless else RESTORED_PIXEL_FORMAT
         return stream
 
