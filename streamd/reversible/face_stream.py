@@ -106,6 +106,12 @@ def bgr_to_yuv420(bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             stacked[luma_size + chroma_size:].reshape(height // 2, width // 2))
 
 
+def _stacked_planes(canvas: np.ndarray, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Views of the Y, U and V planes of a yuv420p picture stacked as PyAV takes it (height * 3 / 2 rows)."""
+    chroma = canvas[height:].reshape(2, height // 2, canvas.shape[1] // 2)
+    return canvas[:height], chroma[0], chroma[1]
+
+
 def chroma_offset(region_xyxy: tuple[int, int, int, int]) -> tuple[int, int]:
     """Where a region starts inside its 4:2:0 canvas: one pixel in for an odd column or row."""
     return region_xyxy[0] & 1, region_xyxy[1] & 1
@@ -150,6 +156,7 @@ class FaceStreamEncoder:
         self._frames = 0
         self._last_key_s: float | None = None
         self.psnr_estimate_db: float | None = None
+        self._blank_canvas: np.ndarray | None = None
 
     @property
     def qp(self) -> int:
@@ -210,11 +217,12 @@ class FaceStreamEncoder:
         """The canvas as yuv420p planes stacked the way PyAV takes them (height * 3 / 2 rows of width;
         the canvas height is a multiple of 16): the region's at the top-left, grey elsewhere."""
         canvas_width, canvas_height = self._canvas_wh
-        canvas = np.empty((canvas_height * 3 // 2, canvas_width), dtype=np.uint8)
-        chroma = canvas[canvas_height:].reshape(2, canvas_height // 2, canvas_width // 2)
-        for plane, region_plane, fill in zip((canvas[:canvas_height], chroma[0], chroma[1]), region_planes,
-                                             CANVAS_FILL_YUV):
-            plane.fill(fill)
+        if self._blank_canvas is None or self._blank_canvas.shape != (canvas_height * 3 // 2, canvas_width):
+            self._blank_canvas = np.empty((canvas_height * 3 // 2, canvas_width), dtype=np.uint8)
+            for plane, fill in zip(_stacked_planes(self._blank_canvas, canvas_height), CANVAS_FILL_YUV):
+                plane.fill(fill)
+        canvas = self._blank_canvas.copy()
+        for plane, region_plane in zip(_stacked_planes(canvas, canvas_height), region_planes):
             plane[:region_plane.shape[0], :region_plane.shape[1]] = region_plane
         return canvas
 
@@ -289,8 +297,8 @@ class FaceStreamDecoder:
                                   f"(or {LEGACY_FACE_PIXEL_FORMAT})")
         stacked = frames[0].to_ndarray()
         height, width = frames[0].height, frames[0].width
-        chroma = stacked[height:].reshape(2, height // 2, width // 2)
+        luma, u, v = _stacked_planes(stacked, height)
         planes = np.empty((3, height, width), dtype=np.uint8)
-        planes[0] = stacked[:height]
-        planes[1:] = chroma.repeat(2, axis=1).repeat(2, axis=2)
+        planes[0] = luma
+        planes[1:] = np.stack((u, v)).repeat(2, axis=1).repeat(2, axis=2)
         return DecodedCanvas(planes, chroma_420=True, frame=frames[0])

@@ -22,6 +22,7 @@ belong where it is opened; they reveal nothing that the frame's clear metadata d
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import secrets
@@ -117,6 +118,7 @@ class SealBinding:
         affine: np.ndarray | Sequence[Sequence[float]],
         crop_wh: tuple[int, int],
         box_xyxy: np.ndarray | Sequence[float],
+        face_stream: tuple[int, int, int, int, int] | None = None,
     ) -> "SealBinding":
         """Quantize a 2x3 affine matrix (frame to crop) and an xyxy box in pixels into a binding."""
         affine_matrix = np.asarray(affine, dtype=np.float64)
@@ -136,6 +138,7 @@ class SealBinding:
             affine_e4=_quantize(affine_matrix.reshape(-1), AFFINE_SCALE),  # type: ignore[arg-type]
             crop_wh=(int(crop_wh[0]), int(crop_wh[1])),
             box_e2=_quantize(box, BOX_SCALE),  # type: ignore[arg-type]
+            face_stream=face_stream,
         )
 
     def to_dict(self) -> dict[str, object]:
@@ -183,11 +186,16 @@ class SealBinding:
         except (TypeError, ValueError) as exc:
             raise SealError(f"malformed seal binding: {exc}") from exc
 
-    def canonical_bytes(self) -> bytes:
+    @functools.cached_property
+    def _canonical(self) -> bytes:
+        # a frozen binding's bytes never change; sealing and opening each need them twice
         return canonical_json_bytes(self.to_dict())
 
+    def canonical_bytes(self) -> bytes:
+        return self._canonical
+
     def digest(self) -> bytes:
-        return hashlib.sha256(self.canonical_bytes()).digest()[:BINDING_DIGEST_BYTES]
+        return hashlib.sha256(self._canonical).digest()[:BINDING_DIGEST_BYTES]
 
 
 def _quantize(values: np.ndarray, scale: int) -> tuple[int, ...]:

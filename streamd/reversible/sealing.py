@@ -259,9 +259,8 @@ class StreamSealer:
                 affine=box_affine(area.region_xyxy),
                 crop_wh=(x1 - x0, y1 - y0),
                 box_xyxy=face.xyxy,
+                face_stream=(packet.part, packet.number, packet.canvas_wh[0], packet.canvas_wh[1], int(packet.keyframe)),
             )
-            binding = SealBinding(**{**binding.__dict__, "face_stream": (
-                packet.part, packet.number, packet.canvas_wh[0], packet.canvas_wh[1], int(packet.keyframe))})
             blob = seal_packet(packet.data, self._keyring.payload_key(area.track_id), binding)
             descriptor: dict[str, object] = {
                 "kind": SEALED_FACE_PACKET_KIND,
