@@ -14,7 +14,7 @@ from streamd.file_sink import VideoFileSink
 from streamd.sources import FrameSource, open_source
 from streamd.pipeline import StreamPipeline
 from streamd.protocol import new_stream_epoch
-from streamd.reversible.sealing import build_stream_sealer
+from streamd.reversible.sealing.stream_sealer import build_stream_sealer
 from streamd.sinks import FrameSink
 from streamd.stats import PipelineStats
 from streamd.types import AnonymizedFrame
@@ -26,8 +26,8 @@ def build_sinks(camera: CameraConfig, source: FrameSource, stream_epoch: str | N
     """The sinks of `camera`; a reversible camera's file output is written in the recording format."""
     sinks: list[FrameSink] = []
     if camera.outputs.file is not None and camera.reversible is not None:
-        from streamd.reversible.host_keys import default_host_key_ref
-        from streamd.reversible.recording_format import RecordingFileSink
+        from streamd.reversible.keys.host_keys import default_host_key_ref
+        from streamd.reversible.recording.recording_format import RecordingFileSink
 
         sinks.append(RecordingFileSink(camera.outputs.file, camera.id, stream_epoch or new_stream_epoch(), source,
                                        host_key_ref=camera.reversible.host_key or default_host_key_ref()))

@@ -284,7 +284,7 @@ def build_event(
     """An event dict; optional fields are left out when None.
 
     `wrapped_keys` (version 1.1) are a track key wrapped to each restore public key
-    (`streamd.reversible.keys.WrappedKey.to_dict()` entries), on `track_start` and `track_keys` events.
+    (`streamd.reversible.keys.restore_keys.WrappedKey.to_dict()` entries), on `track_start` and `track_keys` events.
     """
     if event_type not in EVENT_TYPES:
         raise ProtocolError(f"unknown event type {event_type!r}; one of {', '.join(EVENT_TYPES)}")

@@ -1,6 +1,6 @@
 """ZeroMQ sink: frames and the stream's events (stream up/down, track start/end) for subscribers.
 
-On a reversible stream (see `streamd.reversible.sealing`) frames carry their sealed payloads as extra parts,
+On a reversible stream (see `streamd.reversible.sealing.stream_sealer`) frames carry their sealed payloads as extra parts,
 `track_start` events carry the new track's wrapped keys, and `track_keys` events repeat them.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from streamd.config import ZmqOutputConfig
 from streamd.publish import ZmqPublisher
-from streamd.reversible.sealing import SEALING_EXTRAS_KEY, SealedFrame
+from streamd.reversible.sealing.stream_sealer import SEALING_EXTRAS_KEY, SealedFrame
 from streamd.sinks import FrameSink
 from streamd.types import AnonymizedFrame
 

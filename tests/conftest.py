@@ -30,7 +30,7 @@ def recording_host_key(tmp_path_factory: pytest.TempPathFactory):
     found through the environment, by the code under test and by CLI subprocesses alike."""
     import os
 
-    from streamd.reversible.host_keys import HOST_KEY_ENV, TRUST_STORE_ENV, generate_host_key, trust_host
+    from streamd.reversible.keys.host_keys import HOST_KEY_ENV, TRUST_STORE_ENV, generate_host_key, trust_host
 
     folder = tmp_path_factory.mktemp("host-key")
     _, private_path, public_path = generate_host_key(folder / "keys")

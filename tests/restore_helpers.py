@@ -13,10 +13,10 @@ import numpy as np
 
 from streamd.config import AnonymizerConfig, CameraConfig, FileSourceConfig, ReversibleConfig
 from streamd.oneshot import anonymize_video
-from streamd.reversible.host_keys import HostPrivateKey, default_host_key_ref, generate_host_key, load_host_key
-from streamd.reversible.keys import generate_restore_keypair
-from streamd.reversible.recording_format import FrameRecord, RecordingWriter, decode_video_frames, read_recording
-from streamd.reversible.seal import PNG_COMPRESSION_LEVEL
+from streamd.reversible.keys.host_keys import HostPrivateKey, default_host_key_ref, generate_host_key, load_host_key
+from streamd.reversible.keys.restore_keys import generate_restore_keypair
+from streamd.reversible.recording.recording_format import FrameRecord, RecordingWriter, decode_video_frames, read_recording
+from streamd.reversible.sealing.payloads import PNG_COMPRESSION_LEVEL
 
 WINDOW_BYTES = 24
 

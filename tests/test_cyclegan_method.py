@@ -91,7 +91,7 @@ def test_missing_or_tampered_model_is_an_error(models_dir: Path, tmp_path: Path)
 def test_recording_restores_with_f_and_other_modes_are_checked(models_dir, demo_clip, tmp_path, monkeypatch,
                                                                capsys) -> None:
     from streamd.cli import main
-    from streamd.reversible.recording_format import decode_video_frames, read_recording
+    from streamd.reversible.recording.recording_format import decode_video_frames, read_recording
 
     monkeypatch.setenv("STREAMD_MODELS_DIR", str(models_dir))
     private_key, public_key = make_keypair(tmp_path / "keys")

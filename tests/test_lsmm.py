@@ -20,7 +20,7 @@ from export.sdn_data import build_offline_faces  # noqa: E402
 from streamd.anonymize import build_anonymizer  # noqa: E402
 from streamd.config import AnonymizerConfig, SdnMethodConfig, parse_config  # noqa: E402
 from streamd.errors import ConfigError, ModelError  # noqa: E402
-from streamd.reversible.restore_neural import SdnNeuralRestorer  # noqa: E402
+from streamd.reversible.restore.restore_neural import SdnNeuralRestorer  # noqa: E402
 from streamd.runtime.lsmm import DIRECTIONS_ROLE, load_directions  # noqa: E402
 from streamd.runtime.sdn import SdnCodec  # noqa: E402
 
@@ -100,7 +100,7 @@ def test_manipulation_settings_are_validated(tmp_path):
 
 def test_daemon_records_the_manipulation_and_restore_uses_it(demo_clip, tmp_path, monkeypatch, capsys):
     from streamd.cli import main
-    from streamd.reversible.recording_format import decode_video_frames, read_recording
+    from streamd.reversible.recording.recording_format import decode_video_frames, read_recording
 
     monkeypatch.setenv("STREAMD_MODELS_DIR", str(MODELS_DIR))
     manipulations = {"smiling": 1.5, "mouth_open": -0.5}

@@ -32,7 +32,7 @@ from streamd.errors import SourceError
 from streamd.sources.base import FrameSource
 from streamd.pipeline import StreamPipeline
 from streamd.protocol import decode_event, decode_frame_message
-from streamd.reversible.recording_format import read_recording
+from streamd.reversible.recording.recording_format import read_recording
 from streamd.types import Detections, VideoFrame
 
 from conftest import decode_all

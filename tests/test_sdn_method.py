@@ -119,7 +119,7 @@ def test_unknown_attribute_is_a_config_error(models_dir: Path) -> None:
 def test_recording_restores_by_sealed_payloads_and_by_the_decoder(models_dir, demo_clip, tmp_path, monkeypatch,
                                                                   capsys) -> None:
     from streamd.cli import main
-    from streamd.reversible.recording_format import decode_video_frames, read_recording
+    from streamd.reversible.recording.recording_format import decode_video_frames, read_recording
 
     monkeypatch.setenv("STREAMD_MODELS_DIR", str(models_dir))
     private_key, public_key = make_keypair(tmp_path / "keys")

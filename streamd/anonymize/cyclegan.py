@@ -6,7 +6,7 @@ result is warped back under a feathered mask, smallest face first (`AlignedCropA
 
 The method has no key: anyone holding F (the `reid_onnx` file of the model) can re-identify every face
 anonymized with the matching G, so F is the secret and never needs to be on a camera host. Restore
-through `streamd restore --mode cyclegan` runs F on the recorded crops (streamd.reversible.restore_neural).
+through `streamd restore --mode cyclegan` runs F on the recorded crops (streamd.reversible.restore.restore_neural).
 """
 
 from __future__ import annotations

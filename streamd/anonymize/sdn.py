@@ -25,7 +25,7 @@ from streamd.anonymize.crops import AlignedCropAnonymizer
 from streamd.anonymize.neural_models import SharedModelKey, acquire_model, release_model
 from streamd.config import AnonymizerConfig, SdnMethodConfig
 from streamd.errors import ConfigError
-from streamd.reversible.keys import derive_password_bits, new_track_key
+from streamd.reversible.keys.restore_keys import derive_password_bits, new_track_key
 from streamd.runtime.lsmm import load_directions
 from streamd.runtime.sdn import SdnCodec
 from streamd.types import TrackedFace

@@ -26,7 +26,7 @@ from streamd.anonymize.key_code import KEY_CODE_LABEL, KEY_MATERIAL_BITS, key_co
 from streamd.anonymize.neural_models import SharedModelKey, acquire_model, release_model
 from streamd.config import AnonymizerConfig
 from streamd.errors import ConfigError, ModelError
-from streamd.reversible.keys import new_track_key
+from streamd.reversible.keys.restore_keys import new_track_key
 from streamd.runtime.manifest import load_manifest
 from streamd.runtime.sdn import crops_bgr_to_nchw, nchw_to_crops_bgr
 from streamd.types import TrackedFace

@@ -63,7 +63,7 @@ class SdnKeyedModel:
         return similarity_transform(kps5, self.crop_size)
 
     def code_for_key(self, key: bytes) -> np.ndarray:
-        from streamd.reversible.keys import derive_password_bits
+        from streamd.reversible.keys.restore_keys import derive_password_bits
 
         return derive_password_bits(key, self.code_size)
 
@@ -100,7 +100,7 @@ class SyntheticKeyedModel:
 
     def code_for_key(self, key: bytes) -> np.ndarray:
         from streamd.anonymize.synthetic import code_from_track_secrets
-        from streamd.reversible.keys import derive_password_bits
+        from streamd.reversible.keys.restore_keys import derive_password_bits
 
         class OneTrack:  # the secrets of one track keyed by `key`, as the daemon's key ring hands them out
             def password_bits(self, track_id: int, n_bits: int) -> np.ndarray:

@@ -10,7 +10,7 @@ and the background. Three kinds plug in:
   same `streamd.align` functions the pipeline uses. The SDN runner plugs in here (see
   `build_method`).
 - `SealedRestoreMethod`: any method plus a sealed payload of the original pixels of the region it
-  replaced (`streamd.reversible.seal`, the payload key derived from the face's track key), so restore is exact
+  replaced (`streamd.reversible.sealing.payloads`, the payload key derived from the face's track key), so restore is exact
   with the right key and refused (authentication failure) with a wrong one.
 
 A restore that refuses a key raises `RestoreRefused`; the harness counts such a face as protected
@@ -177,15 +177,15 @@ class SealedRestoreMethod(EvalMethod):
         self.pixelation = inner.pixelation
 
     def describe(self) -> dict[str, object]:
-        from streamd.reversible import seal
+        from streamd.reversible.sealing import payloads as seal
 
         return {**super().describe(), "inner": self.inner.describe(),
-                "sealing": f"streamd.reversible.seal v{seal.SEAL_VERSION}: PNG + ChaCha20-Poly1305, payload key from "
-                           "HKDF of the track key (streamd.reversible.keys.derive_payload_key)"}
+                "sealing": f"streamd.reversible.sealing.payloads v{seal.SEAL_VERSION}: PNG + ChaCha20-Poly1305, payload key from "
+                           "HKDF of the track key (streamd.reversible.keys.restore_keys.derive_payload_key)"}
 
     @staticmethod
     def _binding(image_index: int, face_index: int, face: EvalFace, region: tuple[int, int, int, int]):
-        from streamd.reversible.seal import SealBinding
+        from streamd.reversible.sealing.payloads import SealBinding
 
         x0, y0, x1, y1 = region
         return SealBinding.from_geometry(
@@ -195,8 +195,8 @@ class SealedRestoreMethod(EvalMethod):
         )
 
     def anonymize(self, image: EvalImage, keys: Sequence[bytes]) -> Anonymized:
-        from streamd.reversible.keys import derive_payload_key
-        from streamd.reversible.seal import seal_crop
+        from streamd.reversible.keys.restore_keys import derive_payload_key
+        from streamd.reversible.sealing.payloads import seal_crop
 
         anonymized = self.inner.anonymize(image, keys)
         for face_index, (face, region) in enumerate(zip(image.faces, self.inner.regions(image), strict=True)):
@@ -210,8 +210,8 @@ class SealedRestoreMethod(EvalMethod):
         return anonymized
 
     def restore(self, anonymized: Anonymized, image: EvalImage, keys: Sequence[bytes]) -> np.ndarray:
-        from streamd.reversible.keys import derive_payload_key
-        from streamd.reversible.seal import SealError, open_sealed
+        from streamd.reversible.keys.restore_keys import derive_payload_key
+        from streamd.reversible.sealing.payloads import SealError, open_sealed
 
         restored = anonymized.bgr.copy()
         for face_index, (region, blob) in anonymized.restore_state.items():

@@ -1,7 +1,7 @@
 """The SDN method as an evaluation adapter: the extension point for the neural runtime.
 
 `SdnCropMethod` is a `CropMethod`: it aligns each face to the SDN crop size, asks a runner for the
-surrogate under the face's password bits (derived from its track key, `streamd.reversible.keys
+surrogate under the face's password bits (derived from its track key, `streamd.reversible.keys.restore_keys
 .derive_password_bits`), and, for restore, for the revealed face under the same bits. Any object with
 the `SdnCropRunner` methods plugs in. `build_sdn_method` refuses to run (ModelError) until a trained
 model with its manifest and a runtime runner are installed; it never falls back to random weights.
@@ -51,7 +51,7 @@ class SdnCropMethod(CropMethod):
                 "password_bits": self.runner.password_bits}
 
     def _bits(self, key: bytes) -> np.ndarray:
-        from streamd.reversible.keys import derive_password_bits
+        from streamd.reversible.keys.restore_keys import derive_password_bits
 
         return derive_password_bits(key, self.runner.password_bits)
 

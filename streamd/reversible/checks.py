@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from streamd.config import CameraConfig
 from streamd.errors import ConfigError
-from streamd.reversible.keys import CREDENTIAL_PREFIX, CREDENTIALS_DIRECTORY_ENV, KeyFileError, load_public_keys
+from streamd.reversible.keys.restore_keys import CREDENTIAL_PREFIX, CREDENTIALS_DIRECTORY_ENV, KeyFileError, load_public_keys
 
 
 def check_reversible_cameras(cameras: Sequence[CameraConfig]) -> None:

@@ -22,14 +22,14 @@ logger = logging.getLogger("streamd")
 
 
 def _read_passphrase(path: Path | None) -> bytes | None:
-    from streamd.reversible.keys import read_passphrase_file
+    from streamd.reversible.keys.restore_keys import read_passphrase_file
 
     return None if path is None else read_passphrase_file(path)
 
 
 # ---------------------------------------------------------------- keys
 def cmd_keys_init(args: argparse.Namespace) -> int:
-    from streamd.reversible.keys import generate_restore_keypair
+    from streamd.reversible.keys.restore_keys import generate_restore_keypair
 
     written = generate_restore_keypair(args.out, _read_passphrase(args.passphrase_file))
     print(f"key id:      {written.key_id}")
@@ -39,7 +39,7 @@ def cmd_keys_init(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_host(args: argparse.Namespace) -> int:
-    from streamd.reversible.host_keys import default_host_key_dir, generate_host_key
+    from streamd.reversible.keys.host_keys import default_host_key_dir, generate_host_key
 
     key_id, private_path, public_path = generate_host_key(args.out or default_host_key_dir())
     print(f"host key id: {key_id}")
@@ -50,7 +50,7 @@ def cmd_keys_host(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_trust(args: argparse.Namespace) -> int:
-    from streamd.reversible.host_keys import trust_host
+    from streamd.reversible.keys.host_keys import trust_host
 
     host, pinned = trust_host(args.public_key, args.store)
     print(f"trusted host key {host.key_id}: {pinned}")
@@ -59,8 +59,8 @@ def cmd_keys_trust(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- record
 def cmd_record(args: argparse.Namespace) -> int:
-    from streamd.reversible.host_keys import default_host_key_ref, load_host_key
-    from streamd.reversible.record import Recorder
+    from streamd.reversible.keys.host_keys import default_host_key_ref, load_host_key
+    from streamd.reversible.recording.recorder import Recorder
 
     host_key = load_host_key(args.host_key or default_host_key_ref())
     endpoint = cluster_endpoint(args) if args.cluster else args.endpoint
@@ -110,7 +110,7 @@ def _raise_on_sigterm(signum: int, _frame: FrameType | None) -> None:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from streamd.reversible.restore import EXIT_PARTIAL, RestoreRequest, restore_recording
+    from streamd.reversible.restore.restore import EXIT_PARTIAL, RestoreRequest, restore_recording
 
     if args.list:
         for path in args.input:
@@ -141,7 +141,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def _list_recording(path: Path, thumbnails: Path | None) -> None:
-    from streamd.reversible.restore import list_tracks
+    from streamd.reversible.restore.restore import list_tracks
 
     recording, summaries = list_tracks(path)
     signed = "signed" if recording.signed else "UNSIGNED (format version 1)"
@@ -155,7 +155,7 @@ def _list_recording(path: Path, thumbnails: Path | None) -> None:
         print(f"{summary.track_id:>5}  {summary.first_s:>8.3f}  {summary.last_s:>8.3f}  {summary.frames:>6}  "
               f"{summary.payloads:>6}  {', '.join(summary.key_ids) or '-'}")
     if thumbnails is not None:
-        from streamd.reversible.thumbnails import write_track_thumbnails
+        from streamd.reversible.restore.thumbnails import write_track_thumbnails
 
         for written in write_track_thumbnails(recording, summaries, thumbnails):
             print(f"thumbnail: {written}")
@@ -163,14 +163,14 @@ def _list_recording(path: Path, thumbnails: Path | None) -> None:
 
 # ---------------------------------------------------------------- audit
 def _audit_log(args: argparse.Namespace) -> Path:
-    from streamd.reversible.restore import default_audit_log_path
+    from streamd.reversible.restore.restore import default_audit_log_path
 
     return args.log or default_audit_log_path()
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from streamd.reversible.audit import audit_log_head, verify_audit_log
-    from streamd.reversible.keys import derive_audit_key, load_private_key
+    from streamd.reversible.audit.audit_log import audit_log_head, verify_audit_log
+    from streamd.reversible.keys.restore_keys import derive_audit_key, load_private_key
 
     log = _audit_log(args)
     mac_key = key_id = None
@@ -192,13 +192,13 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 
 def _line_hashes(log: Path) -> set[str]:
-    from streamd.reversible.audit import line_hash
+    from streamd.reversible.audit.audit_log import line_hash
 
     return {line_hash(line) for line in log.read_bytes().splitlines() if line}
 
 
 def cmd_audit_head(args: argparse.Namespace) -> int:
-    from streamd.reversible.audit import audit_log_head
+    from streamd.reversible.audit.audit_log import audit_log_head
 
     print(audit_log_head(_audit_log(args)))
     return 0

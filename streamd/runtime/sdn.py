@@ -172,7 +172,7 @@ class SdnCodec:
 class SdnCropRunner:
     """One crop at a time under a fixed attribute vector: what the evaluation harness plugs in
     (streamd.evaluation.sdn_adapter.SdnCropRunner). Password bits come from
-    streamd.reversible.keys.derive_password_bits."""
+    streamd.reversible.keys.restore_keys.derive_password_bits."""
 
     def __init__(self, codec: SdnCodec, attributes: np.ndarray, model_sha256: str) -> None:
         if attributes.shape != (len(codec.spec.attribute_names),):

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from restore_helpers import make_keypair, psnr
-from streamd.reversible.recording_format import decode_video_frames, read_recording
+from streamd.reversible.recording.recording_format import decode_video_frames, read_recording
 from streamd.errors import ModelError
 from streamd.runtime.manifest import bundled_models_dir, load_manifest
 

@@ -68,7 +68,7 @@ def test_key_from_bits_packs_all_bits():
 def test_a_track_key_reaches_the_code_through_the_track_secrets():
     """The anonymizer's path: the key ring's 256 password bits of a track, expanded into the code."""
     from streamd.anonymize.synthetic import code_from_track_secrets
-    from streamd.reversible.keys import derive_password_bits
+    from streamd.reversible.keys.restore_keys import derive_password_bits
 
     class KeyRing:
         def __init__(self, keys: dict[int, bytes]) -> None:

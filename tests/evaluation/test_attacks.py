@@ -60,7 +60,7 @@ class WeakKeyedModel:
         return similarity_transform(kps5, SIZE)
 
     def code_for_key(self, key: bytes) -> np.ndarray:
-        from streamd.reversible.keys import derive_password_bits
+        from streamd.reversible.keys.restore_keys import derive_password_bits
 
         return derive_password_bits(key, BITS)
 

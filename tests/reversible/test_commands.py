@@ -12,7 +12,7 @@ import sys
 from restore_helpers import anonymize_reversibly, make_keypair
 
 from streamd.cli import main
-from streamd.reversible.host_keys import HOST_KEY_ENV, TrustStore
+from streamd.reversible.keys.host_keys import HOST_KEY_ENV, TrustStore
 
 
 def test_keys_host_and_trust(tmp_path, capsys):

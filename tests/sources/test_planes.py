@@ -16,7 +16,7 @@ from rtsp_server import RtspTestServer
 
 from streamd.app import open_stream
 from streamd.config import AnonymizerConfig, CameraConfig, FileSourceConfig, ReversibleConfig, RtspSourceConfig
-from streamd.reversible.keys import generate_restore_keypair
+from streamd.reversible.keys.restore_keys import generate_restore_keypair
 from streamd.sources import open_source
 from streamd.sources.files import FileVideoSource
 from streamd.sources.orientation import write_rotated_clip

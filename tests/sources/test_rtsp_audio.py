@@ -19,9 +19,9 @@ from rtsp_server import RtspTestServer, make_h264_clip
 from service_helpers import FPS, HEIGHT, WIDTH, RunningService, rtsp_camera, service_config, wait_until
 
 from streamd.cli import main
-from streamd.reversible.authenticity import verify_recording
-from streamd.reversible.host_keys import TrustStore
-from streamd.reversible.recording_format import read_recording
+from streamd.reversible.recording.authenticity import verify_recording
+from streamd.reversible.keys.host_keys import TrustStore
+from streamd.reversible.recording.recording_format import read_recording
 from streamd.sources.live_audio import AudioTrack, LiveAudioFeed, LiveAudioPacket
 from streamd.supervisor import CameraState
 from streamd.video_out import VideoFileWriter
