@@ -35,7 +35,7 @@ from streamd import __version__
 from streamd.config import StreamdConfig
 from streamd.protocol import decode_frame_message
 from streamd.sample_faces import astronaut_bgr
-from streamd.service import StreamService
+from streamd.service.daemon import StreamService
 
 logger = logging.getLogger("measure_live_view")
 

@@ -10,12 +10,12 @@ from streamd.anonymize import build_anonymizer
 from streamd.config import CameraConfig
 from streamd.detect import build_detector
 from streamd.detect.shared import SharedDetectorPool
-from streamd.file_sink import VideoFileSink
+from streamd.sinks.file_sink import VideoFileSink
 from streamd.sources import FrameSource, open_source
 from streamd.pipeline import StreamPipeline
 from streamd.protocol import new_stream_epoch
 from streamd.reversible.sealing.stream_sealer import build_stream_sealer
-from streamd.sinks import FrameSink
+from streamd.sinks.base import FrameSink
 from streamd.stats import PipelineStats
 from streamd.types import AnonymizedFrame
 
@@ -34,7 +34,7 @@ def build_sinks(camera: CameraConfig, source: FrameSource, stream_epoch: str | N
     elif camera.outputs.file is not None:
         sinks.append(VideoFileSink(camera.outputs.file, source))
     if camera.outputs.zmq is not None:
-        from streamd.zmq_sink import ZmqSink
+        from streamd.sinks.zmq_sink import ZmqSink
 
         sinks.append(ZmqSink(camera.outputs.zmq, camera.id, stream_epoch=stream_epoch))
     return sinks

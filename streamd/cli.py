@@ -172,8 +172,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from streamd.logs import configure_logging
-    from streamd.service import StreamService
+    from streamd.service.logs import configure_logging
+    from streamd.service.daemon import StreamService
 
     config = load_config(args.config)
     configure_logging(config.log_format, "DEBUG" if args.debug else config.log_level,
@@ -188,7 +188,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from streamd.status import DEFAULT_BASE_URL, address_from_config, base_url, read_status
+    from streamd.service.status import DEFAULT_BASE_URL, address_from_config, base_url, read_status
 
     if args.cluster:
         from streamd.cluster.commands import fleet_status

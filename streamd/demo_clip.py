@@ -18,7 +18,7 @@ import numpy as np
 from streamd import sample_faces
 from streamd.config import CenterFaceConfig
 from streamd.detect import build_detector
-from streamd.video_out import GENERATED_CLIP_ENCODING, VideoFileWriter
+from streamd.sinks.video_out import GENERATED_CLIP_ENCODING, VideoFileWriter
 
 DEMO_RESOLUTION_WH = (1280, 720)
 DEMO_FPS = 25

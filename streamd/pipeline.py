@@ -26,7 +26,7 @@ from streamd.config import CameraConfig, CenterFaceConfig
 from streamd.detect.base import FaceDetector, FrameDetections, FrameDetector
 from streamd.sources.base import FrameSource
 from streamd.reversible.sealing.stream_sealer import SEALING_EXTRAS_KEY, StreamSealer
-from streamd.sinks import FrameSink
+from streamd.sinks.base import FrameSink
 from streamd.stats import PipelineStats
 from streamd.tracking import FaceTracker
 from streamd.types import AnonymizedFrame, TrackedFace, VideoFrame

@@ -12,10 +12,10 @@ from typing import Any
 import zmq
 
 from streamd.config import StreamdConfig
-from streamd.metrics import fetch_metrics, parse_metrics
+from streamd.service.metrics import fetch_metrics, parse_metrics
 from streamd.protocol import decode_event, decode_frame_message
-from streamd.service import StreamService
-from streamd.supervisor import StreamOpener, open_camera_stream
+from streamd.service.daemon import StreamService
+from streamd.service.supervisor import StreamOpener, open_camera_stream
 
 WIDTH, HEIGHT, FPS = 320, 240, 25
 DETECTOR = {"type": "centerface", "input_width": WIDTH, "input_height": HEIGHT}

@@ -13,8 +13,8 @@ from service_helpers import DETECTOR, RunningService, service_config, wait_until
 from streamd.cli import main
 from streamd.config import CenterFaceConfig, parse_config
 from streamd.errors import ConfigError
-from streamd.service import StreamService
-from streamd.supervisor import CameraState
+from streamd.service.daemon import StreamService
+from streamd.service.supervisor import CameraState
 
 CAMERA = "cameras:\n  - id: a\n    source:\n      type: file\n      path: in.mp4\n"
 

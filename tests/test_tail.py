@@ -13,7 +13,7 @@ import pytest
 import zmq
 
 from streamd.config import ZmqOutputConfig
-from streamd.publish import ZmqPublisher
+from streamd.sinks.publish import ZmqPublisher
 from streamd.tail import TailStats, format_stats, tail
 from streamd.types import AnonymizedFrame, TrackedFace, VideoFrame
 

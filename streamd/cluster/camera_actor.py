@@ -23,8 +23,8 @@ from streamd.cluster.ray_runtime import ClusterError, import_ray, node_ip
 from streamd.config import CameraConfig, ServiceConfig
 from streamd.pipeline import StreamPipeline
 from streamd.stats import PipelineStats
-from streamd.supervisor import CameraSnapshot, CameraWorker, open_camera_stream, stop_workers
-from streamd.zmq_sink import ZmqSink
+from streamd.service.supervisor import CameraSnapshot, CameraWorker, open_camera_stream, stop_workers
+from streamd.sinks.zmq_sink import ZmqSink
 
 logger = logging.getLogger(__name__)
 

@@ -28,9 +28,9 @@ from streamd.cluster.registry import actor_name
 from streamd.cluster.resources import task_resources
 from streamd.config import CameraConfig, StreamdConfig, load_config
 from streamd.errors import ConfigError, StreamdError
-from streamd.metrics import MetricsServer, ServiceSnapshot
-from streamd.service import select_cameras
-from streamd.supervisor import CameraSnapshot, CameraState
+from streamd.service.metrics import MetricsServer, ServiceSnapshot
+from streamd.service.daemon import select_cameras
+from streamd.service.supervisor import CameraSnapshot, CameraState
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from streamd.metrics import ServiceSnapshot, render_metrics
+from streamd.service.metrics import ServiceSnapshot, render_metrics
 
 
 def render_fleet_metrics(snapshot: ServiceSnapshot, placements: Mapping[str, Mapping[str, Any]]) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 import av
 
 from streamd.errors import SinkError
-from streamd.video_out import CONTAINER_FORMATS
+from streamd.sinks.video_out import CONTAINER_FORMATS
 
 logger = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ from streamd.cluster.video_index import Segment, VideoIndex
 from streamd.config import CameraConfig, FileOutputConfig
 from streamd.detect import build_detector
 from streamd.errors import SinkError
-from streamd.file_sink import VideoFileSink
+from streamd.sinks.file_sink import VideoFileSink
 from streamd.pipeline import StreamPipeline
-from streamd.sinks import FrameSink
+from streamd.sinks.base import FrameSink
 from streamd.types import AnonymizedFrame
 
 logger = logging.getLogger(__name__)

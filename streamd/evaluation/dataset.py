@@ -21,7 +21,7 @@ from streamd.detect.centerface import CENTERFACE_SHA256
 from streamd.errors import SourceError
 from streamd.evaluation.errors import EvaluationError
 from streamd.oneshot import IMAGE_SUFFIXES
-from streamd.video_out import read_image
+from streamd.sinks.video_out import read_image
 
 logger = logging.getLogger(__name__)
 

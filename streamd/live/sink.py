@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from streamd.live.feed import LiveFeed
-from streamd.sinks import FrameSink
+from streamd.sinks.base import FrameSink
 from streamd.types import AnonymizedFrame
 
 

@@ -13,7 +13,7 @@ from streamd.live.hls import HlsStream
 from streamd.live.sink import LiveSink
 from streamd.pipeline import StreamPipeline
 from streamd.stats import PipelineStats
-from streamd.supervisor import StreamOpener
+from streamd.service.supervisor import StreamOpener
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ from streamd.oneshot.planning import check_output, is_image_path, plan_image_pai
 from streamd.sources.files import FileVideoSource
 from streamd.stats import PipelineStats
 from streamd.tracking import FaceTracker
-from streamd.video_out import read_image, write_image
+from streamd.sinks.video_out import read_image, write_image
 
 logger = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from streamd.truth.faces import SPLITS, SourceFace, load_split_faces
 from streamd.truth.mot import GtBox, write_conditions, write_gt
 from streamd.truth.render import draw_poles, draw_sprite, low_light, textured_background
 from streamd.truth.scenes import POLE_BGR, SCENE_NAMES, Scene, build_scene
-from streamd.video_out import GENERATED_CLIP_ENCODING, VideoFileWriter
+from streamd.sinks.video_out import GENERATED_CLIP_ENCODING, VideoFileWriter
 
 logger = logging.getLogger(__name__)
 

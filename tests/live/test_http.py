@@ -20,7 +20,7 @@ from streamd.config import CameraConfig
 from streamd.errors import ModelError
 from streamd.pipeline import StreamPipeline
 from streamd.stats import PipelineStats
-from streamd.supervisor import open_camera_stream
+from streamd.service.supervisor import open_camera_stream
 
 pytestmark = pytest.mark.timeout(120)
 

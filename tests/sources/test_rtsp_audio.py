@@ -23,8 +23,8 @@ from streamd.reversible.recording.authenticity import verify_recording
 from streamd.reversible.keys.host_keys import TrustStore
 from streamd.reversible.recording.recording_format import read_recording
 from streamd.sources.live_audio import AudioTrack, LiveAudioFeed, LiveAudioPacket
-from streamd.supervisor import CameraState
-from streamd.video_out import VideoFileWriter
+from streamd.service.supervisor import CameraState
+from streamd.sinks.video_out import VideoFileWriter
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -74,7 +74,7 @@ def audio_packets(path: Path) -> list[av.Packet]:
 def test_camera_audio_is_written_with_its_codec_and_rate_and_lasts_as_long_as_the_video(
         server: RtspTestServer, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     output = tmp_path / "cam.mkv"
-    with caplog.at_level(logging.INFO, logger="streamd.audio"):
+    with caplog.at_level(logging.INFO, logger="streamd.sinks.audio"):
         record(camera_with_file(server, output), frames=40)
     assert stream_kinds(output) == ["video", "audio"]
     with av.open(str(output)) as container:
@@ -161,7 +161,7 @@ def test_audio_the_container_cannot_hold_gives_one_warning_and_video_only(
     subscription = feed.subscribe("camera")
     feed.publish(LiveAudioPacket(b"\x00" * 320, 0, 160, track))
     output = tmp_path / "out.mp4"
-    with caplog.at_level(logging.WARNING, logger="streamd.audio"):
+    with caplog.at_level(logging.WARNING, logger="streamd.sinks.audio"):
         with VideoFileWriter(output, (64, 48), Fraction(1, FPS), Fraction(FPS), audio_source=subscription) as writer:
             for index in range(3):
                 writer.write(av.VideoFrame(64, 48, "yuv420p").to_ndarray(format="bgr24"), pts=index)

@@ -20,7 +20,7 @@ from streamd.truth.hard_clip import build_benchmark, render_scene
 from streamd.truth.mot import read_conditions, read_gt
 from streamd.truth.runner import RunResult, RunSpec, find_clips, score_outputs, upright_frames
 from streamd.truth.scenes import build_scene
-from streamd.video_out import VideoFileWriter
+from streamd.sinks.video_out import VideoFileWriter
 
 SECONDS = 0.4  # 10 frames per clip
 

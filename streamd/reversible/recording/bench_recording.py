@@ -38,7 +38,7 @@ import numpy as np
 from streamd.config import AnonymizerConfig, CameraConfig, FileSourceConfig, ReversibleConfig
 from streamd.demo_clip import DEMO_FPS, DEMO_RESOLUTION_WH, build_demo_clip, load_face_sprites, render_demo_frames
 from streamd.oneshot import anonymize_video
-from streamd.video_out import VideoFileWriter
+from streamd.sinks.video_out import VideoFileWriter
 from streamd.reversible.keys.host_keys import HOST_KEY_ENV, TRUST_STORE_ENV, generate_host_key, trust_host
 from streamd.reversible.keys.restore_keys import generate_restore_keypair
 from streamd.reversible.recording.recording_format import decode_video_frames, read_recording

@@ -41,7 +41,7 @@ from streamd.protocol import (
 from streamd.reversible.keys.host_keys import HostPrivateKey
 from streamd.reversible.recording.recording_format import DEFAULT_AVERAGE_RATE, PrerollPacket, RecordingWriter, SegmentLink
 from streamd.reversible.sealing.stream_sealer import SEALED_FACE_PACKET_KIND
-from streamd.sinks import keep_written_frames
+from streamd.sinks.base import keep_written_frames
 
 logger = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ import numpy as np
 
 from streamd.config import FileOutputConfig
 from streamd.errors import SinkError, StreamdError
-from streamd.file_sink import FileWriterSink
+from streamd.sinks.file_sink import FileWriterSink
 from streamd.protocol import build_frame_header, parse_time_base
 from streamd.reversible.recording.chain import (
     ChainSigner,
@@ -50,7 +50,7 @@ from streamd.reversible.sealing.stream_sealer import SEALING_EXTRAS_KEY, SealedF
 from streamd.sources.base import FrameSource
 from streamd.sources.live_audio import AudioSubscription
 from streamd.types import AnonymizedFrame
-from streamd.video_out import VideoFileWriter
+from streamd.sinks.video_out import VideoFileWriter
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import av
 
 from streamd.reversible.restore.outputs import PRIVATE_FILE_MODE
 from streamd.reversible.restore.restorers import RestoreError
-from streamd.video_out import VideoFileWriter
+from streamd.sinks.video_out import VideoFileWriter
 
 RESTORE_PRESET = "ultrafast"
 RESTORED_PIXEL_FORMAT = "yuv420p"

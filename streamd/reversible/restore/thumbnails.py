@@ -16,7 +16,7 @@ import numpy as np
 
 from streamd.errors import SinkError
 from streamd.reversible.recording.recording_format import Recording, decode_video_frames
-from streamd.video_out import write_image
+from streamd.sinks.video_out import write_image
 
 logger = logging.getLogger(__name__)
 

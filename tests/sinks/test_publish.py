@@ -13,7 +13,7 @@ from streamd.config import ZmqOutputConfig
 from streamd.errors import SinkError
 from streamd.frame_gaps import FrameGapCounter
 from streamd.protocol import decode_event, decode_frame_message
-from streamd.publish import ZmqPublisher
+from streamd.sinks.publish import ZmqPublisher
 from streamd.types import AnonymizedFrame, TrackedFace, VideoFrame
 
 CAMERA = "cam1"

@@ -15,10 +15,10 @@ from service_helpers import FPS, HEIGHT, WIDTH, RunningService, free_tcp_port, r
 
 from streamd.cli import main as cli_main
 from streamd.config import HealthConfig, StreamdConfig
-from streamd.health import HealthMonitor
+from streamd.service.health import HealthMonitor
 from streamd.stats import LatencyHistogram
-from streamd.status import base_url
-from streamd.supervisor import CameraSnapshot, CameraState
+from streamd.service.status import base_url
+from streamd.service.supervisor import CameraSnapshot, CameraState
 
 pytestmark = pytest.mark.timeout(120)
 

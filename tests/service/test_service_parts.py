@@ -11,12 +11,12 @@ import pytest
 
 from streamd.config import parse_config
 from streamd.errors import ConfigError
-from streamd.health import CameraHealth
-from streamd.logs import JsonLineFormatter
-from streamd.metrics import ServiceSnapshot, camera_status_rows, format_status_table, parse_metrics, render_metrics
-from streamd.sdnotify import SystemdNotifier, socket_address, watchdog_period_s
+from streamd.service.health import CameraHealth
+from streamd.service.logs import JsonLineFormatter
+from streamd.service.metrics import ServiceSnapshot, camera_status_rows, format_status_table, parse_metrics, render_metrics
+from streamd.service.sdnotify import SystemdNotifier, socket_address, watchdog_period_s
 from streamd.stats import LatencyHistogram
-from streamd.supervisor import CameraSnapshot
+from streamd.service.supervisor import CameraSnapshot
 
 
 def test_notifier_sends_to_an_abstract_socket() -> None:

@@ -33,9 +33,9 @@ from streamd.cli import main as cli_main
 from streamd.config import CameraConfig
 from streamd.errors import ModelError, SinkError
 from streamd.pipeline import StreamPipeline
-from streamd.sinks import FrameSink
+from streamd.sinks.base import FrameSink
 from streamd.stats import PipelineStats
-from streamd.supervisor import CameraState, open_camera_stream
+from streamd.service.supervisor import CameraState, open_camera_stream
 from streamd.types import AnonymizedFrame
 
 pytestmark = pytest.mark.timeout(180)

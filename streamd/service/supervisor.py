@@ -31,7 +31,7 @@ from streamd.sources.files import FileVideoSource
 from streamd.pipeline import StreamPipeline
 from streamd.sources.rtsp import RtspVideoSource
 from streamd.stats import LatencyHistogram, PipelineStats
-from streamd.zmq_sink import ZmqSink
+from streamd.sinks.zmq_sink import ZmqSink
 
 logger = logging.getLogger(__name__)
 

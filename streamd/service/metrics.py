@@ -3,7 +3,7 @@
 No client library: the format is a few lines per metric (`# HELP`, `# TYPE`, samples). The server is
 `http.server.ThreadingHTTPServer` on a loopback address (`metrics.listen`), answering
 `GET /metrics` (the exposition) and `GET /healthz` (200 when every camera is healthy, 503 otherwise,
-with one line per unhealthy camera; see `streamd.health`); other paths go to an optional route
+with one line per unhealthy camera; see `streamd.service.health`); other paths go to an optional route
 handler (the live view of `streamd.live`). `parse_metrics` reads the exposition back, for `streamd status`.
 """
 
@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from streamd.errors import StreamdError
-from streamd.health import PROBLEMS, CameraHealth
-from streamd.supervisor import CameraSnapshot, CameraState
+from streamd.service.health import PROBLEMS, CameraHealth
+from streamd.service.supervisor import CameraSnapshot, CameraState
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from streamd.errors import SinkError
 from streamd.types import AnonymizedFrame
-from streamd.video_out import incomplete_sibling
+from streamd.sinks.video_out import incomplete_sibling
 
 logger = logging.getLogger(__name__)
 

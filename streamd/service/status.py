@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from streamd.config import MetricsConfig, load_config
 from streamd.errors import ConfigError, StreamdError
-from streamd.metrics import camera_status_rows, fetch_metrics, format_status_table, parse_metrics
+from streamd.service.metrics import camera_status_rows, fetch_metrics, format_status_table, parse_metrics
 
 logger = logging.getLogger(__name__)
 

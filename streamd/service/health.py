@@ -1,6 +1,6 @@
 """Whether each camera is healthy, for /healthz, the metrics and `streamd status`.
 
-A camera is unhealthy when it is wedged (its pipeline would not stop; see `streamd.supervisor`),
+A camera is unhealthy when it is wedged (its pipeline would not stop; see `streamd.service.supervisor`),
 when it has not been up for `health.down_grace_s` (starting, reconnecting to its source, waiting to
 restart, stopped, or failed for good; a file camera that reached its end is fine), or when it dropped
 more than `health.max_drop_share` of the frames it decoded over the last `health.window_s`
@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from streamd.config import HealthConfig
-from streamd.supervisor import CameraSnapshot, CameraState
+from streamd.service.supervisor import CameraSnapshot, CameraState
 
 #: Problem names (the `problem` label of `streamd_camera_problem`).
 PROBLEMS = ("down", "drops", "wedged")

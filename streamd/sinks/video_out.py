@@ -22,7 +22,7 @@ import av
 import cv2
 import numpy as np
 
-from streamd.audio import AudioPassthrough, LiveAudioPassthrough
+from streamd.sinks.audio import AudioPassthrough, LiveAudioPassthrough
 from streamd.errors import SinkError, SourceError, StreamdError, UnusableOutputError
 from streamd.sources.live_audio import AudioSubscription
 
@@ -91,7 +91,7 @@ class VideoFileWriter:
     the first frame is written, because the container header is written with the first packet.
 
     `audio_source`: a media file (or consecutive files with the same audio streams) whose audio streams
-    are copied into the output unchanged, in time order with the frames (`streamd.audio`); the frames
+    are copied into the output unchanged, in time order with the frames (`streamd.sinks.audio`); the frames
     must carry that file's timestamps. A subclass sees each audio packet in `_audio_packet`. Or a live
     camera's audio (an `AudioSubscription` taken before the source's first frame): its packets, already
     on the frames' clock, are written up to the end of the last frame; a camera without audio, or with

@@ -1,7 +1,7 @@
 """The long-running service behind `streamd run`: many cameras, systemd, signals, metrics.
 
 Each camera runs under a `CameraWorker` (its own threads, restarted on failure; see
-`streamd.supervisor`). The main thread owns everything else, waking once per
+`streamd.service.supervisor`). The main thread owns everything else, waking once per
 `service.status_interval_s` (and at least twice per watchdog period):
 
 - systemd: READY=1 once every camera's first start has been tried, WATCHDOG=1 while every camera
@@ -10,7 +10,7 @@ Each camera runs under a `CameraWorker` (its own threads, restarted on failure; 
 - signals: SIGTERM and SIGINT stop every camera so that outputs are finished (file segments closed,
   ZeroMQ sockets closed with their linger); SIGHUP reloads the camera list from the config file:
   new cameras start, removed ones stop, changed ones restart, unchanged ones are not touched.
-- metrics: the Prometheus endpoint of `streamd.metrics`, /healthz judged by `streamd.health`, and
+- metrics: the Prometheus endpoint of `streamd.service.metrics`, /healthz judged by `streamd.service.health`, and
   the live view of `streamd.live` on the same HTTP server.
 
 Signal handlers only set flags; all work happens in the main loop.
@@ -33,14 +33,14 @@ from streamd import __version__
 from streamd.config import CameraConfig, StreamdConfig, load_config
 from streamd.detect.shared import SharedDetectorPool
 from streamd.errors import ConfigError, StreamdError
-from streamd.health import HealthMonitor, health_summary
+from streamd.service.health import HealthMonitor, health_summary
 from streamd.live.routes import LiveRoutes
 from streamd.live.views import LiveViews
-from streamd.metrics import MetricsServer, ServiceSnapshot, render_metrics
+from streamd.service.metrics import MetricsServer, ServiceSnapshot, render_metrics
 from streamd.pipeline import StreamPipeline
-from streamd.sdnotify import SystemdNotifier
+from streamd.service.sdnotify import SystemdNotifier
 from streamd.stats import PipelineStats
-from streamd.supervisor import CameraSnapshot, CameraState, CameraWorker, StreamOpener, open_camera_stream, stop_workers
+from streamd.service.supervisor import CameraSnapshot, CameraState, CameraWorker, StreamOpener, open_camera_stream, stop_workers
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import pytest
 
 import streamd
 
-UNIT_DIR = Path(__file__).resolve().parents[1] / "systemd"
+UNIT_DIR = Path(__file__).resolve().parents[2] / "systemd"
 INSTALLED_STREAMD = "/opt/streamd/bin/streamd"
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
 

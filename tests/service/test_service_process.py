@@ -19,7 +19,7 @@ import yaml
 from rtsp_server import make_h264_clip
 from service_helpers import FPS, HEIGHT, WIDTH, free_tcp_port, wait_until
 
-from streamd.metrics import fetch_metrics, parse_metrics
+from streamd.service.metrics import fetch_metrics, parse_metrics
 
 pytestmark = pytest.mark.timeout(120)
 

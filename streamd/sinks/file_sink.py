@@ -9,10 +9,10 @@ from pathlib import Path
 from streamd.config import FileOutputConfig
 from streamd.sources.base import FrameSource
 from streamd.sources.files import FileVideoSource
-from streamd.sinks import ClosableWriter, FrameSink, keep_written_frames
+from streamd.sinks.base import ClosableWriter, FrameSink, keep_written_frames
 from streamd.sources.live_audio import AudioSubscription
 from streamd.types import AnonymizedFrame
-from streamd.video_out import VideoFileWriter
+from streamd.sinks.video_out import VideoFileWriter
 
 logger = logging.getLogger(__name__)
 

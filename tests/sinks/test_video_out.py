@@ -12,7 +12,7 @@ import pytest
 
 from streamd.errors import SinkError, SourceError
 from streamd.sources.files import FileVideoSource
-from streamd.video_out import VideoFileWriter, read_image, write_image
+from streamd.sinks.video_out import VideoFileWriter, read_image, write_image
 
 WIDTH, HEIGHT, RATE = 64, 48, Fraction(25)
 
@@ -198,7 +198,7 @@ def _x264_settings(path: Path) -> bytes:
 
 
 def test_outputs_use_the_diamond_search_and_generated_clips_the_preset_alone(tmp_path: Path) -> None:
-    from streamd.video_out import GENERATED_CLIP_ENCODING
+    from streamd.sinks.video_out import GENERATED_CLIP_ENCODING
 
     for name, extra in (("output", {}), ("generated", GENERATED_CLIP_ENCODING)):
         with VideoFileWriter(tmp_path / f"{name}.mp4", (WIDTH, HEIGHT), Fraction(1, 25), RATE, **extra) as writer:

@@ -7,9 +7,9 @@ On a reversible stream (see `streamd.reversible.sealing.stream_sealer`) frames c
 from __future__ import annotations
 
 from streamd.config import ZmqOutputConfig
-from streamd.publish import ZmqPublisher
+from streamd.sinks.publish import ZmqPublisher
 from streamd.reversible.sealing.stream_sealer import SEALING_EXTRAS_KEY, SealedFrame
-from streamd.sinks import FrameSink
+from streamd.sinks.base import FrameSink
 from streamd.types import AnonymizedFrame
 
 

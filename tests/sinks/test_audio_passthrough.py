@@ -10,7 +10,7 @@ import pytest
 from av_clips import stream_span_s, write_clip
 
 from streamd.errors import SinkError
-from streamd.video_out import VideoFileWriter
+from streamd.sinks.video_out import VideoFileWriter
 
 
 def _shifted(source, target, seconds: int):
