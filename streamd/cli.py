@@ -399,18 +399,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def use_calling_threads_for_opencv() -> None:
-    """Run OpenCV's functions on the thread that calls them, without its own thread pool.
-
-    The pipeline already runs decode, detection (two threads), tracking, masking and output side by side;
-    OpenCV splitting each small resize, colour conversion or optical flow over a pool of its own on top
-    of that cost more than it saved: on the held-out sizes clip, 28.9-30.4 against 26.7-29.3 fps in three
-    paired runs, with the same output bytes."""
-    import cv2
-
-    cv2.setNumThreads(0)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -421,7 +409,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if not args.debug:
         logging.getLogger().setLevel(logging.WARNING)
-    use_calling_threads_for_opencv()
     try:
         code = args.handler(args)
         sys.stdout.flush()

@@ -116,21 +116,6 @@ def test_validate_config_points_at_the_line(tmp_path, capsys) -> None:
     assert code == 0 and "ok" in out
 
 
-def test_commands_run_opencv_on_the_calling_thread(tmp_path) -> None:
-    # a fresh interpreter: OpenCV starts with its own pool on a multi-core machine
-    config = tmp_path / "cam.yaml"
-    clip = tmp_path / "a.mp4"
-    clip.write_bytes(b"")
-    config.write_text(f"cameras:\n  - id: a\n    source: {{type: file, path: {clip}}}\n")
-    script = ("import cv2, sys; from streamd.cli import main; before = cv2.getNumThreads(); "
-              f"code = main(['validate-config', {str(config)!r}]); print(before, cv2.getNumThreads(), code)")
-    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
-    assert completed.returncode == 0, completed.stderr
-    before, after, code = completed.stdout.split()[-3:]
-    assert (after, code) == ("1", "0")
-    assert int(before) >= 1
-
-
 def test_console_script_exit_codes(tmp_path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("cameras:\n  - id: a\n    source: {type: file, path: a.mp4}\n    sauce: 1\n")

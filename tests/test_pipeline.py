@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -35,6 +37,7 @@ from streamd.protocol import decode_event, decode_frame_message
 from streamd.reversible.recording.recording_format import read_recording
 from streamd.types import Detections, VideoFrame
 
+from av_clips import write_clip
 from conftest import decode_all
 from memory_source import MemoryFrameSource
 from restore_helpers import make_keypair
@@ -265,3 +268,22 @@ def test_a_failed_run_keeps_the_frames_it_wrote_under_an_incomplete_name(
     if reversible:
         recording = read_recording(kept[0])
         assert not recording.truncated and len(recording.records) == pipeline.stats.frames_out
+
+
+def test_a_pipeline_runs_opencv_on_its_own_threads(tmp_path) -> None:
+    # a fresh interpreter: OpenCV starts with a pool of its own on a machine with several cores
+    clip = write_clip(tmp_path / "clip.mp4", frames=5)
+    script = (
+        "import sys, cv2; from pathlib import Path; from streamd.oneshot import anonymize_video; "
+        "from streamd.config import CameraConfig, FileSourceConfig; "
+        "before = cv2.getNumThreads(); clip = Path(sys.argv[1]); "
+        "result = anonymize_video(clip, Path(sys.argv[2]), CameraConfig(id='c', source=FileSourceConfig(path=clip))); "
+        "print(before, cv2.getNumThreads(), result.stats.frames_out)"
+    )
+    completed = subprocess.run([sys.executable, "-c", script, str(clip), str(tmp_path / "out.mp4")],
+                               capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr
+    before, after, frames = completed.stdout.split()[-3:]
+    assert (after, frames) == ("1", "5")
+    assert int(before) >= 1
+
