@@ -145,9 +145,10 @@ class RtspVideoSource(FrameSource):
     def frames(self) -> Iterator[VideoFrame]:
         if self._reader is not None:
             raise SourceError(f"{self.display_url}: frames() can be iterated only once")
-        self._reader = threading.Thread(target=self._read_forever, name=f"rtsp-reader {self.display_url}",
-                                        daemon=True)
-        self._reader.start()
+        reader = threading.Thread(target=self._read_forever, name=f"rtsp-reader {self.display_url}", daemon=True)
+        # Published only once started: close() may run on another thread at any moment and joins it.
+        reader.start()
+        self._reader = reader
         try:
             while not self._closed.is_set():
                 try:

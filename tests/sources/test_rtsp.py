@@ -173,6 +173,29 @@ def test_close_returns_promptly_while_the_read_is_stalled(server: RtspTestServer
     assert collector.error is None
 
 
+def test_close_from_another_thread_while_the_reader_is_starting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A service reload may stop a camera whose frames() has only just begun: close() must not fail."""
+    source = RtspVideoSource(source_config(f"rtsp://127.0.0.1:{free_port()}/stream", reconnect_initial_s=0.05))
+    close_errors: list[BaseException] = []
+    real_start = threading.Thread.start
+
+    def close_elsewhere_then_start(thread: threading.Thread) -> None:
+        if thread.name.startswith("rtsp-reader"):
+            def close() -> None:
+                try:
+                    source.close()
+                except BaseException as error:  # kept for the test to assert on
+                    close_errors.append(error)
+            closer = threading.Thread(target=close)
+            real_start(closer)
+            closer.join(5.0)
+        real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", close_elsewhere_then_start)
+    delivered = list(source.frames())
+    assert delivered == [] and close_errors == []
+
+
 def test_dead_url_keeps_retrying_with_backoff(collectors: list[FrameCollector]) -> None:
     collector = FrameCollector(source_config(f"rtsp://127.0.0.1:{free_port()}/stream",
                                              reconnect_initial_s=0.05, reconnect_max_s=0.3))
