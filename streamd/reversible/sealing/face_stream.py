@@ -144,6 +144,34 @@ class DecodedCanvas:
         return self.frame.to_ndarray(format="bgr24")[top:top + y1 - y0, left:left + x1 - x0]
 
 
+class _CanvasFrame:
+    """One part's canvas as a yuv420p picture the encoder reads, refilled in place for every frame: the
+    region's planes at the top-left, grey elsewhere. libx264 copies a picture in before `encode`
+    returns, so one picture serves the whole part without a fresh allocation and copy per frame."""
+
+    def __init__(self, canvas_wh: tuple[int, int]) -> None:
+        self.frame = av.VideoFrame(canvas_wh[0], canvas_wh[1], FACE_PIXEL_FORMAT)
+        self._planes = [np.frombuffer(plane, dtype=np.uint8).reshape(plane.height, plane.line_size)[:, :plane.width]
+                        for plane in self.frame.planes]
+        for plane, fill in zip(self._planes, CANVAS_FILL_YUV):
+            plane.fill(fill)
+        self._filled_hw = [(0, 0)] * len(self._planes)
+
+    def holding(self, region_planes: tuple[np.ndarray, np.ndarray, np.ndarray]) -> av.VideoFrame:
+        """The picture with `region_planes` (Y, U, V) at the top-left; what the last region covered
+        beyond this one is grey again."""
+        for index, (plane, region_plane, fill) in enumerate(zip(self._planes, region_planes, CANVAS_FILL_YUV)):
+            height, width = region_plane.shape
+            filled_height, filled_width = self._filled_hw[index]
+            if filled_height > height:
+                plane[height:filled_height, :filled_width] = fill
+            if filled_width > width:
+                plane[:min(height, filled_height), width:filled_width] = fill
+            plane[:height, :width] = region_plane
+            self._filled_hw[index] = (height, width)
+        return self.frame
+
+
 class FaceStreamEncoder:
     """Encodes the face regions of one track, one packet per frame."""
 
@@ -156,7 +184,7 @@ class FaceStreamEncoder:
         self._frames = 0
         self._last_key_s: float | None = None
         self.psnr_estimate_db: float | None = None
-        self._blank_canvas: np.ndarray | None = None
+        self._canvas: _CanvasFrame | None = None
 
     @property
     def qp(self) -> int:
@@ -187,12 +215,11 @@ class FaceStreamEncoder:
             previous_qp = self._control.qp
             if self._control.next_qp() != previous_qp:
                 self._context = self._open_encoder()
-        assert self._context is not None
-        frame = av.VideoFrame.from_ndarray(self._canvas_planes(planes), format=FACE_PIXEL_FORMAT)
+        assert self._context is not None and self._canvas is not None
+        frame = self._canvas.holding(planes)
         frame.pts = self._frames
         frame.time_base = Fraction(1, 1000)
-        if force_key:
-            frame.pict_type = av.video.frame.PictureType.I
+        frame.pict_type = av.video.frame.PictureType.I if force_key else av.video.frame.PictureType.NONE
         try:
             packets = self._context.encode(frame)
         except av.FFmpegError as exc:
@@ -213,21 +240,9 @@ class FaceStreamEncoder:
         data = without_sei(bytes(packet)) if keyframe else bytes(packet)
         return FacePacket(self._part, self._frames - 1, self._canvas_wh, keyframe, data)
 
-    def _canvas_planes(self, region_planes: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
-        """The canvas as yuv420p planes stacked the way PyAV takes them (height * 3 / 2 rows of width;
-        the canvas height is a multiple of 16): the region's at the top-left, grey elsewhere."""
-        canvas_width, canvas_height = self._canvas_wh
-        if self._blank_canvas is None or self._blank_canvas.shape != (canvas_height * 3 // 2, canvas_width):
-            self._blank_canvas = np.empty((canvas_height * 3 // 2, canvas_width), dtype=np.uint8)
-            for plane, fill in zip(_stacked_planes(self._blank_canvas, canvas_height), CANVAS_FILL_YUV):
-                plane.fill(fill)
-        canvas = self._blank_canvas.copy()
-        for plane, region_plane in zip(_stacked_planes(canvas, canvas_height), region_planes):
-            plane[:region_plane.shape[0], :region_plane.shape[1]] = region_plane
-        return canvas
-
     def _open_part(self, crop_wh: tuple[int, int]) -> None:
         self._canvas_wh = canvas_for(crop_wh, self._frame_wh)
+        self._canvas = _CanvasFrame(self._canvas_wh)
         if self._last_key_s is not None:
             self._control.next_qp()
         self._context = self._open_encoder()

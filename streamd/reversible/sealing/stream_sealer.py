@@ -81,10 +81,11 @@ class SealedFrame:
     repeated_keys: dict[int, list[dict[str, object]]] = field(default_factory=dict)
 
 
-def box_affine(region_xyxy: Sequence[int]) -> np.ndarray:
-    """The frame-to-crop affine matrix of an axis-aligned crop starting at (x0, y0)."""
+def box_affine_e4(region_xyxy: Sequence[int]) -> tuple[int, int, int, int, int, int]:
+    """The frame-to-crop affine matrix of an axis-aligned crop starting at (x0, y0), [[1, 0, -x0], [0, 1, -y0]],
+    as a binding holds it (units of 1 / AFFINE_SCALE)."""
     x0, y0 = int(region_xyxy[0]), int(region_xyxy[1])
-    return np.array([[1.0, 0.0, -x0], [0.0, 1.0, -y0]], dtype=np.float64)
+    return (AFFINE_SCALE, 0, -x0 * AFFINE_SCALE, 0, AFFINE_SCALE, -y0 * AFFINE_SCALE)
 
 
 def box_region_from_binding(binding: SealBinding) -> tuple[int, int, int, int]:
@@ -228,19 +229,19 @@ class StreamSealer:
         sealed = self.keys_frame(frame)
         if not self.sealed_payloads:
             return sealed
-        areas: list[tuple[TrackedFace, FaceArea]] = []
+        areas: list[tuple[tuple[int, int, int, int], FaceArea]] = []
         for face in faces:
             x0, y0, x1, y1 = (int(value) for value in self._region_of(face, frame.resolution_wh))
             if x1 <= x0 or y1 <= y0:
                 continue
             box_e2 = tuple(int(round(float(value) * BOX_SCALE)) for value in face.xyxy)
-            areas.append((face, FaceArea(int(face.track_id), (x0, y0, x1, y1),
-                                         tuple(value / BOX_SCALE for value in box_e2))))  # type: ignore[arg-type]
+            areas.append((box_e2, FaceArea(int(face.track_id), (x0, y0, x1, y1),  # type: ignore[arg-type]
+                                           tuple(value / BOX_SCALE for value in box_e2))))  # type: ignore[arg-type]
         all_areas = [area for _, area in areas]
         seconds = frame.seconds if frame.seconds is not None else frame.wallclock
         if areas:
             self._note_pixel_source(frame)
-        for face, area in areas:
+        for box_e2, area in areas:
             x0, y0, x1, y1 = area.region_xyxy
             encoder = self._encoders.get(area.track_id)
             if encoder is None:
@@ -250,15 +251,16 @@ class StreamSealer:
                 packet = encoder.encode_yuv420(region_planes(frame.yuv420, area, all_areas), seconds)
             else:
                 packet = encoder.encode(blank_neighbours(frame.bgr[y0:y1, x0:x1], area, all_areas), seconds, (x0, y0))
-            binding = SealBinding.from_geometry(
+            # the quantized geometry directly: what `SealBinding.from_geometry` makes of the region's translation and the box
+            binding = SealBinding(
                 camera=self.camera_id,
-                stream_epoch=self.stream_epoch,
-                frame_index=frame.index,
-                pts=frame.pts,
+                stream_epoch=str(self.stream_epoch),
+                frame_index=int(frame.index),
+                pts=None if frame.pts is None else int(frame.pts),
                 track_id=area.track_id,
-                affine=box_affine(area.region_xyxy),
+                affine_e4=box_affine_e4(area.region_xyxy),
                 crop_wh=(x1 - x0, y1 - y0),
-                box_xyxy=face.xyxy,
+                box_e2=box_e2,
                 face_stream=(packet.part, packet.number, packet.canvas_wh[0], packet.canvas_wh[1], int(packet.keyframe)),
             )
             blob = seal_packet(packet.data, self._keyring.payload_key(area.track_id), binding)

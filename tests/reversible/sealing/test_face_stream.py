@@ -67,6 +67,27 @@ def test_odd_regions_decode_in_place_on_the_chroma_grid():
         assert abs(int(u_block[0, 0]) - int(u_source[ey0 // 2, ex0 // 2])) <= 3
 
 
+def test_a_shrinking_region_leaves_nothing_of_the_last_one_on_the_canvas():
+    """The encoder refills one picture per part: where an earlier, larger region was, the canvas is grey
+    again, and each frame decodes to its own region."""
+    encoder, decoder = FaceStreamEncoder((96, 80), FaceQuality(crf=4)), FaceStreamDecoder()
+    frames = _source_frames(5)
+    regions = [(10, 8, 70, 64), (10, 8, 50, 40), (10, 8, 70, 44), (10, 8, 36, 64), (10, 8, 30, 30)]
+    parts = set()
+    for index, (frame, region) in enumerate(zip(frames, regions)):
+        x0, y0, x1, y1 = region
+        packet = encoder.encode(frame.to_ndarray(format="bgr24")[y0:y1, x0:x1], index / 25, (x0, y0))
+        parts.add(packet.part)
+        canvas = decoder.decode(packet.part, packet.number, packet.keyframe, packet.data)
+        assert canvas is not None
+        luma = canvas.planes[0]
+        assert _psnr(frame.to_ndarray()[:80][y0:y1, x0:x1], canvas.region(region)[0]) > 40.0, f"frame {index}"
+        outside = np.ones(luma.shape, dtype=bool)
+        outside[:y1 - y0 + 2, :x1 - x0 + 2] = False  # the region, and the block edge the codec blends into it
+        assert np.abs(luma[outside].astype(int) - 128).max() <= 4, f"frame {index}: an earlier region lingers"
+    assert parts == {0}, "every region fits the first canvas, so one picture served them all"
+
+
 def test_a_4_4_4_stream_of_an_earlier_recording_still_decodes():
     context = av.CodecContext.create("libx264", "w")
     context.width, context.height, context.pix_fmt = 48, 32, "yuv444p"
