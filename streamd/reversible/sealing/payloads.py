@@ -35,7 +35,7 @@ import numpy as np
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-from streamd.reversible.canonical import canonical_json_bytes
+from streamd.reversible.canonical import checked_canonical_json_bytes
 from streamd.errors import StreamdError
 
 logger = logging.getLogger(__name__)
@@ -188,8 +188,9 @@ class SealBinding:
 
     @functools.cached_property
     def _canonical(self) -> bytes:
-        # a frozen binding's bytes never change; sealing and opening each need them twice
-        return canonical_json_bytes(self.to_dict())
+        # a frozen binding's bytes never change; sealing and opening each need them twice. __post_init__
+        # has checked every field is an int, a str or None, so there is no float to look for.
+        return checked_canonical_json_bytes(self.to_dict())
 
     def canonical_bytes(self) -> bytes:
         return self._canonical
