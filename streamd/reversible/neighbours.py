@@ -54,6 +54,19 @@ def owned_mask(area: FaceArea, others: Sequence[FaceArea]) -> np.ndarray:
     return mask
 
 
+def overlapping_neighbours(areas: Sequence[FaceArea]) -> list[list[FaceArea]]:
+    """For each area, the other areas whose regions overlap its own: the only ones `owned_mask` can
+    take pixels from (found for the whole frame at once rather than pair by pair)."""
+    if len(areas) < 2:
+        return [[] for _ in areas]
+    regions = np.array([area.region_xyxy for area in areas], dtype=np.int64)
+    across = np.minimum(regions[:, None, 2], regions[None, :, 2]) > np.maximum(regions[:, None, 0], regions[None, :, 0])
+    down = np.minimum(regions[:, None, 3], regions[None, :, 3]) > np.maximum(regions[:, None, 1], regions[None, :, 1])
+    overlap = across & down
+    np.fill_diagonal(overlap, False)
+    return [[areas[other] for other in np.flatnonzero(row)] for row in overlap]
+
+
 def blank_neighbours(crop_bgr: np.ndarray, area: FaceArea, others: Sequence[FaceArea]) -> np.ndarray:
     """A copy of `crop_bgr` (the pixels of `area.region_xyxy`) with the pixels of other faces blanked."""
     mask = owned_mask(area, others)

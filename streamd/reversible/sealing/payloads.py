@@ -208,7 +208,8 @@ def _is_int(value: object) -> bool:
 
 
 def _check_int_tuple(value: object, length: int, name: str) -> None:
-    if not isinstance(value, tuple) or len(value) != length or not all(_is_int(item) for item in value):
+    # exact ints only (no bool, no numpy scalar): the test is written out for speed, a binding is checked per face
+    if not isinstance(value, tuple) or len(value) != length or not all(type(item) is int for item in value):
         raise ValueError(f"SealBinding.{name} must be a tuple of {length} ints, got {value!r}")
 
 

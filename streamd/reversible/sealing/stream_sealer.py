@@ -47,7 +47,7 @@ from streamd.reversible.keys.restore_keys import (
 from streamd.reversible.sealing.face_planes import region_planes
 from streamd.reversible.sealing.face_rate import FaceQuality
 from streamd.reversible.sealing.face_stream import FaceStreamEncoder
-from streamd.reversible.neighbours import FaceArea, blank_neighbours
+from streamd.reversible.neighbours import FaceArea, blank_neighbours, overlapping_neighbours
 from streamd.reversible.sealing.payloads import AFFINE_SCALE, BOX_SCALE, SealBinding, seal_packet
 from streamd.types import TrackedFace, VideoFrame
 
@@ -237,20 +237,20 @@ class StreamSealer:
             box_e2 = tuple(int(round(float(value) * BOX_SCALE)) for value in face.xyxy)
             areas.append((box_e2, FaceArea(int(face.track_id), (x0, y0, x1, y1),  # type: ignore[arg-type]
                                            tuple(value / BOX_SCALE for value in box_e2))))  # type: ignore[arg-type]
-        all_areas = [area for _, area in areas]
+        neighbours = overlapping_neighbours([area for _, area in areas])
         seconds = frame.seconds if frame.seconds is not None else frame.wallclock
         if areas:
             self._note_pixel_source(frame)
-        for box_e2, area in areas:
+        for (box_e2, area), near in zip(areas, neighbours):
             x0, y0, x1, y1 = area.region_xyxy
             encoder = self._encoders.get(area.track_id)
             if encoder is None:
                 encoder = FaceStreamEncoder(frame.resolution_wh, self._face_quality)
                 self._encoders[area.track_id] = encoder
             if frame.yuv420 is not None:
-                packet = encoder.encode_yuv420(region_planes(frame.yuv420, area, all_areas), seconds)
+                packet = encoder.encode_yuv420(region_planes(frame.yuv420, area, near), seconds)
             else:
-                packet = encoder.encode(blank_neighbours(frame.bgr[y0:y1, x0:x1], area, all_areas), seconds, (x0, y0))
+                packet = encoder.encode(blank_neighbours(frame.bgr[y0:y1, x0:x1], area, near), seconds, (x0, y0))
             # the quantized geometry directly: what `SealBinding.from_geometry` makes of the region's translation and the box
             binding = SealBinding(
                 camera=self.camera_id,

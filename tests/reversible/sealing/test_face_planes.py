@@ -10,7 +10,7 @@ import pytest
 from streamd.reversible.sealing.face_planes import region_planes
 from streamd.reversible.sealing.face_rate import FaceQuality
 from streamd.reversible.sealing.face_stream import FaceStreamDecoder, FaceStreamEncoder
-from streamd.reversible.neighbours import BLANK_VALUE, FaceArea, owned_mask
+from streamd.reversible.neighbours import BLANK_VALUE, FaceArea, overlapping_neighbours, owned_mask
 from streamd.sources.files import FileVideoSource
 from streamd.types import Yuv420Planes
 
@@ -141,3 +141,22 @@ def test_region_bgr_converts_like_the_source_frames(demo_clip):
             from_444.append(_psnr(original, converted[1:-1, 1:-1]))
     assert np.mean(as_source) >= np.mean(from_444) + REGION_BGR_MARGIN_DB, (
         f"as the source {np.mean(as_source):.2f} dB, from 4:4:4 {np.mean(from_444):.2f} dB")
+
+
+def test_overlapping_neighbours_give_the_masks_of_every_area():
+    """The sealer hands each face only the regions that overlap its own; masks are those of all areas."""
+    rng = np.random.default_rng(11)
+    areas = []
+    for track_id in range(1, 25):
+        x0, y0 = (int(value) for value in rng.integers(0, 600, 2))
+        width, height = (int(value) for value in rng.integers(8, 90, 2))
+        box = (x0 + 0.2 * width, y0 + 0.2 * height, x0 + 0.8 * width, y0 + 0.8 * height)
+        areas.append(FaceArea(track_id, (x0, y0, x0 + width, y0 + height), box))
+    areas.append(FaceArea(99, (areas[0].region_xyxy[2], 0, areas[0].region_xyxy[2] + 10, 700), (0.0, 0.0, 1.0, 1.0)))
+    neighbours = overlapping_neighbours(areas)
+    assert areas[-1] not in neighbours[0], "regions that only touch do not overlap"
+    assert any(neighbours), "the random layout has overlaps to check"
+    for area, near in zip(areas, neighbours):
+        assert area not in near
+        assert np.array_equal(owned_mask(area, near), owned_mask(area, areas))
+    assert overlapping_neighbours(areas[:1]) == [[]]
