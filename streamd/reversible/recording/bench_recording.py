@@ -5,7 +5,8 @@
 
 For the demo clip and the benchmark's crowd clip (both 1280x720) it measures
 - the size of the plain anonymized recording, the restorable one and the source;
-- the pipeline's frames per second with and without sealing and signing (best of `--repeats`);
+- the pipeline's frames per second and CPU time with and without sealing and signing: `--repeats` pairs
+  of runs (plain, then restorable), the cost the median of the pairs' costs, with their range;
 - for the demo clip: restoring one track (frames per second, end to end), and the PSNR of every
   restored face region against the decoded source, in the lossless 4:4:4 output and in the default
   yuv420p output (for the crowd clip too, default output); with dlib installed, the share of restored
@@ -22,6 +23,7 @@ the load average before and after the runs.
 from __future__ import annotations
 
 import argparse
+import statistics
 import json
 import logging
 import os
@@ -62,20 +64,35 @@ def _camera(clip: Path, public_key: Path | None, face_settings: dict[str, object
                         reversible=reversible)
 
 
-def _best_run(clip: Path, output: Path, public_key: Path | None, repeats: int,
-              face_settings: dict[str, object] | None = None) -> tuple[float, float]:
-    """Best pipeline fps (wall clock) and least CPU seconds per frame (all threads) over `repeats` runs
-    (the output of the last run is kept). CPU time is what sealing and signing add, whatever else
-    the machine is busy with."""
-    best_fps, best_cpu = 0.0, float("inf")
-    for _ in range(repeats):
-        output.unlink(missing_ok=True)
-        started, cpu_started = time.perf_counter(), time.process_time()
-        result = anonymize_video(clip, output, _camera(clip, public_key, face_settings))
-        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-        best_fps = max(best_fps, result.stats.frames_out / elapsed)
-        best_cpu = min(best_cpu, cpu / result.stats.frames_out)
-    return best_fps, best_cpu
+def _timed_run(clip: Path, output: Path, public_key: Path | None,
+               face_settings: dict[str, object] | None = None) -> tuple[float, float]:
+    """One pipeline run: frames per second (wall clock) and CPU seconds per frame (all threads). CPU time
+    is what sealing and signing add, whatever else the machine is busy with."""
+    output.unlink(missing_ok=True)
+    started, cpu_started = time.perf_counter(), time.process_time()
+    result = anonymize_video(clip, output, _camera(clip, public_key, face_settings))
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    return result.stats.frames_out / elapsed, cpu / result.stats.frames_out
+
+
+def _paired_runs(clip: Path, plain: Path, restorable: Path, public_key: Path, repeats: int) -> dict[str, object]:
+    """`repeats` pairs of runs, plain then restorable, back to back. The machine's speed drifts over
+    minutes by more than sealing costs, so each pair is compared within itself and the costs are the
+    median over pairs (with their range); the fps and CPU columns are medians too."""
+    pairs = [(_timed_run(clip, plain, None), _timed_run(clip, restorable, public_key)) for _ in range(repeats)]
+    fps_costs = [1.0 - restorable_fps / plain_fps for (plain_fps, _), (restorable_fps, _) in pairs]
+    cpu_costs = [1.0 - plain_cpu / restorable_cpu for (_, plain_cpu), (_, restorable_cpu) in pairs]
+    return {
+        "pipeline_fps_plain": round(statistics.median(plain[0] for plain, _ in pairs), 2),
+        "pipeline_fps_restorable": round(statistics.median(restorable[0] for _, restorable in pairs), 2),
+        "sealing_and_signing_cost": round(statistics.median(fps_costs), 3),
+        "sealing_and_signing_cost_range": [round(min(fps_costs), 3), round(max(fps_costs), 3)],
+        "cpu_ms_per_frame_plain": round(statistics.median(plain[1] for plain, _ in pairs) * 1000, 1),
+        "cpu_ms_per_frame_restorable": round(statistics.median(restorable[1] for _, restorable in pairs) * 1000, 1),
+        "sealing_and_signing_cpu_cost": round(statistics.median(cpu_costs), 3),
+        "sealing_and_signing_cpu_cost_range": [round(min(cpu_costs), 3), round(max(cpu_costs), 3)],
+        "pairs": repeats,
+    }
 
 
 def _composition(recording: Path) -> dict[str, int]:
@@ -164,7 +181,7 @@ def _quality_sweep(demo: Path, plain: Path, public_key: Path, private_key: Path,
     for index, setting in enumerate(settings):
         logger.info("demo at face-stream setting %s", setting)
         recording = work / f"demo-sweep{index}.mkv"
-        _best_run(demo, recording, public_key, 1, face_settings=_face_settings(setting))
+        _timed_run(demo, recording, public_key, face_settings=_face_settings(setting))
         _, summaries = list_tracks(recording)
         every = {summary.track_id for summary in summaries}
         restored = work / f"sweep{index}-default.mkv"
@@ -231,8 +248,8 @@ def run(seconds: float, repeats: int, work: Path, quality_sweep: list[str] | Non
     clips: dict[str, object] = {}
     for name, clip in (("demo", Path(demo)), ("crowd", Path(crowd))):
         logger.info("%s: plain and restorable recordings", name)
-        plain_fps, plain_cpu = _best_run(clip, work / f"{name}-plain.mkv", None, repeats)
-        restorable_fps, restorable_cpu = _best_run(clip, work / f"{name}-restorable.mkv", keys.public_key_path, repeats)
+        timing = _paired_runs(clip, work / f"{name}-plain.mkv", work / f"{name}-restorable.mkv", keys.public_key_path,
+                              repeats)
         sizes = {kind: (work / f"{name}-{kind}.mkv").stat().st_size for kind in ("plain", "restorable")}
         _, summaries = list_tracks(work / f"{name}-restorable.mkv")
         clips[name] = {
@@ -240,11 +257,7 @@ def run(seconds: float, repeats: int, work: Path, quality_sweep: list[str] | Non
             "restorable_over_plain": round(sizes["restorable"] / sizes["plain"], 2),
             "restorable_over_source": round(sizes["restorable"] / clip.stat().st_size, 2),
             "tracks": len(summaries), "restorable_composition": _composition(work / f"{name}-restorable.mkv"),
-            "pipeline_fps_plain": round(plain_fps, 2), "pipeline_fps_restorable": round(restorable_fps, 2),
-            "sealing_and_signing_cost": round(1.0 - restorable_fps / plain_fps, 3),
-            "cpu_ms_per_frame_plain": round(plain_cpu * 1000, 1),
-            "cpu_ms_per_frame_restorable": round(restorable_cpu * 1000, 1),
-            "sealing_and_signing_cpu_cost": round(1.0 - plain_cpu / restorable_cpu, 3),
+            **timing,
         }
     recording = work / "demo-restorable.mkv"
     _, summaries = list_tracks(recording)
@@ -279,6 +292,12 @@ def run(seconds: float, repeats: int, work: Path, quality_sweep: list[str] | Non
     }
 
 
+def _cost_text(clip: dict[str, Any], key: str) -> str:
+    """A median cost over pairs of runs, with the range of the pairs."""
+    low, high = clip[f"{key}_range"]
+    return f"{clip[key] * 100:.1f}% ({low * 100:.1f} to {high * 100:.1f})"
+
+
 def markdown(report: dict[str, object]) -> str:
     clips = report["clips"]
     lines = ["| clip | source | plain anonymized | restorable | / plain | / source | pipeline fps plain -> restorable | "
@@ -289,8 +308,8 @@ def markdown(report: dict[str, object]) -> str:
                      f"{clip['plain_bytes'] / 1e6:.2f} MB | {clip['restorable_bytes'] / 1e6:.2f} MB | "
                      f"{clip['restorable_over_plain']}x | {clip['restorable_over_source']}x | "
                      f"{clip['pipeline_fps_plain']} -> {clip['pipeline_fps_restorable']} | "
-                     f"{clip['sealing_and_signing_cost'] * 100:.1f}% | {clip['cpu_ms_per_frame_plain']} -> "
-                     f"{clip['cpu_ms_per_frame_restorable']} | {clip['sealing_and_signing_cpu_cost'] * 100:.1f}% |")
+                     f"{_cost_text(clip, 'sealing_and_signing_cost')} | {clip['cpu_ms_per_frame_plain']} -> "
+                     f"{clip['cpu_ms_per_frame_restorable']} | {_cost_text(clip, 'sealing_and_signing_cpu_cost')} |")
     lines += ["", "Restorable recording by part: " + "; ".join(
         f"{name}: video {clip['restorable_composition']['video_bytes'] / 1e6:.2f} MB, sealed face streams "
         f"{clip['restorable_composition']['sealed_face_bytes'] / 1e6:.2f} MB, records (compressed) "
