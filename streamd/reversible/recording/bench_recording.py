@@ -197,15 +197,22 @@ def _quality_sweep(demo: Path, plain: Path, public_key: Path, private_key: Path,
 
 
 def _face_settings(setting: str) -> dict[str, object]:
-    """`crf=9`, `qp=17` or `floor=40.5` as `reversible:` settings."""
-    name, _, value = setting.partition("=")
-    if name == "crf":
-        return {"face_crf": int(value)}
-    if name == "qp":
-        return {"face_qp": int(value), "face_min_psnr_db": None}
-    if name == "floor":
-        return {"face_min_psnr_db": float(value)}
-    raise ValueError(f"unknown face-stream setting {setting!r}: crf=N, qp=N or floor=DB")
+    """`crf=9`, `qp=17`, `floor=40.5` or `start=15` (the QP a track starts at, the floor kept) as
+    `reversible:` settings; several joined by `+` (`start=15+floor=41.5`) combine."""
+    settings: dict[str, object] = {}
+    for part in setting.split("+"):
+        name, _, value = part.partition("=")
+        if name == "crf":
+            settings["face_crf"] = int(value)
+        elif name == "qp":
+            settings.update(face_qp=int(value), face_min_psnr_db=None)
+        elif name == "start":
+            settings["face_qp"] = int(value)
+        elif name == "floor":
+            settings["face_min_psnr_db"] = float(value)
+        else:
+            raise ValueError(f"unknown face-stream setting {part!r}: crf=N, qp=N, start=N or floor=DB")
+    return settings
 
 
 def _source_face_bytes(source: Path, recording: Path, work: Path) -> dict[str, Any]:
@@ -396,9 +403,9 @@ def _settings_list(text: str) -> list[str]:
     for setting in settings:
         try:
             _face_settings(setting)
-            float(setting.partition("=")[2])
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{setting!r}: expected crf=N, qp=N or floor=DB") from None
+            raise argparse.ArgumentTypeError(f"{setting!r}: expected crf=N, qp=N, start=N or floor=DB, "
+                                             "or several joined by +") from None
     if not settings:
         raise argparse.ArgumentTypeError("no face-stream setting given")
     return settings
@@ -410,8 +417,8 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("docs/results/recording-benchmark"))
     parser.add_argument("--quality-sweep", type=_settings_list, default=None, metavar="SETTINGS",
-                        help="also record the demo at these face-stream settings (comma-separated crf=N, qp=N or "
-                             "floor=DB, e.g. crf=9,qp=17,floor=40.5)")
+                        help="also record the demo at these face-stream settings (comma-separated crf=N, qp=N, "
+                             "start=N or floor=DB, or several joined by +, e.g. crf=9,qp=17,start=15+floor=41.5)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     with tempfile.TemporaryDirectory() as folder:

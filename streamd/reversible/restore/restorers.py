@@ -19,6 +19,7 @@ from streamd.errors import StreamdError
 from streamd.reversible.sealing.face_stream import DecodedCanvas, FaceStreamDecoder
 from streamd.reversible.keys.restore_keys import derive_payload_key
 from streamd.reversible.neighbours import FaceArea, owned_mask
+from streamd.reversible.restore.shared_chroma import fill_shared_chroma
 from streamd.reversible.recording.recording_format import FrameRecord, Recording
 from streamd.reversible.sealing.payloads import BOX_SCALE, open_packet, open_sealed
 from streamd.reversible.sealing.stream_sealer import (
@@ -201,8 +202,10 @@ class FaceStreamRestorer(FaceRestorer):
                                f"does not fit the {width}x{height} frame or its face-stream canvas")
         areas = face_areas(record)
         mine = next(area for area in areas if area.track_id == track_id)
-        return RestoredFace(track_id=track_id, region_xyxy=(x0, y0, x1, y1), yuv444=planes,
-                            mask=owned_mask(mine, areas), canvas=canvas)
+        mask = owned_mask(mine, areas)
+        canvas = fill_shared_chroma(canvas, (x0, y0, x1, y1), mask)
+        return RestoredFace(track_id=track_id, region_xyxy=(x0, y0, x1, y1), yuv444=canvas.region((x0, y0, x1, y1)),
+                            mask=mask, canvas=canvas)
 
 
 def _sdn_restorer(recording: Recording, track_keys: Mapping[int, bytes]) -> FaceRestorer:

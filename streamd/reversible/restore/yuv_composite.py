@@ -4,9 +4,11 @@ The default restore output is yuv420p, as is the anonymized video it starts from
 decode to 4:4:4 planes in the same colour space. Converting every 720p frame to BGR and back would
 cost more than decoding and encoding it, so restore writes the faces into a copy of the decoded
 planes, with the rules of `streamd.reversible.restore.restore.composite_restored`: luma for every pixel a
-face owns outside the protected regions; chroma (one sample per 2x2 pixels) from the mean of the
-face's four samples where all four pixels are restored, left as it was elsewhere. Frames without a
-restored face go to the encoder as decoded.
+face owns outside the protected regions; chroma (one sample per 2x2 pixels) where all four pixels
+are restored, by one face or by two that share the block, from the mean of the samples of the pixels
+a face restores there (for a shared block, the estimate `streamd.reversible.restore.shared_chroma`
+made from that face's own samples); left as it was elsewhere. Frames without a restored face go to
+the encoder as decoded.
 """
 
 from __future__ import annotations
@@ -51,27 +53,45 @@ def paste_yuv420(frame: av.VideoFrame, faces: Sequence[_Face],
     out = writable_copy(frame)
     luma, u_plane, v_plane = (_plane_view(plane, width, height)
                               for plane, (width, height) in zip(out.planes, _plane_sizes(out)))
-    width, height = frame.width, frame.height
+    restored = np.zeros((frame.height, frame.width), dtype=bool)
+    pasted: list[tuple[tuple[int, int, int, int], np.ndarray, np.ndarray]] = []
     for face in faces:
-        fx0, fy0, fx1, fy1 = face.region_xyxy
-        x0, y0, x1, y1 = max(fx0, 0), max(fy0, 0), min(fx1, width), min(fy1, height)
-        if x1 <= x0 or y1 <= y0:
+        found = _kept_pixels(face, frame.width, frame.height, protected_regions)
+        if found is None:
             continue
-        planes = face.as_yuv444()[:, y0 - fy0:y1 - fy0, x0 - fx0:x1 - fx0]
-        keep = np.ones((y1 - y0, x1 - x0), dtype=bool)
-        if face.mask is not None:
-            keep &= face.mask[y0 - fy0:y1 - fy0, x0 - fx0:x1 - fx0]
-        for px0, py0, px1, py1 in protected_regions:
-            keep[max(0, py0 - y0):max(0, py1 - y0), max(0, px0 - x0):max(0, px1 - x0)] = False
+        (x0, y0, x1, y1), planes, keep = found
         luma[y0:y1, x0:x1][keep] = planes[0][keep]
+        restored[y0:y1, x0:x1] |= keep
+        pasted.append(((x0, y0, x1, y1), planes, keep))
+    for (x0, y0, x1, y1), planes, keep in pasted:
         ex0, ey0, ex1, ey1 = x0 & ~1, y0 & ~1, (x1 + 1) & ~1, (y1 + 1) & ~1
+        rows, columns = (ey1 - ey0) // 2, (ex1 - ex0) // 2
         block_keep = np.zeros((ey1 - ey0, ex1 - ex0), dtype=bool)
         block_keep[y0 - ey0:y1 - ey0, x0 - ex0:x1 - ex0] = keep
-        rows, columns = (ey1 - ey0) // 2, (ex1 - ex0) // 2
-        whole = block_keep.reshape(rows, 2, columns, 2).all(axis=(1, 3))
+        kept_count = block_keep.reshape(rows, 2, columns, 2).sum(axis=(1, 3))
+        # a sample is written where all four of its pixels are restored, by this face or with others
+        wanted = restored[ey0:ey1, ex0:ex1].reshape(rows, 2, columns, 2).all(axis=(1, 3)) & (kept_count > 0)
         for source, target in ((planes[1], u_plane), (planes[2], v_plane)):
-            samples = np.zeros((ey1 - ey0, ex1 - ex0), dtype=np.uint16)
+            samples = np.zeros((ey1 - ey0, ex1 - ex0), dtype=np.uint32)
             samples[y0 - ey0:y1 - ey0, x0 - ex0:x1 - ex0] = source
-            means = (samples.reshape(rows, 2, columns, 2).sum(axis=(1, 3)) + 2) // 4
-            target[ey0 // 2:ey1 // 2, ex0 // 2:ex1 // 2][whole] = means[whole].astype(np.uint8)
+            sums = (samples * block_keep).reshape(rows, 2, columns, 2).sum(axis=(1, 3))
+            means = (sums[wanted] + kept_count[wanted] // 2) // kept_count[wanted]
+            target[ey0 // 2:ey1 // 2, ex0 // 2:ex1 // 2][wanted] = means.astype(np.uint8)
     return out
+
+
+def _kept_pixels(face: _Face, width: int, height: int, protected_regions: Sequence[tuple[int, int, int, int]],
+                 ) -> tuple[tuple[int, int, int, int], np.ndarray, np.ndarray] | None:
+    """The face's region clipped to the frame, its planes there, and the pixels it restores: those it
+    owns, outside every protected region. None when nothing of it is inside the frame."""
+    fx0, fy0, fx1, fy1 = face.region_xyxy
+    x0, y0, x1, y1 = max(fx0, 0), max(fy0, 0), min(fx1, width), min(fy1, height)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    planes = face.as_yuv444()[:, y0 - fy0:y1 - fy0, x0 - fx0:x1 - fx0]
+    keep = np.ones((y1 - y0, x1 - x0), dtype=bool)
+    if face.mask is not None:
+        keep &= face.mask[y0 - fy0:y1 - fy0, x0 - fx0:x1 - fx0]
+    for px0, py0, px1, py1 in protected_regions:
+        keep[max(0, py0 - y0):max(0, py1 - y0), max(0, px0 - x0):max(0, px1 - x0)] = False
+    return (x0, y0, x1, y1), planes, keep
