@@ -10,7 +10,9 @@ floor (`min_psnr_db`) the encoder's own error of each frame (x264's per-plane su
 which it reports on request) is turned into the PSNR the region will have in BGR against the
 source (`bgr_psnr_estimate`), and the track's QP follows it:
 
-- a frame below the floor makes the next frame a key frame one QP finer (or more, for a larger miss);
+- a frame below the floor is coded again at once as a key frame one QP finer (or more, for a larger
+  miss; `FaceStreamEncoder`, `would_refine`), and if it is still below (after `MAX_RECODES` tries, or
+  at the finest QP), the next frame is a key frame finer again;
 - at each regular key frame (at least every 2 s) the QP goes one step coarser when every frame since
   the last key frame cleared the floor by `RAISE_MARGIN_DB`.
 
@@ -107,6 +109,11 @@ class QuantizerControl:
         floor = self.quality.min_psnr_db
         if self.steered and floor is not None and estimate_db < floor and self.qp > MIN_QP:
             self._early_key = True
+
+    def would_refine(self, estimate_db: float) -> bool:
+        """Whether a frame coded at `estimate_db` is below the floor with a finer QP still to go to."""
+        floor = self.quality.min_psnr_db
+        return self.steered and floor is not None and estimate_db < floor and self.qp > MIN_QP
 
     @property
     def wants_key_frame(self) -> bool:

@@ -19,7 +19,8 @@ Face streams of earlier recordings are 4:4:4 with the region at the canvas's cor
 
 A key frame starts every *part* and follows at least every `KEYFRAME_INTERVAL_S` of stream time, so a
 recorder that joins late, or a segment that starts mid-track, can begin decoding there; a frame that
-falls below the floor brings the next key frame forward. A region that outgrows the canvas starts a
+falls below the floor is coded again at once, as a key frame from a finer encoder (up to
+`MAX_RECODES` times), so it does not go out too coarse. A region that outgrows the canvas starts a
 new part on a larger canvas. Packets are encrypted by the caller
 (`streamd.reversible.sealing.payloads`).
 """
@@ -52,6 +53,8 @@ CHROMA_QP_OFFSET = -6
 #: region does not have (demo clip: about 5-10% less encoding time, 1% fewer bytes, PSNR within 0.05 dB).
 FACE_X264_PARAMS = f"bframes=0:chroma-qp-offset={CHROMA_QP_OFFSET}:weightp=0"
 KEYFRAME_INTERVAL_S = 2.0
+#: How many times one frame may be coded again, each time finer, to reach the fidelity floor.
+MAX_RECODES = 2
 CANVAS_ALIGN = 16
 CANVAS_HEADROOM = 1.25
 _MAX_KEYINT = 1000
@@ -218,6 +221,29 @@ class FaceStreamEncoder:
             previous_qp = self._control.qp
             if self._control.next_qp() != previous_qp:
                 self._context = self._open_encoder()
+        packet = self._encode_frame(planes, force_key)
+        self.psnr_estimate_db = self._estimate(packet, width * height)
+        for _ in range(MAX_RECODES):
+            if self.psnr_estimate_db is None or not self._control.would_refine(self.psnr_estimate_db):
+                break
+            # Below the floor: this frame again, now, as a key frame from an encoder one or more QP finer,
+            # rather than a next frame finer after this one went out too coarse.
+            self._control.observe(self.psnr_estimate_db)
+            self._control.next_qp()
+            self._context = self._open_encoder()
+            packet = self._encode_frame(planes, True)
+            self.psnr_estimate_db = self._estimate(packet, width * height)
+        keyframe = bool(packet.is_keyframe)
+        if keyframe:
+            self._last_key_s = seconds
+        if self.psnr_estimate_db is not None:
+            self._control.observe(self.psnr_estimate_db)
+        self._frames += 1
+        data = without_sei(bytes(packet)) if keyframe else bytes(packet)
+        return FacePacket(self._part, self._frames - 1, self._canvas_wh, keyframe, data)
+
+    def _encode_frame(self, planes: tuple[np.ndarray, np.ndarray, np.ndarray], force_key: bool) -> av.Packet:
+        """The one packet of the current encoder for this frame (a key frame when `force_key`)."""
         assert self._context is not None and self._canvas is not None
         frame = self._canvas.holding(planes)
         frame.pts = self._frames
@@ -229,19 +255,14 @@ class FaceStreamEncoder:
             raise FaceStreamError(f"face stream encoder failed: {exc}") from None
         if len(packets) != 1:
             raise FaceStreamError(f"face stream encoder gave {len(packets)} packets for one frame; expected one")
-        packet = packets[0]
-        keyframe = bool(packet.is_keyframe)
-        if force_key and not keyframe:
+        if force_key and not packets[0].is_keyframe:
             raise FaceStreamError("face stream encoder did not make the key frame it was asked for")
-        if keyframe:
-            self._last_key_s = seconds
+        return packets[0]
+
+    @staticmethod
+    def _estimate(packet: av.Packet, luma_pixels: int) -> float | None:
         errors = plane_errors(packet)
-        self.psnr_estimate_db = None if errors is None else bgr_psnr_estimate(errors, width * height)
-        if self.psnr_estimate_db is not None:
-            self._control.observe(self.psnr_estimate_db)
-        self._frames += 1
-        data = without_sei(bytes(packet)) if keyframe else bytes(packet)
-        return FacePacket(self._part, self._frames - 1, self._canvas_wh, keyframe, data)
+        return None if errors is None else bgr_psnr_estimate(errors, luma_pixels)
 
     def _open_part(self, crop_wh: tuple[int, int]) -> None:
         self._canvas_wh = canvas_for(crop_wh, self._frame_wh)
