@@ -53,31 +53,39 @@ def paste_yuv420(frame: av.VideoFrame, faces: Sequence[_Face],
     out = writable_copy(frame)
     luma, u_plane, v_plane = (_plane_view(plane, width, height)
                               for plane, (width, height) in zip(out.planes, _plane_sizes(out)))
-    restored = np.zeros((frame.height, frame.width), dtype=bool)
-    pasted: list[tuple[tuple[int, int, int, int], np.ndarray, np.ndarray]] = []
-    for face in faces:
-        found = _kept_pixels(face, frame.width, frame.height, protected_regions)
-        if found is None:
-            continue
-        (x0, y0, x1, y1), planes, keep = found
+    pasted = [found for face in faces
+              if (found := _kept_pixels(face, frame.width, frame.height, protected_regions)) is not None]
+    if not pasted:
+        return out
+    # which pixels some face restores, over the faces' bounding box on the chroma grid
+    ox0, oy0 = min(region[0] for region, _, _ in pasted) & ~1, min(region[1] for region, _, _ in pasted) & ~1
+    ox1 = max((region[2] + 1) & ~1 for region, _, _ in pasted)
+    oy1 = max((region[3] + 1) & ~1 for region, _, _ in pasted)
+    restored = np.zeros((oy1 - oy0, ox1 - ox0), dtype=bool)
+    for (x0, y0, x1, y1), planes, keep in pasted:
         luma[y0:y1, x0:x1][keep] = planes[0][keep]
-        restored[y0:y1, x0:x1] |= keep
-        pasted.append(((x0, y0, x1, y1), planes, keep))
+        restored[y0 - oy0:y1 - oy0, x0 - ox0:x1 - ox0] |= keep
     for (x0, y0, x1, y1), planes, keep in pasted:
         ex0, ey0, ex1, ey1 = x0 & ~1, y0 & ~1, (x1 + 1) & ~1, (y1 + 1) & ~1
-        rows, columns = (ey1 - ey0) // 2, (ex1 - ex0) // 2
-        block_keep = np.zeros((ey1 - ey0, ex1 - ex0), dtype=bool)
+        block_keep = np.zeros((ey1 - ey0, ex1 - ex0), dtype=np.uint16)
         block_keep[y0 - ey0:y1 - ey0, x0 - ex0:x1 - ex0] = keep
-        kept_count = block_keep.reshape(rows, 2, columns, 2).sum(axis=(1, 3))
+        kept_count = _block_sums(block_keep)
         # a sample is written where all four of its pixels are restored, by this face or with others
-        wanted = restored[ey0:ey1, ex0:ex1].reshape(rows, 2, columns, 2).all(axis=(1, 3)) & (kept_count > 0)
+        around = restored[ey0 - oy0:ey1 - oy0, ex0 - ox0:ex1 - ox0]
+        wanted = (around[0::2, 0::2] & around[1::2, 0::2] & around[0::2, 1::2] & around[1::2, 1::2]) & (kept_count > 0)
+        counts = kept_count[wanted]
         for source, target in ((planes[1], u_plane), (planes[2], v_plane)):
-            samples = np.zeros((ey1 - ey0, ex1 - ex0), dtype=np.uint32)
+            samples = np.zeros((ey1 - ey0, ex1 - ex0), dtype=np.uint16)
             samples[y0 - ey0:y1 - ey0, x0 - ex0:x1 - ex0] = source
-            sums = (samples * block_keep).reshape(rows, 2, columns, 2).sum(axis=(1, 3))
-            means = (sums[wanted] + kept_count[wanted] // 2) // kept_count[wanted]
+            samples *= block_keep
+            means = (_block_sums(samples)[wanted] + counts // 2) // counts
             target[ey0 // 2:ey1 // 2, ex0 // 2:ex1 // 2][wanted] = means.astype(np.uint8)
     return out
+
+
+def _block_sums(values: np.ndarray) -> np.ndarray:
+    """The sum over each 2x2 block of `values` (even height and width)."""
+    return values[0::2, 0::2] + values[1::2, 0::2] + values[0::2, 1::2] + values[1::2, 1::2]
 
 
 def _kept_pixels(face: _Face, width: int, height: int, protected_regions: Sequence[tuple[int, int, int, int]],
