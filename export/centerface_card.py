@@ -93,7 +93,7 @@ onnxruntime {machine['onnxruntime']} (`onnxruntime.quantization.quantize_static`
 | format | {quant['format']}, weights {'per channel' if quant['per_channel'] else 'per tensor'} |
 | types | activations {quant['activation_type']}, weights {quant['weight_type']} (onnxruntime's choice for x86 with VNNI) |
 | calibration | {quant['calibrate_method']} ranges over {quant['calibration_frames']} frames |
-| graph | converted from opset 9 to {quant['opset']} (per-channel QuantizeLinear needs 13), batch norms folded by onnxruntime's quantization pre-processing; input `input.1` NCHW float32 RGB 0..255, outputs heatmap, scale, offset, landmarks as in fp32 |
+| graph | converted from opset 9 to {quant['opset']} (per-channel QuantizeLinear needs 13), batch norms folded by onnxruntime's quantization pre-processing; input `image`: uint8 NHWC BGR pixels as decoded (the float input's QuantizeLinear, scale 1 and zero point 0, replaced by a transpose and the RGB order taken into the first convolution's weights: outputs bit-identical to the float-input graph, `export/centerface_image_input.py`), outputs heatmap, scale, offset, landmarks as in fp32 |
 
 Decoding (threshold, NMS, mapping to frame pixels) is the fp32 model's, unchanged.
 

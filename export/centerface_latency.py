@@ -15,7 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from streamd.detect.base import create_session
-from streamd.detect.centerface import INPUT_NAME, OUTPUT_NAMES
+from streamd.detect.centerface import OUTPUT_NAMES, model_input_name, network_feed
 
 WARMUP_RUNS = 3
 
@@ -43,17 +43,19 @@ def measure_latency(
         blob = inputs[setting.input_wh][: setting.batch]
         if blob.shape[0] != setting.batch:
             raise ValueError(f"need {setting.batch} inputs of {setting.input_wh}, have {blob.shape[0]}")
-        feed = {INPUT_NAME: np.ascontiguousarray(blob)}
         sessions = {
             name: create_session(model, ["CPUExecutionProvider"], setting.threads) for name, model in models.items()
         }
-        for session in sessions.values():
+        # Each model gets the input it takes (an image-input model its uint8 pixels, ready made).
+        feeds = {name: network_feed(model_input_name(session), np.ascontiguousarray(blob))
+                 for name, session in sessions.items()}
+        for name, session in sessions.items():
             for _ in range(WARMUP_RUNS):
-                session.run(list(OUTPUT_NAMES), feed)
+                session.run(list(OUTPUT_NAMES), feeds[name])
         times: dict[str, list[float]] = {name: [] for name in sessions}
         for _ in range(repeats):
             for name, session in sessions.items():
-                times[name].append(_timed_run(session, feed))
+                times[name].append(_timed_run(session, feeds[name]))
         row: dict[str, object] = {"input_wh": list(setting.input_wh), "batch": setting.batch,
                                   "threads": setting.threads, "repeats": repeats}
         for name, values in times.items():

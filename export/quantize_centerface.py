@@ -21,13 +21,13 @@ import json
 import logging
 import os
 import platform
-import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from export.centerface_card import render_card
+from export.centerface_image_input import check_exact, image_input_model
 from export.centerface_frames import FRAME_LIMIT_WH, FULL_LIMIT_WH, calibration_frames, demo_frames, \
     held_out_frames, held_out_indices, DetectorFrame
 from export.centerface_latency import LatencySetting, measure_latency
@@ -39,9 +39,11 @@ from streamd.detect.centerface import (
     CENTERFACE_INT8_KIND,
     CENTERFACE_INT8_ROLE,
     CENTERFACE_SHA256,
-    INPUT_NAME,
+    IMAGE_TENSOR_LAYOUT,
     OUTPUT_NAMES,
     bundled_model_name,
+    model_input_name,
+    network_feed,
 )
 from streamd.runtime.manifest import manifest_file_entry, write_manifest_entry
 
@@ -64,8 +66,9 @@ REPORT_SETTINGS = [
 
 
 def _runner(model: bytes | str):
+    """Runs a model on float NCHW RGB network inputs, whichever input the model takes."""
     session = create_session(model, ["CPUExecutionProvider"], 1)
-    return lambda blob: session.run(list(OUTPUT_NAMES), {INPUT_NAME: blob})
+    return lambda blob: session.run(list(OUTPUT_NAMES), network_feed(model_input_name(session), blob))
 
 
 def _latency_inputs(sizes: list[tuple[int, int]]) -> dict[tuple[int, int], np.ndarray]:
@@ -135,7 +138,10 @@ def main(argv: list[str] | None = None) -> int:
                         candidates[-1]["selection_ms"])
         chosen = _select(candidates)
         model_path = args.models_dir / model_file
-        shutil.copyfile(chosen["path"], model_path)
+        float_input_model = chosen["path"].read_bytes()
+        image_model = image_input_model(float_input_model)
+        check_exact(float_input_model, image_model, blobs)
+        model_path.write_bytes(image_model)
     variant: QuantVariant = chosen["variant"]
     load_before = os.getloadavg()[0]
     latency = measure_latency({"fp32": fp32, "int8": model_path.read_bytes()}, REPORT_SETTINGS, latency_inputs,
@@ -174,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         "metrics": metrics_file,
         "base_model": report["base_model"],
         "quantization": report["quantization"],
-        "tensor_layout": "NCHW float32 RGB in 0..255, height and width multiples of 32 (symbolic dims)",
+        "tensor_layout": IMAGE_TENSOR_LAYOUT,
         "parity": {key: chosen["held_out_parity"][key] for key in
                    ("frames", "faces", "recall", "score_diff_max_abs", "matched_iou_min")},
     })

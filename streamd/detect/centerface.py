@@ -37,6 +37,9 @@ logger = logging.getLogger(__name__)
 CENTERFACE_SHA256 = "09189deaaf8646c5c51a68447e3c744ea1e211798155d4728c20507b9f5aefbc"
 CENTERFACE_FILE_NAME = "centerface.onnx"
 INPUT_NAME = "input.1"
+#: The bundled INT8 models take 8-bit pixels as they come (export/centerface_image_input.py).
+IMAGE_INPUT_NAME = "image"
+IMAGE_TENSOR_LAYOUT = "NHWC uint8 BGR, height and width multiples of 32 (symbolic dims)"
 OUTPUT_NAMES = ("537", "538", "539", "540")  # heatmap, scale, offset, landmarks
 OUTPUT_CHANNELS = {"537": 1, "538": 2, "539": 2, "540": 10}
 OUTPUT_STRIDE = 4
@@ -128,6 +131,26 @@ def dynamic_shape_model(model_bytes: bytes) -> bytes:
     return model.SerializeToString()
 
 
+def image_from_blob(blob: np.ndarray) -> np.ndarray:
+    """A float NCHW RGB network input as the uint8 NHWC BGR input of an image-input model."""
+    return np.ascontiguousarray(np.rint(blob[:, ::-1].transpose(0, 2, 3, 1))).astype(np.uint8)
+
+
+def network_feed(input_name: str, blob: np.ndarray) -> dict[str, np.ndarray]:
+    """The feed of a model taking `input_name`, from a float NCHW RGB network input."""
+    return {input_name: image_from_blob(blob) if input_name == IMAGE_INPUT_NAME else blob}
+
+
+def model_input_name(session) -> str:
+    """The input a CenterFace session takes: INPUT_NAME (float NCHW RGB) or IMAGE_INPUT_NAME (uint8 NHWC
+    BGR); ModelError for anything else."""
+    inputs = [(graph_input.name, graph_input.type) for graph_input in session.get_inputs()]
+    if inputs in ([(INPUT_NAME, "tensor(float)")], [(IMAGE_INPUT_NAME, "tensor(uint8)")]):
+        return inputs[0][0]
+    raise ModelError(f"CenterFace model has inputs {inputs}, expected {INPUT_NAME} (float) or "
+                     f"{IMAGE_INPUT_NAME} (uint8)")
+
+
 def _set_dims(value_info, dims: list[int | str]) -> None:
     shape = value_info.type.tensor_type.shape
     del shape.dim[:]
@@ -174,6 +197,7 @@ class CenterFaceDetector(FaceDetector):
             self.onnx_path = Path(onnx_path) if onnx_path is not None else default_centerface_path()
             model_bytes = dynamic_shape_model(read_verified_model(self.onnx_path, CENTERFACE_SHA256))
         self._session = create_session(model_bytes, config.providers, config.intra_op_threads)
+        self._input_name = model_input_name(self._session)
         self._ort_errors = onnxruntime_errors()
         self.limit_wh = (config.input_width, config.input_height)
         logger.info(
@@ -190,27 +214,33 @@ class CenterFaceDetector(FaceDetector):
         self, bgr: np.ndarray, limit_wh: tuple[int, int] | None = None
     ) -> tuple[np.ndarray, tuple[int, int, int, int]]:
         """The network input of one frame scaled to fit `limit_wh` (default: the configured inference
-        size), and (frame_w, frame_h, resized_w, resized_h) to map back."""
+        size), and (frame_w, frame_h, resized_w, resized_h) to map back. The input is (1, 3, H, W)
+        float32 RGB for a float-input model, (1, H, W, 3) uint8 BGR for an image-input one."""
         if bgr.ndim != 3 or bgr.shape[2] != 3 or bgr.dtype != np.uint8:
             raise ValueError(f"detect expects an HxWx3 uint8 BGR image, got {bgr.shape} {bgr.dtype}")
         frame_h, frame_w = bgr.shape[:2]
         scale, (resized_w, resized_h), (padded_w, padded_h) = padded_input_size(
             (frame_w, frame_h), limit_wh or self.limit_wh
         )
-        canvas = np.zeros((padded_h, padded_w, 3), np.uint8)
+        geometry = (frame_w, frame_h, resized_w, resized_h)
         if (resized_w, resized_h) == (frame_w, frame_h):
-            canvas[:resized_h, :resized_w] = bgr
+            resized = bgr
         else:
             interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-            canvas[:resized_h, :resized_w] = cv2.resize(bgr, (resized_w, resized_h), interpolation=interpolation)
-        blob = cv2.dnn.blobFromImage(canvas, scalefactor=1.0, swapRB=True)  # RGB, 0..255, NCHW float32
-        return blob, (frame_w, frame_h, resized_w, resized_h)
+            resized = cv2.resize(bgr, (resized_w, resized_h), interpolation=interpolation)
+        if self._input_name == IMAGE_INPUT_NAME and (padded_w, padded_h) == (resized_w, resized_h):
+            return np.ascontiguousarray(resized)[None], geometry
+        canvas = np.zeros((padded_h, padded_w, 3), np.uint8)
+        canvas[:resized_h, :resized_w] = resized
+        if self._input_name == IMAGE_INPUT_NAME:
+            return canvas[None], geometry
+        return cv2.dnn.blobFromImage(canvas, scalefactor=1.0, swapRB=True), geometry  # RGB, NCHW float32
 
-    def _run(self, blob: np.ndarray) -> list[np.ndarray]:
+    def _run(self, network_input: np.ndarray) -> list[np.ndarray]:
         if self._session is None:
             raise ModelError("CenterFace detector is closed")
         try:
-            return self._session.run(list(OUTPUT_NAMES), {INPUT_NAME: blob})
+            return self._session.run(list(OUTPUT_NAMES), {self._input_name: network_input})
         except self._ort_errors as exc:
             raise ModelError(f"CenterFace inference failed: {exc}") from exc
 
@@ -237,8 +267,8 @@ class CenterFaceDetector(FaceDetector):
         )
 
     def detect(self, bgr: np.ndarray) -> Detections:
-        blob, geometry = self._prepare(bgr)
-        return self._finish(self._run(blob), 0, geometry)
+        network_input, geometry = self._prepare(bgr)
+        return self._finish(self._run(network_input), 0, geometry)
 
     def detect_batch(self, images: list[np.ndarray]) -> list[Detections]:
         """Detections of several frames; frames with the same network input size share one run."""
@@ -252,10 +282,11 @@ class CenterFaceDetector(FaceDetector):
     def _detect_prepared(self, prepared: list[tuple[np.ndarray, tuple[int, int, int, int]]]) -> list[Detections]:
         results: list[Detections | None] = [None] * len(prepared)
         by_shape: dict[tuple[int, ...], list[int]] = {}
-        for position, (blob, _) in enumerate(prepared):
-            by_shape.setdefault(blob.shape, []).append(position)
+        for position, (network_input, _) in enumerate(prepared):
+            by_shape.setdefault(network_input.shape, []).append(position)
         for positions in by_shape.values():
-            outputs = self._run(np.concatenate([prepared[p][0] for p in positions]))
+            batch = [prepared[p][0] for p in positions]
+            outputs = self._run(batch[0] if len(batch) == 1 else np.concatenate(batch))
             for index, position in enumerate(positions):
                 results[position] = self._finish(outputs, index, prepared[position][1])
         return [result for result in results if result is not None]
