@@ -197,18 +197,26 @@ class FaceStreamEncoder:
         """The quantizer the next frames are coded at (meaningless under CRF rate control)."""
         return self._control.qp
 
-    def encode(self, crop_bgr: np.ndarray, seconds: float, region_xy: tuple[int, int] = (0, 0)) -> FacePacket:
+    def encode(self, crop_bgr: np.ndarray, seconds: float, region_xy: tuple[int, int] = (0, 0),
+               face_pixels: int | None = None) -> FacePacket:
         """One packet for the BGR region whose top-left pixel is `region_xy` in the frame: placed on the
-        chroma grid (`chroma_offset`, edges repeated) and converted to yuv420p."""
+        chroma grid (`chroma_offset`, edges repeated) and converted to yuv420p. `face_pixels` as for
+        `encode_yuv420`."""
         left, top = region_xy[0] & 1, region_xy[1] & 1
         height, width = crop_bgr.shape[:2]
         right, bottom = (left + width) & 1, (top + height) & 1
         aligned = cv2.copyMakeBorder(np.ascontiguousarray(crop_bgr), top, bottom, left, right, cv2.BORDER_REPLICATE)
-        return self.encode_yuv420(bgr_to_yuv420(aligned), seconds)
+        return self.encode_yuv420(bgr_to_yuv420(aligned), seconds, face_pixels)
 
-    def encode_yuv420(self, planes: tuple[np.ndarray, np.ndarray, np.ndarray], seconds: float) -> FacePacket:
+    def encode_yuv420(self, planes: tuple[np.ndarray, np.ndarray, np.ndarray], seconds: float,
+                      face_pixels: int | None = None) -> FacePacket:
         """One packet for a region's yuv420p planes already on the chroma grid (even luma width and
-        height, the region at its `chroma_offset`; see `streamd.reversible.sealing.face_planes`)."""
+        height, the region at its `chroma_offset`; see `streamd.reversible.sealing.face_planes`).
+
+        `face_pixels`: how many of the region's pixels carry this face's own picture (default: all of
+        them). Pixels of other faces are blanked to flat grey, which the encoder reproduces with next to
+        no error, so the error it reports is charged to the face's own pixels: spread over the whole
+        region, it made a face that owns a small part of it look up to a few dB better than it was."""
         height, width = planes[0].shape
         if width % 2 or height % 2 or planes[1].shape != (height // 2, width // 2) or planes[2].shape != planes[1].shape:
             raise FaceStreamError(f"face region planes {[plane.shape for plane in planes]} are not yuv420p "
@@ -222,7 +230,8 @@ class FaceStreamEncoder:
             if self._control.next_qp() != previous_qp:
                 self._context = self._open_encoder()
         packet = self._encode_frame(planes, force_key)
-        self.psnr_estimate_db = self._estimate(packet, width * height)
+        charged_pixels = width * height if face_pixels is None else max(1, min(face_pixels, width * height))
+        self.psnr_estimate_db = self._estimate(packet, charged_pixels)
         for _ in range(MAX_RECODES):
             if self.psnr_estimate_db is None or not self._control.would_refine(self.psnr_estimate_db):
                 break
@@ -232,7 +241,7 @@ class FaceStreamEncoder:
             self._control.next_qp()
             self._context = self._open_encoder()
             packet = self._encode_frame(planes, True)
-            self.psnr_estimate_db = self._estimate(packet, width * height)
+            self.psnr_estimate_db = self._estimate(packet, charged_pixels)
         keyframe = bool(packet.is_keyframe)
         if keyframe:
             self._last_key_s = seconds

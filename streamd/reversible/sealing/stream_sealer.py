@@ -47,7 +47,7 @@ from streamd.reversible.keys.restore_keys import (
 from streamd.reversible.sealing.face_planes import region_planes
 from streamd.reversible.sealing.face_rate import FaceQuality
 from streamd.reversible.sealing.face_stream import FaceStreamEncoder
-from streamd.reversible.neighbours import FaceArea, blank_neighbours, overlapping_neighbours
+from streamd.reversible.neighbours import FaceArea, blank_neighbours, overlapping_neighbours, owned_mask
 from streamd.reversible.sealing.payloads import AFFINE_SCALE, BOX_SCALE, SealBinding, seal_packet
 from streamd.types import TrackedFace, VideoFrame
 
@@ -247,10 +247,12 @@ class StreamSealer:
             if encoder is None:
                 encoder = FaceStreamEncoder(frame.resolution_wh, self._face_quality)
                 self._encoders[area.track_id] = encoder
+            face_pixels = int(owned_mask(area, near).sum()) if near else None
             if frame.yuv420 is not None:
-                packet = encoder.encode_yuv420(region_planes(frame.yuv420, area, near), seconds)
+                packet = encoder.encode_yuv420(region_planes(frame.yuv420, area, near), seconds, face_pixels)
             else:
-                packet = encoder.encode(blank_neighbours(frame.bgr[y0:y1, x0:x1], area, near), seconds, (x0, y0))
+                packet = encoder.encode(blank_neighbours(frame.bgr[y0:y1, x0:x1], area, near), seconds, (x0, y0),
+                                        face_pixels)
             # the quantized geometry directly: what `SealBinding.from_geometry` makes of the region's translation and the box
             binding = SealBinding(
                 camera=self.camera_id,

@@ -68,6 +68,36 @@ def test_the_estimate_is_close_to_the_measured_bgr_psnr():
         assert abs(encoder.psnr_estimate_db - measured) < 1.5, (encoder.psnr_estimate_db, measured)
 
 
+def test_the_error_is_charged_to_the_faces_own_pixels_when_neighbours_are_blanked():
+    """A face owning a corner of its region (a neighbour's pixels blanked to grey): the estimate
+    spread over the whole region reads several dB better than the face's own pixels measure; charged
+    to the face's pixels it does not read better than they measure."""
+    size, own = 64, 24
+    region = (0, 0, size, size)
+    mine = FaceArea(1, region, (0.0, 0.0, float(own), float(own)))  # type: ignore[arg-type]
+    neighbour = FaceArea(2, region, (float(own), float(own), float(size), float(size)))  # type: ignore[arg-type]
+    owned = owned_mask(mine, [neighbour])
+    assert 0.1 < owned.mean() < 0.5
+    # restore estimates the colour of 2x2 blocks shared with the neighbour (blanked in both streams):
+    # measure the pixels of blocks the face owns whole
+    whole_blocks = owned.reshape(size // 2, 2, size // 2, 2).all(axis=(1, 3))
+    measured_pixels = np.repeat(np.repeat(whole_blocks, 2, axis=0), 2, axis=1)
+    readings = {}
+    for charged in (None, int(owned.sum())):
+        encoder, decoder = FaceStreamEncoder((size, size), FaceQuality(qp=26, min_psnr_db=None)), FaceStreamDecoder()
+        frame = _textured_frame(0, size)
+        planes = region_planes(_planes(frame), mine, [neighbour])
+        packet = encoder.encode_yuv420(planes, 0.0, charged)
+        canvas = decoder.decode(packet.part, packet.number, packet.keyframe, packet.data)
+        assert canvas is not None and encoder.psnr_estimate_db is not None
+        measured = _psnr(frame.to_ndarray(format="bgr24")[measured_pixels], canvas.region_bgr(region)[measured_pixels])
+        readings[charged is not None] = (encoder.psnr_estimate_db, measured)
+    (spread, measured), (charged_estimate, _) = readings[False], readings[True]
+    assert spread > measured + 2.0, readings
+    assert charged_estimate <= measured + 1.0, readings
+    assert abs(charged_estimate - measured) < 2.0, readings
+
+
 def test_a_frame_below_the_floor_is_coded_again_finer_before_it_goes_out():
     start_qp = 32
     unsteered = FaceStreamEncoder((64, 64), FaceQuality(qp=start_qp, min_psnr_db=None))
