@@ -16,17 +16,26 @@ LOSSLESS_PIXEL_FORMAT = "yuv444p"
 
 
 class RestoredVideoWriter(VideoFileWriter):
-    """H.264 yuv420p, which every player plays; `lossless` makes it 4:4:4 at quantizer 0 instead (exact
-    up to colour conversion, large, and unplayable in browsers)."""
+    """H.264 yuv420p at a constant quantizer `qp`, which every player plays; `lossless` makes it 4:4:4 at
+    quantizer 0 instead (exact up to colour conversion, large, and unplayable in browsers)."""
 
-    def __init__(self, *args: object, lossless: bool = False, **kwargs: object) -> None:
+    def __init__(self, *args: object, qp: int = 2, lossless: bool = False, **kwargs: object) -> None:
+        if not 1 <= qp <= 51:
+            # 0 would be x264's lossless mode, whose profile (High 4:4:4 Predictive) players refuse
+            raise ValueError(f"restored video quantizer must be 1..51, got {qp}")
         self._lossless = lossless
+        self._qp = qp
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         # Restored faces are readable by the owner only, from the first byte on.
         os.chmod(self._temporary_path, PRIVATE_FILE_MODE)
 
     def _add_video_stream(self, codec: str, crf: int, preset: str, x264_params: str) -> av.video.stream.VideoStream:
-        stream = super()._add_video_stream(codec, 0 if self._lossless else crf, preset, x264_params)
+        if self._lossless:
+            stream = super()._add_video_stream(codec, 0, preset, x264_params)
+        else:
+            # x264's `qp` replaces CRF rate control by a constant quantizer
+            constant = f"qp={self._qp}"
+            stream = super()._add_video_stream(codec, crf, preset, f"{x264_params}:{constant}" if x264_params else constant)
         stream.pix_fmt = LOSSLESS_PIXEL_FORMAT if self._lossless else RESTORED_PIXEL_FORMAT
         return stream
 
